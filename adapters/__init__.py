@@ -1,0 +1,1 @@
+"""Framework adapters (imported as ``ctxmgr.adapters``); each needs its extra."""

@@ -1,0 +1,1 @@
+"""ctxmgr: context-window management for LLM agents."""

@@ -1,0 +1,1 @@
+"""Replay recorded transcripts through strategy configs and measure them."""

@@ -1,0 +1,145 @@
+"""Exceptions raised by ctxmgr.
+
+Hierarchy::
+
+    CtxmgrError                      base of everything ctxmgr raises on purpose
+    ├── ConfigError                  a config file/dict is invalid (names the key and allowed values)
+    ├── InvalidHistoryError          a message history is malformed (names the message index)
+    ├── ContextOverflowError         pinned content alone exceeds the effective token limit
+    ├── StrategyError                a strategy failed (carries ``.strategy``)
+    ├── TranscriptError              a recorded transcript cannot be loaded (file, record, field)
+    └── DatasetError                 a dataset cannot be fetched or fails its checksum
+
+Every message names the cause and, where there is one, the fix. The CLI prints
+``str(error)`` on one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ConfigError",
+    "ContextOverflowError",
+    "CtxmgrError",
+    "DatasetError",
+    "InvalidHistoryError",
+    "StrategyError",
+    "TranscriptError",
+]
+
+
+class CtxmgrError(Exception):
+    """Base class of every error ctxmgr raises on purpose."""
+
+
+class ConfigError(CtxmgrError, ValueError):
+    """A configuration is invalid.
+
+    Attributes:
+        key: dotted path of the offending key (``"strategies[1].name"``), or ``None``.
+        allowed: the allowed values for that key, when they form a finite set.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, allowed: Sequence[str] = ()):
+        self.key = key
+        self.allowed = tuple(allowed)
+        text = message
+        if key:
+            text = f"{key}: {message}"
+        if self.allowed:
+            text += f" (allowed: {', '.join(self.allowed)})"
+        super().__init__(text)
+
+
+class InvalidHistoryError(CtxmgrError, ValueError):
+    """A message history is malformed (raised under the ``strict`` repair policy).
+
+    Attributes:
+        index: 0-based index of the offending message in the input list (oldest first).
+        problem: short machine-readable code, e.g. ``"orphan_tool_result"``.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, problem: str = "invalid"):
+        self.index = index
+        self.problem = problem
+        prefix = f"message {index}: " if index is not None else ""
+        super().__init__(f"{prefix}{message}")
+
+
+class ContextOverflowError(CtxmgrError):
+    """What must be sent cannot fit the effective token limit, even after compaction.
+
+    Raised before any request is sent. All numbers are tokens.
+
+    Attributes:
+        projected_tokens: tokens of the smallest context ctxmgr could build.
+        max_context_tokens: the model's context window.
+        headroom: ``effective_limit - projected_tokens`` (negative here).
+        effective_limit: ``max_context_tokens - reserve_output_tokens``.
+        contributors: the largest unevictable items as ``(description, tokens)``, largest first.
+    """
+
+    def __init__(
+        self,
+        *,
+        projected_tokens: int,
+        max_context_tokens: int,
+        effective_limit: int,
+        contributors: Sequence[tuple[str, int]] = (),
+    ):
+        self.projected_tokens = projected_tokens
+        self.max_context_tokens = max_context_tokens
+        self.effective_limit = effective_limit
+        self.headroom = effective_limit - projected_tokens
+        self.contributors = list(contributors)
+        top = ", ".join(f"{name} ({tokens} tokens)" for name, tokens in self.contributors[:5])
+        super().__init__(
+            f"context overflow: {projected_tokens} tokens must be sent but the effective limit is "
+            f"{effective_limit} (max_context_tokens={max_context_tokens}, "
+            f"headroom={self.headroom}); largest unevictable parts: {top or 'n/a'}. "
+            "Raise max_context_tokens, lower reserve_output_tokens, or unpin content."
+        )
+
+
+class StrategyError(CtxmgrError):
+    """A strategy failed. ``.strategy`` is its config name."""
+
+    def __init__(self, message: str, *, strategy: str):
+        self.strategy = strategy
+        super().__init__(f"strategy {strategy!r}: {message}")
+
+
+class TranscriptError(CtxmgrError, ValueError):
+    """A recorded transcript cannot be loaded.
+
+    Attributes:
+        path: the file.
+        record: index of the record (conversation / trajectory) in the file, if known.
+        field: the offending field path inside the record, if known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        record: int | str | None = None,
+        field: str | None = None,
+    ):
+        self.path = path
+        self.record = record
+        self.field = field
+        where = []
+        if path:
+            where.append(str(path))
+        if record is not None:
+            where.append(f"record {record}")
+        if field:
+            where.append(f"field {field!r}")
+        prefix = (", ".join(where) + ": ") if where else ""
+        super().__init__(prefix + message)
+
+
+class DatasetError(CtxmgrError):
+    """A dataset cannot be fetched, or its sha256 does not match."""

@@ -1,0 +1,1 @@
+"""Strategies shipped with ctxmgr (imported as ``ctxmgr.strategies``)."""
