@@ -3,7 +3,7 @@
 Hierarchy::
 
     CtxmgrError                      base of everything ctxmgr raises on purpose
-    ├── ConfigError                  a config file/dict is invalid (names the key and allowed values)
+    ├── ConfigError                  a config is invalid (names the key and allowed values)
     ├── InvalidHistoryError          a message history is malformed (names the message index)
     ├── ContextOverflowError         pinned content alone exceeds the effective token limit
     ├── StrategyError                a strategy failed (carries ``.strategy``)

@@ -326,8 +326,10 @@ def messages_from_openai(items: Iterable[Mapping[str, Any]]) -> list[Message]:
         msg = from_openai(item, index=index)
         if msg.role == "assistant":
             open_calls.extend(c for c in msg.tool_calls if c.id.startswith("fc-"))
-        elif msg.role == "tool" and msg.tool_call_id is None and msg.metadata.get(
-            "openai_legacy_function"
+        elif (
+            msg.role == "tool"
+            and msg.tool_call_id is None
+            and msg.metadata.get("openai_legacy_function")
         ):
             match = next((c for c in reversed(open_calls) if c.name == msg.name), None)
             if match is None and open_calls:

@@ -1,0 +1,167 @@
+"""Hook specifications: the contract between the ctxmgr core and its strategies.
+
+Every hook is prefixed ``ctxmgr_`` and is called with keyword arguments. Hooks take the
+whole window at once (vectors of scores, maps of indices), never one call per message,
+so a fit stays O(new messages) between compactions.
+
+Phases of one fit, in order::
+
+    registration   ctxmgr_register_strategies          (once per process)
+    observe        ctxmgr_observe, ctxmgr_wants_compaction, ctxmgr_append   (every fit)
+    compaction     ctxmgr_pin -> ctxmgr_reserve -> ctxmgr_shrink -> ctxmgr_score -> (evict) ->
+                   ctxmgr_compact -> ctxmgr_inject     (only above the trigger, or on request)
+
+Within a phase, strategies are called in config order (the manager registers them so
+that pluggy's LIFO call order equals the config list).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from ctxmgr.messages import Message
+    from ctxmgr.segments import Segment
+    from ctxmgr.window import Injection, Window
+
+__all__ = ["hookimpl", "hookspec"]
+
+hookspec = pluggy.HookspecMarker("ctxmgr")
+hookimpl = pluggy.HookimplMarker("ctxmgr")
+
+
+# ---------------------------------------------------------------------------------------
+# Registration (process-wide, on the strategy *types* plugin manager)
+# ---------------------------------------------------------------------------------------
+@hookspec
+def ctxmgr_register_strategies(register: Callable[[type[Any]], None]) -> None:
+    """Register strategy classes so configs can name them.
+
+    Implemented at module level by plugin modules (built-ins in ``DEFAULT_PLUGINS`` and
+    third-party packages in the ``ctxmgr`` entry-point group).
+
+    :param register: call with a :class:`ctxmgr.strategy.Strategy` subclass; its
+        ``name`` attribute is the config name. Registering a name twice raises
+        :class:`~ctxmgr.errors.ConfigError`.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Observe: every fit, on the new segments only
+# ---------------------------------------------------------------------------------------
+@hookspec
+def ctxmgr_observe(window: Window, new_segments: Sequence[Segment]) -> None:
+    """See the segments this fit added, before anything is decided.
+
+    Use it to update incremental state: index new text, extract notes from tool results,
+    count turns. Must cost O(len(new_segments)).
+
+    :param window: the committed history (``window.segments``), ``window.new_start``
+        marks the first new segment.
+    :param new_segments: the segments added by this fit, oldest first.
+    """
+
+
+@hookspec(firstresult=True)
+def ctxmgr_wants_compaction(window: Window, new_segments: Sequence[Segment]) -> str | None:
+    """Ask for a compaction even though the context is below the trigger.
+
+    Stops at the first non-None result.
+
+    :param window: as for :func:`ctxmgr_observe`.
+    :param new_segments: the segments added by this fit.
+    :return: a reason (shown in the report), or ``None`` to let the budget decide.
+    """
+
+
+@hookspec
+def ctxmgr_append(window: Window) -> Sequence[Message] | None:
+    """Messages to append at the end of the context on this fit (append-only path).
+
+    Appended messages become part of the context stream, so the next fit's context
+    still extends this one (prompt caches keep hitting). Used by system-prompt replay.
+
+    :param window: as for :func:`ctxmgr_observe`.
+    :return: messages to append, or ``None``.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Compaction: pin -> shrink -> score -> evict -> compact -> inject
+# ---------------------------------------------------------------------------------------
+@hookspec
+def ctxmgr_pin(window: Window) -> Mapping[int, str] | None:
+    """Pin candidates so they are never evicted.
+
+    The core always protects leading system messages, messages with ``pinned=True``,
+    the latest user message and the current tool step; this hook adds more.
+
+    :param window: candidates in ``window.segments``.
+    :return: candidate index -> reason, or ``None``.
+    """
+
+
+@hookspec
+def ctxmgr_reserve(window: Window) -> int | None:
+    """Tokens to hold back from the target for this strategy's injections.
+
+    Called before eviction so that, for example, the running summary and the notes
+    block fit beside the kept segments.
+
+    :param window: candidates.
+    :return: tokens to reserve, or ``None`` for none.
+    """
+
+
+@hookspec
+def ctxmgr_shrink(window: Window, excess_tokens: int) -> None:
+    """Shrink candidates before anything is dropped (clear or truncate tool results).
+
+    Called in config order while the candidates still exceed the target. Shrink with
+    :meth:`ctxmgr.window.Window.replace`, which keeps tool pairs intact and records
+    what was cleared; the manager archives the originals.
+
+    :param window: candidates; ``window.pinned`` is already filled.
+    :param excess_tokens: tokens above the target at the time of the call.
+    """
+
+
+@hookspec
+def ctxmgr_score(window: Window) -> Sequence[float] | None:
+    """Score every candidate for keeping; the lowest are evicted first.
+
+    Scores should lie in [0, 1]. The manager sums them weighted by each strategy's
+    ``weight``; with no scores at all, recency decides (FIFO).
+
+    :param window: candidates.
+    :return: one float per candidate (``len(window.segments)``), or ``None`` to abstain.
+    """
+
+
+@hookspec
+def ctxmgr_compact(
+    window: Window, evicted: Sequence[Segment], use_async: bool
+) -> Awaitable[None] | None:
+    """Fold the newly evicted segments into the running summary (``window.state``).
+
+    A failing summarizer must fall back (e.g. to the extractive summarizer) and lose
+    nothing: the evicted messages are archived by the core either way.
+
+    :param window: the kept candidates.
+    :param evicted: segments evicted by this compaction, oldest first.
+    :param use_async: True inside ``afit``: an implementation may return an awaitable,
+        which the manager awaits. In ``fit`` it must finish synchronously.
+    :return: ``None``, or an awaitable when ``use_async`` is true.
+    """
+
+
+@hookspec
+def ctxmgr_inject(window: Window) -> Sequence[Injection] | None:
+    """Messages to add to the compacted context (running summary, notes block).
+
+    :param window: the kept candidates.
+    :return: injections, or ``None``.
+    """

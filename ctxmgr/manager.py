@@ -1,0 +1,631 @@
+"""The ContextManager: fits a growing message history into a token budget.
+
+One manager serves one conversation (use :meth:`ContextManager.fork` per thread or
+session). Each :meth:`~ContextManager.fit` receives the *full* history so far, oldest
+first, as frameworks pass it, and returns the context to send plus a
+:class:`~ctxmgr.report.FitReport`.
+
+Data flow of one fit::
+
+    new messages -> segment (tool-pair-safe) -> measure (cached) -> observe hooks
+      under trigger: append-only (previous context is a prefix of the new one)
+      otherwise: pin -> reserve -> shrink -> score -> evict to target -> compact -> inject
+      -> validate (budget, pairs) -> FitReport
+
+The append-only path costs O(new messages): the previous input is compared as a list
+slice (identity comparison in C) and only new messages are segmented, counted and
+shown to strategies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from typing import Any
+
+from ctxmgr.budget import Budget
+from ctxmgr.config import CtxmgrConfig, load_config, validate_strategies
+from ctxmgr.errors import ConfigError, ContextOverflowError, StrategyError
+from ctxmgr.messages import Message
+from ctxmgr.models import context_window
+from ctxmgr.plugins import get_strategy_types, new_plugin_manager
+from ctxmgr.report import FitReport, FitResult, SegmentRecord, record
+from ctxmgr.segments import Segment, Segmenter
+from ctxmgr.state import SessionState
+from ctxmgr.strategy import Strategy
+from ctxmgr.tokens import TokenCounter, get_counter
+from ctxmgr.window import Injection, Window
+
+__all__ = ["ContextManager"]
+
+logger = logging.getLogger("ctxmgr")
+
+
+def _default_reserve(max_context_tokens: int) -> int:
+    return min(4096, max_context_tokens // 10)
+
+
+class ContextManager:
+    """Keeps one conversation's context inside a token budget.
+
+    Build it with :meth:`from_config`. Not thread-safe: use one manager per
+    conversation (:meth:`fork`).
+
+    Args:
+        config: a validated :class:`~ctxmgr.config.CtxmgrConfig`.
+        counter: token counter, ``"tiktoken"`` / ``"approx"``, or a callable; default
+            from ``config.tokenizer`` and ``config.model``.
+        summarizer: a :class:`~ctxmgr.summarizers.Summarizer` or
+            :class:`~ctxmgr.summarizers.AsyncSummarizer` used by the ``summarize``
+            strategy (default: the offline extractive summarizer).
+        on_report: called with every :class:`~ctxmgr.report.FitReport`.
+
+    Raises:
+        ConfigError: no ``max_context_tokens`` and an unknown ``model``, or bad strategies.
+    """
+
+    def __init__(
+        self,
+        config: CtxmgrConfig,
+        *,
+        counter: TokenCounter | str | Callable[..., int] | None = None,
+        summarizer: Any = None,
+        on_report: Callable[[FitReport], None] | None = None,
+    ):
+        self.config = config
+        max_tokens = config.max_context_tokens
+        if max_tokens is None:
+            if not config.model:
+                raise ConfigError(
+                    "set max_context_tokens (or a known model) to size the context window",
+                    key="max_context_tokens",
+                )
+            max_tokens = context_window(config.model, overrides=config.context_windows)
+        reserve = config.reserve_output_tokens
+        if reserve is None:
+            reserve = _default_reserve(max_tokens)
+        if reserve >= max_tokens:
+            raise ConfigError(
+                f"reserve_output_tokens ({reserve}) must be below "
+                f"max_context_tokens ({max_tokens})",
+                key="reserve_output_tokens",
+            )
+        self.budget = Budget(max_tokens, reserve, config.trigger, config.target)
+        self.counter: TokenCounter = get_counter(
+            counter if counter is not None else config.tokenizer, model=config.model
+        )
+        self.summarizer = summarizer
+        self.on_report = on_report
+        self.strategies: list[Strategy] = self._build_strategies()
+        self._pm = new_plugin_manager()
+        # pluggy calls implementations LIFO: register in reverse so calls follow config order
+        for i, strategy in reversed(list(enumerate(self.strategies))):
+            self._pm.register(strategy, name=f"{i}:{strategy.name}")
+        self._pm.check_pending()
+        policy = config.history_policy
+        for strategy in self.strategies:
+            override = getattr(strategy.options, "policy", None)
+            if strategy.name == "tool_pair_safe" and override:
+                policy = override
+        self.history_policy = policy
+        for strategy in self.strategies:
+            strategy.bind(self)
+        self.state = SessionState()
+        self._reset_incremental()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(
+        cls,
+        source: Any = "agent",
+        *,
+        counter: TokenCounter | str | Callable[..., int] | None = None,
+        summarizer: Any = None,
+        on_report: Callable[[FitReport], None] | None = None,
+        **overrides: Any,
+    ) -> ContextManager:
+        """Build a manager from a preset name, a config file path, a mapping or a config.
+
+        Args:
+            source: ``"fifo"``, ``"relevance"``, ``"summary"``, ``"agent"``, a ``.toml`` /
+                ``.yaml`` / ``.json`` path, a dict, or a :class:`CtxmgrConfig`.
+            counter: see the class docstring.
+            summarizer: see the class docstring.
+            on_report: see the class docstring.
+            **overrides: top-level config keys (``max_context_tokens=8000``...).
+
+        Raises:
+            ConfigError: the config is invalid (naming the key and the allowed values).
+        """
+        return cls(
+            load_config(source, **overrides),
+            counter=counter,
+            summarizer=summarizer,
+            on_report=on_report,
+        )
+
+    def _build_strategies(self) -> list[Strategy]:
+        types = get_strategy_types()
+        options = validate_strategies(self.config)
+        out = []
+        for entry, opts in zip(self.config.strategies, options):
+            out.append(types[entry.name](opts, weight=entry.weight))
+        return out
+
+    def fork(self) -> ContextManager:
+        """Return a manager with the same config, counter and summarizer and a fresh state.
+
+        Use one per thread, session or conversation. The token counter (and its cache)
+        is shared.
+        """
+        return type(self)(
+            self.config, counter=self.counter, summarizer=self.summarizer, on_report=self.on_report
+        )
+
+    def clone(self) -> ContextManager:
+        """Return an independent copy including the current state (for what-if fits)."""
+        other = self.fork()
+        other.state = copy.deepcopy(self.state)
+        for name in (
+            "_history",
+            "_segments",
+            "_shrunk",
+            "_selected",
+            "_output",
+            "_segmenter",
+        ):
+            setattr(other, name, copy.copy(getattr(self, name)))
+        other._segmenter = copy.deepcopy(self._segmenter)
+        other._shrunk = dict(self._shrunk)
+        for name in (
+            "_output_tokens",
+            "_last_user",
+            "_first_user",
+            "_pending_synthetic",
+            "_history_total",
+            "_history_counted",
+        ):
+            setattr(other, name, getattr(self, name))
+        return other
+
+    @property
+    def scratchpad(self) -> Any:
+        """The scratchpad note API, or ``None`` when the ``scratchpad`` strategy is off."""
+        for strategy in self.strategies:
+            if strategy.name == "scratchpad":
+                return strategy.api(self)  # type: ignore[attr-defined]
+        return None
+
+    def load_state(self, data: Mapping[str, Any]) -> None:
+        """Replace the session state by :meth:`SessionState.to_dict` output.
+
+        The incremental caches are reset: the next fit re-reads the whole history once.
+        """
+        self.state = SessionState.from_dict(data)
+        self._reset_incremental()
+
+    def reset(self) -> None:
+        """Forget everything: fresh state and caches."""
+        self.state = SessionState()
+        self._reset_incremental()
+
+    def _reset_incremental(self) -> None:
+        self._history: list[Message] = []
+        self._segmenter = Segmenter(self.history_policy)
+        self._segments: list[Segment] = []
+        self._shrunk: dict[int, Segment] = {}
+        self._selected: list[int] = []  # positions of committed segments in the output
+        self._output: list[Message] = []
+        self._output_tokens = 0  # tokens of _output, without reply priming
+        self._last_user: int | None = None
+        self._first_user: int | None = None
+        self._pending_synthetic = False
+        self._needs_rebuild = False
+        self._history_total = 0
+        self._history_counted = 0
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
+        """Fit the history into the budget.
+
+        Args:
+            messages: the full history so far, oldest first (not mutated). Passing the
+                previous history plus new messages takes the incremental path.
+            query: text to rank relevance against (default: the latest user message).
+
+        Returns:
+            ``FitResult(messages, report)``; kept messages are the same objects as given.
+
+        Raises:
+            ContextOverflowError: pinned and protected content alone exceeds the
+                effective limit.
+            InvalidHistoryError: a malformed history under ``history_policy = "strict"``.
+            StrategyError: a strategy failed.
+        """
+        gen = self._fit(messages, query, use_async=False)
+        try:
+            awaitable = next(gen)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        gen.close()
+        if hasattr(awaitable, "close"):
+            awaitable.close()
+        raise StrategyError("returned an awaitable from a synchronous fit", strategy="?")
+
+    async def afit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
+        """Async :meth:`fit`: awaits async summarizers instead of blocking."""
+        gen = self._fit(messages, query, use_async=True)
+        try:
+            awaitable = next(gen)
+            while True:
+                await awaitable
+                awaitable = gen.send(None)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def _ingest(self, messages: Sequence[Message]) -> tuple[int, list[Segment]]:
+        """Feed new messages; return (index of first new segment, new segments)."""
+        n_prev = len(self._history)
+        prefix = messages[:n_prev]
+        if not isinstance(prefix, list):
+            prefix = list(prefix)
+        if n_prev and (len(messages) < n_prev or prefix != self._history):
+            logger.debug("history is not an extension of the previous one: full refit")
+            state = self.state
+            self._reset_incremental()
+            self.state = state
+            n_prev = 0
+        new_msgs = list(messages[n_prev:])
+        self._history.extend(new_msgs)
+        n_repairs = len(self._segmenter.repairs)
+        had_open = self._segmenter.has_open
+        new_segs = self._segmenter.feed(new_msgs)
+        for repair in self._segmenter.repairs[n_repairs:]:
+            if repair.action == "archived":
+                self.state.archive.add(repair.message, repair.problem, self.state.turn)
+        if had_open and self._pending_synthetic:
+            self._needs_rebuild = True
+        start = len(self._segments)
+        count = self.counter.count_message
+        measured = []
+        for offset, seg in enumerate(new_segs):
+            tokens = sum(count(m) for m in seg.messages)
+            measured.append(Segment(seg.messages, seg.start, tokens))
+            if seg.role == "user":
+                self._last_user = start + offset
+                if self._first_user is None:
+                    self._first_user = start + offset
+        self._segments.extend(measured)
+        return start, measured
+
+    def _fit(
+        self, messages: Sequence[Message], query: str | None, use_async: bool
+    ) -> Generator[Awaitable[Any], None, FitResult]:
+        t0 = time.perf_counter()
+        self._needs_rebuild = False
+        self.state.turn += 1
+        n_repairs = len(self._segmenter.repairs)
+        start, new_segs = self._ingest(messages)
+        repairs = [str(r) for r in self._segmenter.repairs[n_repairs:]]
+        if query is None:
+            query = self._segments[self._last_user].head.text if self._last_user is not None else ""
+        window = Window(
+            segments=self._segments,
+            budget=self.budget,
+            counter=self.counter,
+            state=self.state,
+            query=query,
+            turn=self.state.turn,
+            new_start=start,
+        )
+        hook = self._pm.hook
+        self._call("observe", hook.ctxmgr_observe, window=window, new_segments=new_segs)
+        reason = self._call(
+            "wants_compaction", hook.ctxmgr_wants_compaction, window=window, new_segments=new_segs
+        )
+        pending = self._segmenter.pending()
+        if pending is not None:
+            pending = Segment(pending.messages, pending.start, window.measure(pending.messages))
+            repairs.extend(
+                f"message {pending.start}: dangling tool call (synthesized result)"
+                for m in pending.messages
+                if m.metadata.get("ctxmgr") == "synthetic_tool_result"
+            )
+        self._pending_synthetic = pending is not None and any(
+            m.metadata.get("ctxmgr") == "synthetic_tool_result" for m in pending.messages
+        )
+        priming = self.counter.reply_priming
+        new_tokens = sum(s.tokens for s in new_segs)
+        pending_tokens = pending.tokens if pending else 0
+        projected = self._output_tokens + new_tokens + pending_tokens + priming
+        if reason is None and projected > self.budget.trigger_tokens:
+            reason = f"over trigger ({projected} > {self.budget.trigger_tokens} tokens)"
+        if reason is None and self._needs_rebuild:
+            reason = "tool results arrived for a call answered synthetically"
+        report = FitReport(
+            effective_limit=self.budget.effective_limit,
+            max_context_tokens=self.budget.max_context_tokens,
+            repairs=repairs,
+            turn=self.state.turn,
+        )
+        if reason is None:
+            for offset, seg in enumerate(new_segs):
+                self._output.extend(seg.messages)
+                self._selected.append(start + offset)
+                report.kept.append(record(seg, "new"))
+            self._output_tokens += new_tokens
+            for appended in self._call("append", hook.ctxmgr_append, window=window) or ():
+                for msg in appended or ():
+                    self._output.append(msg)
+                    tokens = self.counter.count_message(msg)
+                    self._output_tokens += tokens
+                    report.injected.append(
+                        SegmentRecord(
+                            (msg.id,), tokens, str(msg.metadata.get("ctxmgr", "appended"))
+                        )
+                    )
+            report.kept_count = len(self._selected)
+        else:
+            yield from self._compact(window, pending_tokens, reason, report, use_async)
+        out = list(self._output)
+        if pending is not None:
+            out.extend(pending.messages)
+        total = self._output_tokens + pending_tokens + priming
+        if total > self.budget.effective_limit:
+            raise self._overflow(total, pending)
+        report.tokens_after = total
+        report.tokens_before = self._history_tokens(pending_tokens) + priming
+        report.elapsed_ms = (time.perf_counter() - t0) * 1000
+        self.state.last_fit = {
+            "turn": report.turn,
+            "tokens_after": report.tokens_after,
+            "compacted": report.compacted,
+            "reason": report.reason,
+        }
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", report)
+        if self.on_report is not None:
+            self.on_report(report)
+        return FitResult(out, report)
+
+    def _history_tokens(self, pending_tokens: int) -> int:
+        # running total of every committed segment, advanced over new segments only
+        self._history_total += sum(s.tokens for s in self._segments[self._history_counted :])
+        self._history_counted = len(self._segments)
+        return self._history_total + pending_tokens
+
+    def _call(self, phase: str, hook: Any, **kwargs: Any) -> Any:
+        try:
+            return hook(**kwargs)
+        except (ContextOverflowError, ConfigError):
+            raise
+        except StrategyError:
+            raise
+        except Exception as exc:
+            raise StrategyError(f"{phase} hook failed: {exc!r}", strategy=phase) from exc
+
+    # ------------------------------------------------------------------ compaction
+    def _core_pins(self, window: Window, positions: list[int]) -> dict[int, str]:
+        pins: dict[int, str] = {}
+        leading_system = True
+        for i, pos in enumerate(positions):
+            seg = window.segments[i]
+            leading_system = leading_system and seg.role == "system"
+            if leading_system:
+                pins[i] = "system prompt"
+            elif any(m.pinned for m in seg.messages):
+                pins[i] = "pinned"
+            if pos == self._last_user:
+                pins[i] = "latest user message"
+        n = len(positions)
+        for i in range(max(0, n - self.config.protect_recent), n):
+            pins.setdefault(i, "most recent")
+        return pins
+
+    def _compact(
+        self, window: Window, pending_tokens: int, reason: str, report: FitReport, use_async: bool
+    ) -> Generator[Awaitable[Any], None, None]:
+        hook = self._pm.hook
+        report.compacted = True
+        report.reason = reason
+        positions = list(range(len(self._segments)))
+        previous = set(self._selected)
+        cands = [self._shrunk.get(p, self._segments[p]) for p in positions]
+        window = Window(
+            segments=cands,
+            budget=self.budget,
+            counter=self.counter,
+            state=self.state,
+            query=window.query,
+            turn=window.turn,
+            new_start=window.new_start,
+        )
+        window.pinned = self._core_pins(window, positions)
+        for pins in self._call("pin", hook.ctxmgr_pin, window=window) or ():
+            for i, why in (pins or {}).items():
+                window.pinned.setdefault(int(i), why)
+        reserve = sum(r or 0 for r in self._call("reserve", hook.ctxmgr_reserve, window=window))
+        priming = self.counter.reply_priming
+        avail = self.budget.target_tokens - reserve - priming - pending_tokens
+        total = sum(s.tokens for s in cands)
+        if total > avail:
+            self._call("shrink", hook.ctxmgr_shrink, window=window, excess_tokens=total - avail)
+        for i, rec in window.cleared.items():
+            self._shrunk[positions[i]] = window.segments[i]
+            report.cleared.append(rec)
+            for msg in self._segments[positions[i]].messages:
+                self.state.archive.add(msg, f"cleared: {rec.reason}", self.state.turn, rec.strategy)
+        cands = window.segments
+        pinned_tokens = sum(cands[i].tokens for i in window.pinned)
+        # score: weighted sum of strategy scores; recency when nobody scores
+        n = len(cands)
+        scores = [0.0] * n
+        scored = False
+        # call implementations one by one (config order) to pair each vector with its weight;
+        # pluggy's own call would drop None results and lose that pairing
+        for impl in reversed(hook.ctxmgr_score.get_hookimpls()):
+            strategy: Strategy = impl.plugin
+            try:
+                vec: Sequence[float] | None = impl.function(window=window)
+            except Exception as exc:
+                raise StrategyError(f"score failed: {exc!r}", strategy=strategy.name) from exc
+            if vec is None:
+                continue
+            if len(vec) != n:
+                raise StrategyError(
+                    f"score returned {len(vec)} values for {n} segments", strategy=strategy.name
+                )
+            scored = True
+            weight = strategy.weight
+            for i, v in enumerate(vec):
+                scores[i] += weight * float(v)
+        if not scored:
+            scores = [i / max(1, n - 1) for i in range(n)]
+        order = sorted(
+            (i for i in range(n) if i not in window.pinned), key=lambda i: (-scores[i], -i)
+        )
+        # pinned content above the target leaves no room: only pinned segments are kept,
+        # and the final check raises ContextOverflowError if even they exceed the limit
+        room = max(0, avail - pinned_tokens)
+        keep = set(window.pinned)
+        for i in order:
+            if cands[i].tokens <= room:
+                keep.add(i)
+                room -= cands[i].tokens
+        evicted_idx = [i for i in range(n) if i not in keep]
+        # archive and report what left the context in this compaction
+        newly_evicted = []
+        covered = set(self.state.summary_covers)
+        for i in evicted_idx:
+            pos = positions[i]
+            seg = self._segments[pos]
+            if pos in previous or pos >= window.new_start:
+                report.dropped.append(record(seg, f"evicted (score {scores[i]:.3f})"))
+            for msg in seg.messages:
+                self.state.archive.add(msg, "evicted", self.state.turn)
+            if not covered.issuperset(seg.ids):
+                newly_evicted.append(seg)
+        kept_idx = sorted(keep)
+        window.scratch["kept"] = kept_idx
+        window.scratch["evicted"] = evicted_idx
+        if newly_evicted:
+            n_before = len(self.state.summary_covers)
+            for awaitable in self._call(
+                "compact",
+                hook.ctxmgr_compact,
+                window=window,
+                evicted=newly_evicted,
+                use_async=use_async,
+            ):
+                if awaitable is not None:
+                    yield awaitable
+            if len(self.state.summary_covers) > n_before:
+                covered_now = set(self.state.summary_covers)
+                for seg in newly_evicted:
+                    if covered_now.issuperset(seg.ids):
+                        report.summarized.append(record(seg, "folded into running summary"))
+        injections: list[Injection] = []
+        for batch in self._call("inject", hook.ctxmgr_inject, window=window) or ():
+            injections.extend(batch or ())
+        # build the output: leading pinned run, head injections, the rest, end injections
+        head_end = 0
+        while (
+            head_end < len(kept_idx)
+            and kept_idx[head_end] in window.pinned
+            and kept_idx[head_end] == head_end
+        ):
+            head_end += 1
+        out: list[Message] = []
+        tokens = 0
+        selected: list[int] = []
+
+        def add_segment(i: int) -> None:
+            nonlocal tokens
+            out.extend(cands[i].messages)
+            tokens += cands[i].tokens
+            selected.append(positions[i])
+
+        def add_injection(inj: Injection) -> None:
+            nonlocal tokens
+            out.append(inj.message)
+            t = self.counter.count_message(inj.message)
+            tokens += t
+            report.injected.append(SegmentRecord((inj.message.id,), t, inj.reason, inj.strategy))
+
+        for i in kept_idx[:head_end]:
+            add_segment(i)
+        for inj in injections:
+            if inj.position == "head":
+                add_injection(inj)
+        for i in kept_idx[head_end:]:
+            add_segment(i)
+        for inj in injections:
+            if inj.position == "end":
+                add_injection(inj)
+        # safety net: injections larger than reserved -> evict more of the lowest scored
+        limit = self.budget.effective_limit - priming - pending_tokens
+        if tokens > limit:
+            victims = [
+                i for i in sorted(kept_idx, key=lambda i: (scores[i], i)) if i not in window.pinned
+            ]
+            while tokens > limit and victims:
+                i = victims.pop(0)
+                kept_idx.remove(i)
+                report.dropped.append(record(cands[i], "evicted to fit injected content"))
+                for msg in self._segments[positions[i]].messages:
+                    self.state.archive.add(msg, "evicted", self.state.turn)
+                tokens -= cands[i].tokens
+                drop = set(cands[i].messages)
+                out = [m for m in out if m not in drop]
+                selected.remove(positions[i])
+        for i in kept_idx:
+            if i in window.pinned:
+                report.pinned.append(record(cands[i], window.pinned[i]))
+            elif positions[i] not in self._shrunk:
+                report.kept.append(record(cands[i], f"score {scores[i]:.3f}"))
+        report.kept_count = len(kept_idx)
+        self._output = out
+        self._output_tokens = tokens
+        self._selected = selected
+
+    def _overflow(self, total: int, pending: Segment | None) -> ContextOverflowError:
+        contributors: list[tuple[str, int]] = []
+        segs = {p: self._shrunk.get(p, self._segments[p]) for p in self._selected}
+        for seg in segs.values():
+            contributors.append((f"{seg.role} message {seg.start}", seg.tokens))
+        if pending is not None:
+            contributors.append((f"current tool step (message {pending.start})", pending.tokens))
+        contributors.sort(key=lambda c: -c[1])
+        return ContextOverflowError(
+            projected_tokens=total,
+            max_context_tokens=self.budget.max_context_tokens,
+            effective_limit=self.budget.effective_limit,
+            contributors=contributors[:5],
+        )
+
+    def __repr__(self) -> str:
+        names = ", ".join(s.name for s in self.strategies)
+        return (
+            f"ContextManager(max_context_tokens={self.budget.max_context_tokens}, "
+            f"effective_limit={self.budget.effective_limit}, strategies=[{names}])"
+        )
+
+
+def run_coroutine_sync(awaitable: Awaitable[Any]) -> Any:
+    """Run an awaitable to completion from synchronous code.
+
+    Raises:
+        RuntimeError: called from inside a running event loop (use ``afit`` there).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_await(awaitable))
+    raise RuntimeError("cannot block on an async summarizer inside a running event loop")
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

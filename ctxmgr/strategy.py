@@ -1,0 +1,44 @@
+"""Base class for strategies: a config name, typed options, and hook implementations."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["Strategy", "StrategyOptions"]
+
+
+class StrategyOptions(BaseModel):
+    """Options of a strategy; subclasses declare fields. Unknown options are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Strategy:
+    """A context-management strategy: a set of ``ctxmgr_*`` hook implementations.
+
+    Subclasses set :attr:`name` (the snake_case config name), :attr:`Options` (a
+    :class:`StrategyOptions` subclass) and implement hooks from
+    :mod:`ctxmgr.hookspecs` decorated with :data:`ctxmgr.hookspecs.hookimpl`. One
+    instance lives in one :class:`~ctxmgr.manager.ContextManager`; per-conversation data
+    belongs in ``window.state`` (so it is saved with the session), not on the instance.
+
+    Args:
+        options: validated options.
+        weight: multiplier for this strategy's ``ctxmgr_score`` results.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Options: ClassVar[type[StrategyOptions]] = StrategyOptions
+
+    def __init__(self, options: StrategyOptions | None = None, *, weight: float = 1.0):
+        self.options = options if options is not None else self.Options()
+        self.weight = weight
+
+    def bind(self, manager: Any) -> None:
+        """Called once by the manager that owns this instance (counter, summarizer...)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.options!r}, weight={self.weight})"

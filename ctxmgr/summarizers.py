@@ -1,0 +1,177 @@
+"""Summarizers fold evicted messages into a running summary.
+
+Any LLM plugs in through the :class:`Summarizer` (sync) or :class:`AsyncSummarizer`
+protocol; adapters ship ones for LangChain chat models, LlamaIndex LLMs and AutoGen
+model clients. The default :class:`ExtractiveSummarizer` needs no model and no network.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+from ctxmgr.messages import Message
+
+__all__ = [
+    "SUMMARY_PROMPT",
+    "AsyncSummarizer",
+    "ExtractiveSummarizer",
+    "Summarizer",
+    "render_transcript",
+]
+
+SUMMARY_PROMPT = (
+    "You maintain the running summary of a conversation whose older messages no longer fit "
+    "the model's context window. Fold the new messages into the previous summary. Keep every "
+    "fact a later turn may need: names, numbers, dates, ids, decisions, user preferences, "
+    "open tasks, tool results that matter and errors seen. Drop chit-chat. Write terse "
+    "bullet points, at most {max_tokens} tokens. Never drop a fact from the previous summary "
+    "unless a newer message contradicts it.\n\nPrevious summary:\n{previous}\n\n"
+    "New messages:\n{transcript}\n\nUpdated summary:"
+)
+
+
+@runtime_checkable
+class Summarizer(Protocol):
+    """A synchronous summarizer."""
+
+    def summarize(
+        self, previous: str | None, messages: Sequence[Message], *, max_tokens: int
+    ) -> str:
+        """Return the new running summary.
+
+        Args:
+            previous: the running summary so far, or ``None``.
+            messages: newly evicted messages, oldest first.
+            max_tokens: the summary's token budget.
+        """
+        ...
+
+
+@runtime_checkable
+class AsyncSummarizer(Protocol):
+    """An asynchronous summarizer (same contract as :class:`Summarizer`)."""
+
+    async def asummarize(
+        self, previous: str | None, messages: Sequence[Message], *, max_tokens: int
+    ) -> str:
+        """Return the new running summary (see :meth:`Summarizer.summarize`)."""
+        ...
+
+
+def render_transcript(messages: Sequence[Message], *, max_chars_per_message: int = 2000) -> str:
+    """Render messages as plain text for a summarization prompt, one line per message.
+
+    Tool calls render as ``assistant -> name(arguments)`` and tool results as
+    ``tool[name] result``. Long contents are cut to ``max_chars_per_message``
+    characters with a marker.
+    """
+    lines = []
+    for m in messages:
+        who = m.name or m.role
+        text = m.text
+        if len(text) > max_chars_per_message:
+            text = text[:max_chars_per_message] + " [...]"
+        if m.tool_calls:
+            calls = ", ".join(f"{c.name}({c.arguments})" for c in m.tool_calls)
+            lines.append(f"{who}: {text} -> {calls}".replace(":  ->", ": ->"))
+        elif m.role == "tool":
+            lines.append(f"tool[{m.name or m.tool_call_id}]: {text}")
+        else:
+            lines.append(f"{who}: {text}")
+    return "\n".join(lines)
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_MARKER = re.compile(r"^\[(\d+) earlier points omitted")
+_SALIENT = re.compile(r"\b(?:[A-Z][a-z]+|\d[\d:/.,-]*|[A-Z]{2,}[A-Z0-9_-]*)\b")
+
+
+def _salient_sentence(text: str, max_words: int) -> str:
+    sentences = [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip()]
+    if not sentences:
+        return ""
+    best = max(sentences, key=lambda s: (len(_SALIENT.findall(s)), -sentences.index(s)))
+    words = best.split()
+    if len(words) > max_words:
+        best = " ".join(words[:max_words]) + " …"
+    return best
+
+
+class ExtractiveSummarizer:
+    """Offline summarizer: keeps the most salient sentence of each evicted message.
+
+    Salience is the count of capitalized words, numbers and ALL-CAPS ids in a sentence
+    (names, dates, amounts and codes are what later turns ask about). Tool calls keep
+    the tool name and arguments; tool results their most salient sentence. The previous
+    summary is kept line by line; when the total exceeds ``max_tokens``, the longest
+    lines are shortened first and only then the oldest dropped, with a marker saying how
+    many points went to the archive. Deterministic; no model, no network.
+
+    Args:
+        count_tokens: text token counter (default: 4 characters per token).
+        max_words: words kept per extracted sentence.
+    """
+
+    def __init__(
+        self, count_tokens: Callable[[str], int] | None = None, *, max_words: int = 40
+    ) -> None:
+        self.count_tokens = count_tokens or (lambda s: (len(s) + 3) // 4)
+        self.max_words = max_words
+
+    def _lines_for(self, messages: Sequence[Message]) -> list[str]:
+        lines = []
+        for m in messages:
+            if m.metadata.get("ctxmgr"):
+                continue
+            who = m.name or m.role
+            if m.tool_calls:
+                calls = ", ".join(f"{c.name}({c.arguments[:200]})" for c in m.tool_calls)
+                lines.append(f"- {who} called {calls}")
+                continue
+            sentence = _salient_sentence(m.text, self.max_words)
+            if not sentence:
+                continue
+            if m.role == "tool":
+                lines.append(f"- result of {m.name or 'tool'}: {sentence}")
+            else:
+                lines.append(f"- {who}: {sentence}")
+        return lines
+
+    def summarize(
+        self, previous: str | None, messages: Sequence[Message], *, max_tokens: int
+    ) -> str:
+        """Fold ``messages`` into ``previous``; the result fits ``max_tokens``."""
+        lines = [ln for ln in (previous or "").splitlines() if ln.strip()]
+        lines.extend(self._lines_for(messages))
+        return self._fit(lines, max_tokens)
+
+    def _fit(self, lines: list[str], max_tokens: int) -> str:
+        omitted = 0
+        if lines and (found := _MARKER.match(lines[0])):
+            omitted = int(found.group(1))
+            lines = lines[1:]
+        # per-line counts (+1 for the newline) keep this O(lines); checked exactly at the end
+        costs = [self.count_tokens(ln) + 1 for ln in lines]
+        marker_cost = 16
+        while lines and sum(costs) + marker_cost > max_tokens:
+            longest = max(range(len(lines)), key=lambda i: costs[i])
+            words = lines[longest].split()
+            if len(words) <= 12:
+                break
+            lines[longest] = " ".join(words[: max(12, len(words) // 2)]) + " …"
+            costs[longest] = self.count_tokens(lines[longest]) + 1
+        while lines and sum(costs) + marker_cost > max_tokens:
+            lines.pop(0)
+            costs.pop(0)
+            omitted += 1
+
+        def render() -> str:
+            head = [f"[{omitted} earlier points omitted; see the archive]"] if omitted else []
+            return "\n".join(head + lines)
+
+        while lines and self.count_tokens(render()) > max_tokens:
+            lines.pop(0)
+            omitted += 1
+        return render()

@@ -1,0 +1,173 @@
+"""``relevance``: score segments against the current query (BM25 or embeddings) plus recency.
+
+BM25 (Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM25 and Beyond",
+2009) is computed by the ``bm25s`` library over the candidate segments, with English
+stop words and the Snowball stemmer (``PyStemmer``). Any embedding function can replace
+it (cosine similarity). The query is the latest user message unless ``fit(query=...)``
+gives one. Scores are normalized to [0, 1] and blended with recency.
+
+Segments are tokenized once, when first observed; a compaction builds the BM25 index
+over the cached token lists of the candidates (``bm25s`` indexes thousands of short
+documents in milliseconds).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import bm25s
+import numpy as np
+from pydantic import Field
+
+from ctxmgr.hookspecs import hookimpl
+from ctxmgr.segments import Segment
+from ctxmgr.strategy import Strategy, StrategyOptions
+from ctxmgr.window import Window
+
+__all__ = ["RelevanceEviction"]
+
+
+class RelevanceOptions(StrategyOptions):
+    """Options of :class:`RelevanceEviction`.
+
+    Attributes:
+        embedder: ``None`` for BM25, or ``"module:function"`` naming a callable
+            ``f(texts: list[str]) -> list[list[float]]``.
+        recency_weight: share of recency in the blended score, in [0, 1].
+        neighbor_weight: share of the neighbours' relevance added to a segment's own
+            (dialogue answers sit next to the turn that matches the question).
+        rerank_on_new_query: re-select on every new user message (the question changed),
+            recalling relevant archived segments; costs a prompt-cache miss on that turn.
+        k1: BM25 term-frequency saturation.
+        b: BM25 length normalization.
+        stemmer: Snowball stemmer language, or ``None``.
+        stopwords: ``"en"`` or ``None``.
+    """
+
+    embedder: str | None = None
+    recency_weight: float = Field(default=0.2, ge=0, le=1)
+    neighbor_weight: float = Field(default=0.0, ge=0, le=1)
+    rerank_on_new_query: bool = True
+    k1: float = Field(default=1.2, gt=0)
+    b: float = Field(default=0.75, ge=0, le=1)
+    stemmer: str | None = "english"
+    stopwords: str | None = "en"
+
+
+class RelevanceEviction(Strategy):
+    """Evicts the segments least relevant to the current query first."""
+
+    name = "relevance"
+    summary = "scores segments by BM25 (or embeddings) against the current query, plus recency"
+    Options = RelevanceOptions
+    options: RelevanceOptions
+
+    def __init__(self, options: StrategyOptions | None = None, *, weight: float = 1.0):
+        super().__init__(options, weight=weight)
+        self._tokens: dict[str, list[str]] = {}
+        self._vectors: dict[str, Any] = {}
+        self._stemmer: Any = None
+        if self.options.stemmer:
+            import Stemmer
+
+            self._stemmer = Stemmer.Stemmer(self.options.stemmer)
+        self._embed: Callable[[list[str]], Any] | None = None
+        if self.options.embedder:
+            module, _, attr = self.options.embedder.partition(":")
+            self._embed = getattr(importlib.import_module(module), attr)
+
+    def _tokenize(self, texts: list[str]) -> list[list[str]]:
+        out = bm25s.tokenize(
+            texts,
+            stopwords=self.options.stopwords,
+            stemmer=self._stemmer,
+            return_ids=False,
+            show_progress=False,
+        )
+        return [list(t) for t in out]  # type: ignore[union-attr]
+
+    @staticmethod
+    def _key(seg: Segment) -> str:
+        return seg.head.fingerprint + seg.head.id
+
+    def _ensure(self, segments: Sequence[Segment]) -> None:
+        missing = [s for s in segments if self._key(s) not in self._tokens]
+        if missing:
+            for seg, toks in zip(missing, self._tokenize([s.text for s in missing])):
+                self._tokens[self._key(seg)] = toks
+
+    @hookimpl
+    def ctxmgr_observe(self, window: Window, new_segments: Sequence[Segment]) -> None:
+        """Tokenize new segments once (BM25 mode)."""
+        if self._embed is None and new_segments:
+            self._ensure(new_segments)
+
+    @hookimpl
+    def ctxmgr_wants_compaction(
+        self, window: Window, new_segments: Sequence[Segment]
+    ) -> str | None:
+        """Ask for a re-selection when a new user message arrives and history was evicted."""
+        if not self.options.rerank_on_new_query or len(window.state.archive) == 0:
+            return None
+        if any(s.role == "user" for s in new_segments):
+            return "new query: re-rank by relevance"
+        return None
+
+    def _relevance(self, window: Window) -> np.ndarray:
+        segs = window.segments
+        n = len(segs)
+        if not window.query.strip():
+            return np.zeros(n)
+        if self._embed is not None:
+            keys = [self._key(s) for s in segs]
+            todo = [i for i, k in enumerate(keys) if k not in self._vectors]
+            if todo:
+                vectors = self._embed([segs[i].text for i in todo])
+                for i, vec in zip(todo, vectors):
+                    self._vectors[keys[i]] = np.asarray(vec, dtype=float)
+            matrix = np.stack([self._vectors[k] for k in keys])
+            query = np.asarray(self._embed([window.query])[0], dtype=float)
+            norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
+            return np.asarray(matrix @ query / np.where(norms == 0, 1.0, norms))
+        self._ensure(segs)
+        corpus = [self._tokens[self._key(s)] or ["\x00"] for s in segs]
+        query_tokens = self._tokenize([window.query])[0]
+        if not query_tokens:
+            return np.zeros(n)
+        retriever = bm25s.BM25(k1=self.options.k1, b=self.options.b)
+        retriever.index(corpus, show_progress=False)
+        vocab = retriever.vocab_dict
+        known = [t for t in query_tokens if t in vocab]
+        if not known:
+            return np.zeros(n)
+        return np.asarray(retriever.get_scores(known), dtype=float)
+
+    @hookimpl
+    def ctxmgr_score(self, window: Window) -> Sequence[float] | None:
+        """Blend normalized relevance (with neighbour smoothing) and recency, in [0, 1]."""
+        n = len(window.segments)
+        if n == 0:
+            return None
+        rel = self._relevance(window)
+        top = float(rel.max()) if n else 0.0
+        if top > 0 and math.isfinite(top):
+            rel = rel / top
+        else:
+            rel = np.zeros(n)
+        nw = self.options.neighbor_weight
+        if nw > 0 and n > 1:
+            padded = np.pad(rel, 1)
+            neighbours = np.maximum(padded[:-2], padded[2:])
+            rel = np.minimum(1.0, rel + nw * neighbours)
+        rw = self.options.recency_weight
+        recency = np.arange(n, dtype=float) / max(1, n - 1)
+        return list((1 - rw) * rel + rw * recency)
+
+
+@hookimpl
+def ctxmgr_register_strategies(register: Callable[[type[Any]], None]) -> None:
+    """Register :class:`RelevanceEviction`."""
+    register(RelevanceEviction)

@@ -1,0 +1,162 @@
+"""``tool_pair_safe``: repair or reject broken tool pairs; clear old tool results before dropping.
+
+Pairs themselves are never split by any strategy (segments are atomic, see
+:mod:`ctxmgr.segments`); this strategy sets the repair policy, protects the current tool
+loop, and shrinks before anything is dropped:
+
+1. old tool results (outside the newest ``keep_recent_tool_results`` exchanges) are
+   *cleared* to a placeholder naming the tool, its arguments and the tokens freed —
+   Anthropic's "tool result clearing" context-editing practice, which keeps the
+   call/result structure valid while freeing most of the tokens;
+2. a single tool result larger than ``max_tool_result_tokens`` is truncated, keeping its
+   head and tail, even in the current step (it could not be sent otherwise).
+
+The originals are archived by the manager; nothing is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ctxmgr.hookspecs import hookimpl
+from ctxmgr.messages import Message
+from ctxmgr.strategy import Strategy, StrategyOptions
+from ctxmgr.window import Window
+
+__all__ = ["ToolPairSafe"]
+
+CLEARED = "ctxmgr:cleared_tool_result"
+
+
+class ToolPairSafeOptions(StrategyOptions):
+    """Options of :class:`ToolPairSafe`.
+
+    Attributes:
+        policy: ``"repair"`` or ``"strict"`` for malformed histories (overrides the
+            top-level ``history_policy``), or ``None`` to keep it.
+        clear_tool_results: clear old tool results before dropping anything.
+        keep_recent_tool_results: newest tool exchanges whose results are never cleared.
+        live_tool_steps: newest tool exchanges after the latest user message that are
+            pinned (the current tool loop).
+        min_clear_tokens: only clear results larger than this.
+        max_tool_result_tokens: truncate any single tool result above this (None: never).
+    """
+
+    policy: Literal["repair", "strict"] | None = None
+    clear_tool_results: bool = True
+    keep_recent_tool_results: int = Field(default=3, ge=0)
+    live_tool_steps: int = Field(default=2, ge=0)
+    min_clear_tokens: int = Field(default=60, ge=0)
+    max_tool_result_tokens: int | None = Field(default=None, gt=0)
+
+
+def _placeholder(result: Message, call_desc: str, tokens: int) -> Message:
+    text = (
+        f"[ctxmgr: cleared result of {call_desc}; {tokens} tokens freed. "
+        "The original is in the archive; call the tool again if it is needed.]"
+    )
+    meta = dict(result.metadata)
+    meta.update({"ctxmgr": "cleared_tool_result", "original_id": result.id})
+    return Message.tool(text, result.tool_call_id or "", name=result.name, metadata=meta)
+
+
+def _truncate(result: Message, keep_tokens: int, counter: Any) -> Message:
+    text = result.text
+    total = counter.count_text(text)
+    if total <= keep_tokens:
+        return result
+    # characters per token of this text, to cut at about the right place
+    ratio = len(text) / max(1, total)
+    half = int(keep_tokens * ratio / 2)
+    cut = total - keep_tokens
+    text = f"{text[:half]}\n[ctxmgr: {cut} tokens truncated; original archived]\n{text[-half:]}"
+    meta = dict(result.metadata)
+    meta.update({"ctxmgr": "truncated_tool_result", "original_id": result.id})
+    return Message.tool(text, result.tool_call_id or "", name=result.name, metadata=meta)
+
+
+class ToolPairSafe(Strategy):
+    """Keeps tool calls and results valid and shrinks old results before anything is dropped."""
+
+    name = "tool_pair_safe"
+    summary = "repairs/rejects broken tool pairs; clears old tool results before dropping pairs"
+    Options = ToolPairSafeOptions
+    options: ToolPairSafeOptions
+
+    @hookimpl
+    def ctxmgr_pin(self, window: Window) -> Mapping[int, str] | None:
+        """Pin the newest ``live_tool_steps`` tool exchanges after the latest user message."""
+        pins: dict[int, str] = {}
+        remaining = self.options.live_tool_steps
+        for i in range(len(window.segments) - 1, -1, -1):
+            if remaining <= 0:
+                break
+            seg = window.segments[i]
+            if seg.role == "user":
+                break
+            if seg.is_tool_exchange:
+                pins[i] = "current tool loop"
+                remaining -= 1
+        return pins
+
+    @hookimpl
+    def ctxmgr_shrink(self, window: Window, excess_tokens: int) -> None:
+        """Clear old tool results oldest first, then truncate oversized ones."""
+        opts = self.options
+        need = excess_tokens
+        exchanges = [i for i, s in enumerate(window.segments) if s.is_tool_exchange]
+        recent = set(exchanges[len(exchanges) - opts.keep_recent_tool_results :])
+        if opts.keep_recent_tool_results == 0:
+            recent = set()
+        if opts.clear_tool_results:
+            for i in exchanges:
+                if need <= 0:
+                    break
+                if i in recent or i in window.pinned:
+                    continue
+                need -= self._clear(window, i)
+        if opts.max_tool_result_tokens is not None:
+            for i in exchanges:
+                seg = window.segments[i]
+                if any(
+                    m.role == "tool"
+                    and window.counter.count_message(m) > opts.max_tool_result_tokens
+                    for m in seg.messages
+                ):
+                    new = [
+                        _truncate(m, opts.max_tool_result_tokens, window.counter)
+                        if m.role == "tool"
+                        else m
+                        for m in seg.messages
+                    ]
+                    need -= window.replace(i, new, "truncated oversized tool result", self.name)
+
+    def _clear(self, window: Window, index: int) -> int:
+        seg = window.segments[index]
+        calls = {c.id: c for c in seg.head.tool_calls}
+        new: list[Message] = [seg.head]
+        changed = False
+        for msg in seg.messages[1:]:
+            tokens = window.counter.count_message(msg)
+            if msg.metadata.get("ctxmgr") or tokens < self.options.min_clear_tokens:
+                new.append(msg)
+                continue
+            call = calls.get(msg.tool_call_id or "")
+            args = call.arguments if call else ""
+            if len(args) > 120:
+                args = args[:117] + "..."
+            desc = f"{call.name if call else msg.name or 'tool'}({args})"
+            new.append(_placeholder(msg, desc, tokens))
+            changed = True
+        if not changed:
+            return 0
+        return window.replace(index, new, "old tool result cleared", self.name)
+
+
+@hookimpl
+def ctxmgr_register_strategies(register: Callable[[type[Any]], None]) -> None:
+    """Register :class:`ToolPairSafe`."""
+    register(ToolPairSafe)
