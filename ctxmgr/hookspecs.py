@@ -8,7 +8,7 @@ Phases of one fit, in order::
 
     registration   ctxmgr_register_strategies          (once per process)
     observe        ctxmgr_observe, ctxmgr_wants_compaction, ctxmgr_append   (every fit)
-    compaction     ctxmgr_pin -> ctxmgr_reserve -> ctxmgr_shrink -> ctxmgr_score -> (evict) ->
+    compaction     ctxmgr_recall -> ctxmgr_pin -> ctxmgr_reserve -> ctxmgr_shrink -> ctxmgr_score -> (evict) ->
                    ctxmgr_compact -> ctxmgr_inject     (only above the trigger, or on request)
 
 Within a phase, strategies are called in config order (the manager registers them so
@@ -17,7 +17,8 @@ that pluggy's LIFO call order equals the config list).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -92,6 +93,23 @@ def ctxmgr_append(window: Window) -> Sequence[Message] | None:
 # ---------------------------------------------------------------------------------------
 # Compaction: pin -> shrink -> score -> evict -> compact -> inject
 # ---------------------------------------------------------------------------------------
+@hookspec
+def ctxmgr_recall(
+    window: Window, history: Sequence[Segment], candidates: AbstractSet[int]
+) -> Iterable[int] | None:
+    """Bring archived history back as candidates for this compaction.
+
+    Candidates are normally the current context plus the new segments, so a compaction
+    costs O(context), not O(history). A strategy that can tell which evicted segments
+    matter now (relevance to a new question) returns their positions in ``history``.
+
+    :param window: the fit's window (``window.query`` is the current query).
+    :param history: every committed segment of the conversation, oldest first.
+    :param candidates: positions in ``history`` that are already candidates.
+    :return: positions in ``history`` to add, or ``None``.
+    """
+
+
 @hookspec
 def ctxmgr_pin(window: Window) -> Mapping[int, str] | None:
     """Pin candidates so they are never evicted.

@@ -20,11 +20,12 @@ shown to strategies.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ctxmgr.budget import Budget
 from ctxmgr.config import CtxmgrConfig, load_config, validate_strategies
@@ -184,7 +185,6 @@ class ContextManager:
             "_output_tokens",
             "_last_user",
             "_first_user",
-            "_pending_synthetic",
             "_history_total",
             "_history_counted",
         ):
@@ -222,10 +222,9 @@ class ContextManager:
         self._output_tokens = 0  # tokens of _output, without reply priming
         self._last_user: int | None = None
         self._first_user: int | None = None
-        self._pending_synthetic = False
-        self._needs_rebuild = False
         self._history_total = 0
         self._history_counted = 0
+        self._covered_cache: tuple[list[str], int, set[str]] = ([], 0, set())
 
     # ------------------------------------------------------------------ fitting
     def fit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
@@ -281,13 +280,10 @@ class ContextManager:
         new_msgs = list(messages[n_prev:])
         self._history.extend(new_msgs)
         n_repairs = len(self._segmenter.repairs)
-        had_open = self._segmenter.has_open
         new_segs = self._segmenter.feed(new_msgs)
         for repair in self._segmenter.repairs[n_repairs:]:
             if repair.action == "archived":
                 self.state.archive.add(repair.message, repair.problem, self.state.turn)
-        if had_open and self._pending_synthetic:
-            self._needs_rebuild = True
         start = len(self._segments)
         count = self.counter.count_message
         measured = []
@@ -305,7 +301,6 @@ class ContextManager:
         self, messages: Sequence[Message], query: str | None, use_async: bool
     ) -> Generator[Awaitable[Any], None, FitResult]:
         t0 = time.perf_counter()
-        self._needs_rebuild = False
         self.state.turn += 1
         n_repairs = len(self._segmenter.repairs)
         start, new_segs = self._ingest(messages)
@@ -334,17 +329,12 @@ class ContextManager:
                 for m in pending.messages
                 if m.metadata.get("ctxmgr") == "synthetic_tool_result"
             )
-        self._pending_synthetic = pending is not None and any(
-            m.metadata.get("ctxmgr") == "synthetic_tool_result" for m in pending.messages
-        )
         priming = self.counter.reply_priming
         new_tokens = sum(s.tokens for s in new_segs)
         pending_tokens = pending.tokens if pending else 0
         projected = self._output_tokens + new_tokens + pending_tokens + priming
         if reason is None and projected > self.budget.trigger_tokens:
             reason = f"over trigger ({projected} > {self.budget.trigger_tokens} tokens)"
-        if reason is None and self._needs_rebuild:
-            reason = "tool results arrived for a call answered synthetically"
         report = FitReport(
             effective_limit=self.budget.effective_limit,
             max_context_tokens=self.budget.max_context_tokens,
@@ -431,8 +421,14 @@ class ContextManager:
         hook = self._pm.hook
         report.compacted = True
         report.reason = reason
-        positions = list(range(len(self._segments)))
         previous = set(self._selected)
+        base = previous.union(range(window.new_start, len(self._segments)))
+        for recalled in self._call(
+            "recall", hook.ctxmgr_recall, window=window, history=self._segments, candidates=base
+        ):
+            base.update(p for p in recalled or () if 0 <= p < len(self._segments))
+        positions = sorted(base)
+        history_new_start = window.new_start
         cands = [self._shrunk.get(p, self._segments[p]) for p in positions]
         window = Window(
             segments=cands,
@@ -441,7 +437,7 @@ class ContextManager:
             state=self.state,
             query=window.query,
             turn=window.turn,
-            new_start=window.new_start,
+            new_start=bisect.bisect_left(positions, history_new_start),
         )
         window.pinned = self._core_pins(window, positions)
         for pins in self._call("pin", hook.ctxmgr_pin, window=window) or ():
@@ -467,9 +463,9 @@ class ContextManager:
         # call implementations one by one (config order) to pair each vector with its weight;
         # pluggy's own call would drop None results and lose that pairing
         for impl in reversed(hook.ctxmgr_score.get_hookimpls()):
-            strategy: Strategy = impl.plugin
+            strategy = cast(Strategy, impl.plugin)
             try:
-                vec: Sequence[float] | None = impl.function(window=window)
+                vec = cast("Sequence[float] | None", impl.function(window=window))
             except Exception as exc:
                 raise StrategyError(f"score failed: {exc!r}", strategy=strategy.name) from exc
             if vec is None:
@@ -498,14 +494,14 @@ class ContextManager:
         evicted_idx = [i for i in range(n) if i not in keep]
         # archive and report what left the context in this compaction
         newly_evicted = []
-        covered = set(self.state.summary_covers)
+        covered = self._covered()
         for i in evicted_idx:
             pos = positions[i]
             seg = self._segments[pos]
-            if pos in previous or pos >= window.new_start:
+            if pos in previous or pos >= history_new_start:
                 report.dropped.append(record(seg, f"evicted (score {scores[i]:.3f})"))
-            for msg in seg.messages:
-                self.state.archive.add(msg, "evicted", self.state.turn)
+                for msg in seg.messages:
+                    self.state.archive.add(msg, "evicted", self.state.turn)
             if not covered.issuperset(seg.ids):
                 newly_evicted.append(seg)
         kept_idx = sorted(keep)
@@ -523,7 +519,7 @@ class ContextManager:
                 if awaitable is not None:
                     yield awaitable
             if len(self.state.summary_covers) > n_before:
-                covered_now = set(self.state.summary_covers)
+                covered_now = self._covered()
                 for seg in newly_evicted:
                     if covered_now.issuperset(seg.ids):
                         report.summarized.append(record(seg, "folded into running summary"))
@@ -590,6 +586,16 @@ class ContextManager:
         self._output = out
         self._output_tokens = tokens
         self._selected = selected
+
+    def _covered(self) -> set[str]:
+        """Ids covered by the running summary, as a set maintained incrementally."""
+        covers = self.state.summary_covers
+        cache = self._covered_cache
+        if cache[0] is not covers or cache[1] > len(covers):
+            cache = self._covered_cache = (covers, 0, set())
+        cache[2].update(covers[cache[1] :])
+        self._covered_cache = (covers, len(covers), cache[2])
+        return cache[2]
 
     def _overflow(self, total: int, pending: Segment | None) -> ContextOverflowError:
         contributors: list[tuple[str, int]] = []

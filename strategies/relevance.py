@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import bm25s
@@ -41,6 +42,7 @@ class RelevanceOptions(StrategyOptions):
             (dialogue answers sit next to the turn that matches the question).
         rerank_on_new_query: re-select on every new user message (the question changed),
             recalling relevant archived segments; costs a prompt-cache miss on that turn.
+        max_recall: at most this many archived segments recalled per new query.
         k1: BM25 term-frequency saturation.
         b: BM25 length normalization.
         stemmer: Snowball stemmer language, or ``None``.
@@ -51,6 +53,7 @@ class RelevanceOptions(StrategyOptions):
     recency_weight: float = Field(default=0.2, ge=0, le=1)
     neighbor_weight: float = Field(default=0.0, ge=0, le=1)
     rerank_on_new_query: bool = True
+    max_recall: int = Field(default=256, ge=0)
     k1: float = Field(default=1.2, gt=0)
     b: float = Field(default=0.75, ge=0, le=1)
     stemmer: str | None = "english"
@@ -68,6 +71,8 @@ class RelevanceEviction(Strategy):
     def __init__(self, options: StrategyOptions | None = None, *, weight: float = 1.0):
         super().__init__(options, weight=weight)
         self._tokens: dict[str, list[str]] = {}
+        self._history_index: tuple[Any, int] | None = None
+        self._recalled_for = ""
         self._vectors: dict[str, Any] = {}
         self._stemmer: Any = None
         if self.options.stemmer:
@@ -104,6 +109,48 @@ class RelevanceEviction(Strategy):
         """Tokenize new segments once (BM25 mode)."""
         if self._embed is None and new_segments:
             self._ensure(new_segments)
+
+    @hookimpl
+    def ctxmgr_recall(
+        self, window: Window, history: Sequence[Segment], candidates: AbstractSet[int]
+    ) -> Iterable[int] | None:
+        """On a new query, return archived segments that match it (BM25 over the history).
+
+        The history index is rebuilt only when the history grew by a quarter (at least
+        64 segments) since the last build, so recall costs amortized O(1) indexing per
+        segment plus one BM25 query; segments newer than the index are still candidates
+        through the current context.
+        """
+        if not self.options.rerank_on_new_query or self._embed is not None:
+            return None
+        query = window.query.strip()
+        if not query or query == self._recalled_for:
+            return None
+        self._recalled_for = query
+        n = len(history)
+        built = self._history_index[1] if self._history_index else 0
+        if self._history_index is None or n - built >= max(64, built // 4):
+            self._ensure(history)
+            retriever = bm25s.BM25(k1=self.options.k1, b=self.options.b)
+            retriever.index(
+                [self._tokens[self._key(s)] or ["\x00"] for s in history], show_progress=False
+            )
+            self._history_index = (retriever, n)
+        retriever, built = self._history_index
+        known = [t for t in self._tokenize([query])[0] if t in retriever.vocab_dict]
+        if not known:
+            return None
+        scores = np.asarray(retriever.get_scores(known))
+        budget = window.budget.target_tokens
+        out = []
+        for pos in np.argsort(-scores, kind="stable")[: self.options.max_recall]:
+            pos = int(pos)
+            if scores[pos] <= 0 or budget <= 0:
+                break
+            if pos not in candidates:
+                out.append(pos)
+                budget -= history[pos].tokens
+        return out
 
     @hookimpl
     def ctxmgr_wants_compaction(

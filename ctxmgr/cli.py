@@ -1,0 +1,154 @@
+"""The ``ctxmgr`` command line: ``fit``, ``strategies``, ``bench`` and ``datasets``.
+
+Every error prints one line (``error: ...``) on stderr and exits non-zero; no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ctxmgr.bench.datasets_cli import app as datasets_app
+from ctxmgr.errors import CtxmgrError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Keep an LLM agent's context window healthy: fit histories, list strategies, "
+    "benchmark strategies on recorded transcripts.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(datasets_app, name="datasets", help="List and fetch the public benchmark datasets.")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def fit(
+    path: Path = typer.Argument(..., help="Transcript file (OpenAI chat JSON/JSONL, ...)."),
+    preset: str | None = typer.Option(None, help="Preset: fifo, relevance, summary, agent."),
+    config: Path | None = typer.Option(None, help="Config file (.toml, .yaml, .json)."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Context window, tokens."),
+    reserve: int | None = typer.Option(None, help="Tokens reserved for the reply."),
+    model: str | None = typer.Option(None, help="Model name (sets window and tokenizer)."),
+    index: int = typer.Option(0, help="Which transcript of a file holding several (0-based)."),
+    format: str | None = typer.Option(None, "--format", help="Transcript format (auto)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Fit one transcript and print the fitted messages and the report."""
+    from ctxmgr.bench.loaders import load_transcripts
+    from ctxmgr.manager import ContextManager
+    from ctxmgr.messages import to_openai
+
+    try:
+        if preset and config:
+            raise CtxmgrError("give --preset or --config, not both")
+        transcripts = load_transcripts(path, format=format)
+        if not transcripts:
+            raise CtxmgrError(f"{path}: no transcript with messages")
+        if not 0 <= index < len(transcripts):
+            raise CtxmgrError(f"--index {index} out of range: {path} holds {len(transcripts)}")
+        transcript = transcripts[index]
+        source: Any = config if config is not None else (preset or "agent")
+        manager = ContextManager.from_config(
+            source, max_context_tokens=max_tokens, reserve_output_tokens=reserve, model=model
+        )
+        messages, report = manager.fit(transcript.messages)
+    except (CtxmgrError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        payload = {"messages": [to_openai(m) for m in messages], "report": report.to_dict()}
+        typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    console = Console()
+    table = Table(title=f"{transcript.id}: {len(messages)} of {len(transcript.messages)} messages")
+    table.add_column("#", justify="right")
+    table.add_column("role")
+    table.add_column("content", overflow="fold")
+    for i, m in enumerate(messages):
+        text = m.text if len(m.text) < 160 else m.text[:157] + "..."
+        if m.tool_calls:
+            text += " -> " + ", ".join(f"{c.name}({c.arguments[:60]})" for c in m.tool_calls)
+        tag = m.metadata.get("ctxmgr")
+        table.add_row(str(i), m.role + (f" [{tag}]" if tag else ""), text)
+    console.print(table)
+    console.print(str(report))
+    for name in ("pinned", "cleared", "dropped", "summarized", "injected"):
+        records = getattr(report, name)
+        if records:
+            console.print(
+                f"[bold]{name}[/bold]: "
+                + "; ".join(f"{','.join(r.ids)} ({r.tokens} tok, {r.reason})" for r in records[:8])
+                + (f" ... (+{len(records) - 8})" if len(records) > 8 else "")
+            )
+
+
+@app.command()
+def strategies(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List installed strategies and their options."""
+    from ctxmgr.plugins import get_strategy_types
+
+    try:
+        types = get_strategy_types()
+    except CtxmgrError as exc:
+        raise _fail(str(exc)) from None
+    rows = []
+    for name, cls in types.items():
+        options = {
+            key: {
+                "default": field.get_default(call_default_factory=True),
+                "type": str(field.annotation).replace("typing.", ""),
+            }
+            for key, field in cls.Options.model_fields.items()
+        }
+        rows.append(
+            {
+                "name": name,
+                "class": cls.__qualname__,
+                "module": cls.__module__,
+                "summary": cls.summary,
+                "options": options,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, default=str, indent=2))
+        return
+    table = Table(title="ctxmgr strategies")
+    table.add_column("name")
+    table.add_column("does")
+    table.add_column("options (default)", overflow="fold")
+    for row in rows:
+        opts = ", ".join(f"{k}={v['default']!r}" for k, v in row["options"].items())
+        table.add_row(row["name"], row["summary"], opts)
+    Console().print(table)
+
+
+try:  # the bench command lives with the bench package
+    from ctxmgr.bench.cli import bench as _bench
+
+    app.command(name="bench")(_bench)
+except ImportError:  # pragma: no cover - only while the bench package is incomplete
+    pass
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except CtxmgrError as exc:  # pragma: no cover - commands catch their own
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
