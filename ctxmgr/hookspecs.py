@@ -8,7 +8,8 @@ Phases of one fit, in order::
 
     registration   ctxmgr_register_strategies          (once per process)
     observe        ctxmgr_observe, ctxmgr_wants_compaction, ctxmgr_append   (every fit)
-    compaction     ctxmgr_recall -> ctxmgr_pin -> ctxmgr_reserve -> ctxmgr_shrink -> ctxmgr_score -> (evict) ->
+    compaction     ctxmgr_recall -> ctxmgr_pin -> ctxmgr_reserve -> ctxmgr_shrink ->
+                   ctxmgr_score -> (evict) ->
                    ctxmgr_compact -> ctxmgr_inject     (only above the trigger, or on request)
 
 Within a phase, strategies are called in config order (the manager registers them so

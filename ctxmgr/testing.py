@@ -18,7 +18,42 @@ __all__ = [
     "chat_history",
 ]
 
-_WORDS = ["flight", "booking", "reservation", "passenger", "baggage", "refund", "invoice", "cabin", "economy", "business", "airport", "delay", "seat", "upgrade", "payment", "certificate", "card", "policy", "customer", "agent", "database", "record", "query", "result", "error", "retry", "file", "line", "function", "module", "test", "patch", "commit", "branch"]
+_WORDS = [
+    "flight",
+    "booking",
+    "reservation",
+    "passenger",
+    "baggage",
+    "refund",
+    "invoice",
+    "cabin",
+    "economy",
+    "business",
+    "airport",
+    "delay",
+    "seat",
+    "upgrade",
+    "payment",
+    "certificate",
+    "card",
+    "policy",
+    "customer",
+    "agent",
+    "database",
+    "record",
+    "query",
+    "result",
+    "error",
+    "retry",
+    "file",
+    "line",
+    "function",
+    "module",
+    "test",
+    "patch",
+    "commit",
+    "branch",
+]
 
 
 def _sentence(rng: random.Random, n: int) -> str:
