@@ -155,16 +155,21 @@ class ExtractiveSummarizer:
         # per-line counts (+1 for the newline) keep this O(lines); checked exactly at the end
         costs = [self.count_tokens(ln) + 1 for ln in lines]
         marker_cost = 16
-        while lines and sum(costs) + marker_cost > max_tokens:
-            longest = max(range(len(lines)), key=lambda i: costs[i])
+        # shorten the longest lines first, each to half its words (never below 12)
+        shortenable = [len(ln.split()) > 13 for ln in lines]
+        while lines and any(shortenable) and sum(costs) + marker_cost > max_tokens:
+            longest = max(
+                (i for i in range(len(lines)) if shortenable[i]), key=lambda i: costs[i]
+            )
             words = lines[longest].split()
-            if len(words) <= 12:
-                break
-            lines[longest] = " ".join(words[: max(12, len(words) // 2)]) + " …"
+            keep = max(12, len(words) // 2)
+            lines[longest] = " ".join(words[:keep]) + " …"
             costs[longest] = self.count_tokens(lines[longest]) + 1
+            shortenable[longest] = keep + 1 > 13 and keep < len(words) - 1
         while lines and sum(costs) + marker_cost > max_tokens:
             lines.pop(0)
             costs.pop(0)
+            shortenable.pop(0)
             omitted += 1
 
         def render() -> str:
