@@ -1,1 +1,16 @@
-"""Framework adapters (imported as ``ctxmgr.adapters``); each needs its extra."""
+"""Framework adapters (imported as ``ctxmgr.adapters``); each needs its extra.
+
+* :mod:`ctxmgr.adapters.langchain` (``pip install "ctxmgr[langchain]"``):
+  ``ContextMiddleware`` for ``create_agent``, ``ContextRunnable`` for LCEL chains,
+  ``ManagedChatMessageHistory``, ``LangChainSummarizer``, ``note_tools``.
+* :mod:`ctxmgr.adapters.llamaindex` (``pip install "ctxmgr[llamaindex]"``):
+  ``ContextMemory`` for chat engines and agents, ``LlamaIndexSummarizer``, ``note_tools``.
+* :mod:`ctxmgr.adapters.autogen` (``pip install "ctxmgr[autogen]"``):
+  ``ContextManagerContext`` for ``AssistantAgent``, ``AutoGenSummarizer``,
+  ``ContextTransform`` (AutoGen 0.2 ``transform_messages``), ``note_tools``.
+
+Each module also has lossless converters ``to_messages`` / ``from_messages`` between the
+framework's message types and :class:`ctxmgr.messages.Message`. This package imports no
+framework; importing a module whose framework is missing raises ``ImportError`` naming the
+extra to install.
+"""

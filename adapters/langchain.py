@@ -1,0 +1,1153 @@
+"""LangChain adapter: keep a LangChain agent's or chain's context inside a token budget.
+
+One line installs ctxmgr into a LangChain app:
+
+* agents (``langchain.agents.create_agent``)::
+
+      agent = create_agent(model, tools, middleware=[ContextMiddleware.from_config("agent")])
+
+* LCEL chains::
+
+      chain = prompt | ContextRunnable.from_config("agent") | model
+
+* ``RunnableWithMessageHistory``::
+
+      get_history = ManagedChatMessageHistory.session_factory("agent")
+      chain = RunnableWithMessageHistory(runnable, get_history)
+
+Every entry point keeps one ctxmgr state per conversation (a ``mgr.fork()`` per
+``thread_id`` / ``session_id``), sends the model the fitted view, and leaves the full history
+where LangChain keeps it (graph state, the inner chat history).
+
+The converters :func:`to_message` / :func:`from_message` (and the list forms
+:func:`to_messages` / :func:`from_messages`) map LangChain messages to ctxmgr's neutral
+:class:`~ctxmgr.messages.Message` and back without loss: tool calls (valid and invalid),
+tool results, names, ids, every extra field (``additional_kwargs``, ``response_metadata``,
+``usage_metadata``, ``artifact``, ``status``...) and multimodal content blocks (kept
+verbatim as :class:`~ctxmgr.messages.ContentPart`).
+
+Requires ``pip install "ctxmgr[langchain]"``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+try:
+    from langchain.agents.middleware import (
+        AgentMiddleware,
+        ModelRequest,
+        ModelResponse,
+    )
+    from langchain_core.chat_history import BaseChatMessageHistory
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import (
+        AIMessage,
+        AIMessageChunk,
+        BaseMessage,
+        ChatMessage,
+        ChatMessageChunk,
+        FunctionMessage,
+        FunctionMessageChunk,
+        HumanMessage,
+        HumanMessageChunk,
+        SystemMessage,
+        SystemMessageChunk,
+        ToolMessage,
+        ToolMessageChunk,
+        convert_to_messages,
+    )
+    from langchain_core.prompt_values import ChatPromptValue, PromptValue
+    from langchain_core.runnables import Runnable, RunnableConfig
+    from langchain_core.runnables.config import ensure_config
+    from langchain_core.tools import BaseTool, StructuredTool
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "ctxmgr.adapters.langchain needs LangChain (langchain>=1.0, langchain-core>=1.0): "
+        'pip install "ctxmgr[langchain]"'
+    ) from exc
+
+from ctxmgr.errors import ConfigError
+from ctxmgr.messages import ContentPart, Message, ToolCall
+
+if TYPE_CHECKING:
+    from ctxmgr import ContextManager
+    from ctxmgr.report import FitReport
+
+__all__ = [
+    "METADATA_KEY",
+    "ContextMiddleware",
+    "ContextRunnable",
+    "LangChainSummarizer",
+    "ManagedChatMessageHistory",
+    "from_message",
+    "from_messages",
+    "note_tools",
+    "to_message",
+    "to_messages",
+]
+
+METADATA_KEY = "langchain"
+"""Key of :attr:`Message.metadata` holding what a LangChain message needs to be rebuilt."""
+
+DEFAULT_THREAD = "default"
+"""Conversation key used when a call carries no ``thread_id`` / ``session_id``."""
+
+FitCallback = Callable[[str, "FitReport"], None]
+"""``on_fit(thread_id, report)``: called after every fit."""
+
+ConfigLike = str | Path | Mapping[str, Any]
+
+# ---------------------------------------------------------------------------------------
+# Converters
+# ---------------------------------------------------------------------------------------
+_HANDLED_FIELDS = frozenset({"content", "tool_calls", "tool_call_id", "name", "type"})
+_CLASSES: dict[str, type[BaseMessage]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        HumanMessage,
+        AIMessage,
+        SystemMessage,
+        ToolMessage,
+        FunctionMessage,
+        ChatMessage,
+        HumanMessageChunk,
+        AIMessageChunk,
+        SystemMessageChunk,
+        ToolMessageChunk,
+        FunctionMessageChunk,
+        ChatMessageChunk,
+    )
+}
+_CHAT_ROLES = {
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "ai": "assistant",
+    "system": "system",
+    "developer": "system",
+    "tool": "tool",
+    "function": "tool",
+}
+_ROLE_CLASSES: dict[str, type[BaseMessage]] = {
+    "system": SystemMessage,
+    "user": HumanMessage,
+    "assistant": AIMessage,
+    "tool": ToolMessage,
+}
+
+
+def _role_of(message: BaseMessage) -> str:
+    if isinstance(message, AIMessage):
+        return "assistant"
+    if isinstance(message, HumanMessage):
+        return "user"
+    if isinstance(message, SystemMessage):
+        return "system"
+    if isinstance(message, (ToolMessage, FunctionMessage)):
+        return "tool"
+    if isinstance(message, ChatMessage):
+        return _CHAT_ROLES.get(str(message.role).lower(), "user")
+    raise TypeError(
+        f"cannot convert {type(message).__name__} (type {message.type!r}) to a ctxmgr Message"
+    )
+
+
+def _content_in(content: Any) -> tuple[str | tuple[ContentPart, ...], list[int]]:
+    """Return neutral content and the indices of list items that were bare strings."""
+    if isinstance(content, str):
+        return content, []
+    parts: list[ContentPart] = []
+    bare: list[int] = []
+    for i, item in enumerate(content):
+        if isinstance(item, str):
+            parts.append(ContentPart("text", item))
+            bare.append(i)
+        elif isinstance(item, Mapping) and isinstance(item.get("type"), str):
+            ptype = item["type"]
+            if ptype == "text" and isinstance(item.get("text"), str):
+                rest = {k: v for k, v in item.items() if k not in ("type", "text")}
+                parts.append(ContentPart("text", item["text"], rest))
+            else:
+                parts.append(ContentPart(ptype, "", {k: v for k, v in item.items() if k != "type"}))
+        else:
+            # A block without a string "type": keep it whole.
+            parts.append(ContentPart("langchain_raw", "", {"block": item}))
+    return tuple(parts), bare
+
+
+def _content_out(content: str | tuple[ContentPart, ...], bare: Sequence[int]) -> Any:
+    if isinstance(content, str):
+        return content
+    out: list[Any] = []
+    for i, part in enumerate(content):
+        if part.type == "text":
+            if i in bare and not part.data:
+                out.append(part.text)
+            else:
+                out.append({"type": "text", "text": part.text, **dict(part.data)})
+        elif part.type == "langchain_raw" and "block" in part.data:
+            out.append(part.data["block"])
+        else:
+            out.append({"type": part.type, **dict(part.data)})
+    return out
+
+
+def _arguments(args: Any) -> str:
+    if isinstance(args, str):
+        return args
+    return json.dumps(args if args is not None else {}, ensure_ascii=False)
+
+
+def to_message(message: BaseMessage, *, index: int | None = None) -> Message:
+    """Convert one LangChain message to a neutral :class:`Message`.
+
+    Everything the neutral type has no field for is kept under
+    ``metadata["langchain"]``, so :func:`from_message` rebuilds an equal message.
+    Invalid tool calls become tool calls too (providers send them, and tool results answer
+    them), flagged so they come back as ``invalid_tool_calls``. Calls without an id get a
+    synthetic one (``"lc-<message id>-<j>"``), restored to ``None`` on the way back.
+    A ``metadata["ctxmgr"]`` marker found in ``response_metadata`` is copied to the
+    neutral metadata.
+
+    Args:
+        message: any ``BaseMessage`` (chunks included).
+        index: position in its list, used to name synthetic call ids.
+
+    Raises:
+        TypeError: the message type has no neutral role (e.g. ``RemoveMessage``).
+    """
+    role = _role_of(message)
+    content, bare = _content_in(message.content)
+    extras: dict[str, Any] = {
+        name: getattr(message, name)
+        for name in type(message).model_fields
+        if name not in _HANDLED_FIELDS
+    }
+    extras["type"] = message.type
+    if bare:
+        extras["bare_text_parts"] = bare
+    base_id = message.id or (f"i{index}" if index is not None else "x")
+    calls: list[ToolCall] = []
+    synthetic: list[str] = []
+    if isinstance(message, AIMessage):
+        for j, call in enumerate(message.tool_calls):
+            call_id = call.get("id")
+            if not call_id:
+                call_id = f"lc-{base_id}-{j}"
+                synthetic.append(call_id)
+            calls.append(ToolCall(call_id, call["name"], _arguments(call.get("args"))))
+        invalid: list[str] = []
+        for j, bad in enumerate(message.invalid_tool_calls):
+            call_id = bad.get("id")
+            if not call_id:
+                call_id = f"lc-{base_id}-invalid-{j}"
+                synthetic.append(call_id)
+            invalid.append(call_id)
+            calls.append(ToolCall(call_id, bad.get("name") or "", bad.get("args") or ""))
+        if invalid:
+            extras["invalid_ids"] = invalid
+        legacy = message.additional_kwargs.get("function_call")
+        if not calls and isinstance(legacy, Mapping) and legacy.get("name"):
+            call_id = f"fc-{base_id}"
+            calls.append(
+                ToolCall(call_id, str(legacy["name"]), _arguments(legacy.get("arguments")))
+            )
+            extras["legacy_function_call"] = call_id
+    if synthetic:
+        extras["synthetic_ids"] = synthetic
+    tool_call_id = getattr(message, "tool_call_id", None) if role == "tool" else None
+    metadata: dict[str, Any] = {METADATA_KEY: extras}
+    marker = message.response_metadata.get("ctxmgr") if message.response_metadata else None
+    if marker is not None:
+        metadata["ctxmgr"] = marker
+    return Message(
+        role=role,  # type: ignore[arg-type]
+        content=content,
+        tool_calls=tuple(calls),
+        tool_call_id=tool_call_id,
+        name=message.name,
+        id=message.id or "",
+        metadata=metadata,
+    )
+
+
+def to_messages(messages: Sequence[BaseMessage | Any]) -> list[Message]:
+    """Convert LangChain messages (oldest first) to neutral messages.
+
+    Besides :func:`to_message`: message-like values (tuples, dicts, strings) are first
+    converted with ``convert_to_messages``; legacy ``FunctionMessage`` replies are paired
+    with the preceding ``function_call``; and messages without a LangChain id whose derived
+    ids collide get a ``"#<n>"`` suffix (``n``-th repeat), so ids are unique and stay stable
+    as the history grows.
+    """
+    return _to_messages(messages, None)
+
+
+_Cache = dict[tuple[int, int], tuple[BaseMessage, Any, Message]]
+
+
+def _to_messages(messages: Sequence[BaseMessage | Any], cache: _Cache | None) -> list[Message]:
+    """:func:`to_messages`, reusing conversions of the same objects from ``cache``.
+
+    ``cache`` maps ``(id(obj), index)`` to ``(obj, obj.content, converted)``; it is updated
+    in place to hold exactly this call's messages, so it never outgrows the history.
+    """
+    items = [m if isinstance(m, BaseMessage) else convert_to_messages([m])[0] for m in messages]
+    out: list[Message] = []
+    seen: dict[str, int] = {}
+    open_legacy: list[ToolCall] = []
+    fresh: _Cache = {}
+    for index, item in enumerate(items):
+        key = (id(item), index)
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None and hit[0] is item and hit[1] is item.content:
+            msg = hit[2]
+        else:
+            msg = to_message(item, index=index)
+        fresh[key] = (item, item.content, msg)
+        extras = msg.metadata[METADATA_KEY]
+        if extras.get("legacy_function_call"):
+            open_legacy.extend(c for c in msg.tool_calls if c.id == extras["legacy_function_call"])
+        if isinstance(item, FunctionMessage) and msg.tool_call_id is None and open_legacy:
+            match = next((c for c in reversed(open_legacy) if c.name == item.name), None)
+            match = match or open_legacy[-1]
+            open_legacy.remove(match)
+            msg = msg.evolve(tool_call_id=match.id, id=msg.id)
+        repeat = seen.get(msg.id, 0)
+        seen[msg.id] = repeat + 1
+        if repeat:
+            msg = msg.evolve(id=f"{msg.id}#{repeat}")
+        out.append(msg)
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
+    return out
+
+
+def _copy(value: Any) -> Any:
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # uncopyable artifacts: share them
+        return value
+
+
+def from_message(message: Message) -> BaseMessage:
+    """Convert a neutral :class:`Message` to a LangChain message.
+
+    A message made by :func:`to_message` comes back equal to the original (same class, id
+    and extra fields), with any changes ctxmgr made to its content. Other messages (e.g. a
+    summary ctxmgr injected) map by role to ``SystemMessage`` / ``HumanMessage`` /
+    ``AIMessage`` / ``ToolMessage`` with ``id=message.id``; their ``metadata["ctxmgr"]``
+    marker goes to ``response_metadata["ctxmgr"]`` (never sent to providers).
+    """
+    extras = message.metadata.get(METADATA_KEY)
+    if not isinstance(extras, Mapping):
+        return _from_foreign(message)
+    cls = _CLASSES.get(extras.get("type", ""), _ROLE_CLASSES[message.role])
+    kwargs: dict[str, Any] = {
+        k: _copy(v) for k, v in extras.items() if k in cls.model_fields and k not in _HANDLED_FIELDS
+    }
+    kwargs["content"] = _content_out(message.content, extras.get("bare_text_parts", ()))
+    if message.name is not None or "name" in cls.model_fields:
+        kwargs["name"] = message.name
+    synthetic = set(extras.get("synthetic_ids", ()))
+    if issubclass(cls, AIMessage):
+        invalid_ids = set(extras.get("invalid_ids", ()))
+        legacy_id = extras.get("legacy_function_call")
+        kwargs["tool_calls"] = [
+            {
+                "name": c.name,
+                "args": _parsed_args(c),
+                "id": None if c.id in synthetic else c.id,
+                "type": "tool_call",
+            }
+            for c in message.tool_calls
+            if c.id not in invalid_ids and c.id != legacy_id
+        ]
+        present = {c.id for c in message.tool_calls}
+        stored_invalid = list(extras.get("invalid_tool_calls") or [])
+        kept_invalid = []
+        for j, bad in enumerate(stored_invalid):
+            bad_id = bad.get("id") or _synthetic_invalid_id(extras, j)
+            if bad_id in present:
+                kept_invalid.append(_copy(bad))
+        kwargs["invalid_tool_calls"] = kept_invalid
+    if issubclass(cls, ToolMessage):
+        kwargs["tool_call_id"] = message.tool_call_id or ""
+    return cls(**kwargs)
+
+
+def _synthetic_invalid_id(extras: Mapping[str, Any], j: int) -> str:
+    for sid in extras.get("synthetic_ids", ()):
+        if sid.endswith(f"-invalid-{j}"):
+            return str(sid)
+    return ""
+
+
+def _parsed_args(call: ToolCall) -> dict[str, Any]:
+    value = call.parsed_arguments()
+    return value if isinstance(value, dict) else {"__arg1": value}
+
+
+def _from_foreign(message: Message) -> BaseMessage:
+    content = _content_out(message.content, ())
+    response_metadata: dict[str, Any] = {}
+    if "ctxmgr" in message.metadata:
+        response_metadata["ctxmgr"] = message.metadata["ctxmgr"]
+    common: dict[str, Any] = {
+        "content": content,
+        "id": message.id,
+        "name": message.name,
+        "response_metadata": response_metadata,
+    }
+    if message.role == "system":
+        return SystemMessage(**common)
+    if message.role == "user":
+        return HumanMessage(**common)
+    if message.role == "assistant":
+        return AIMessage(
+            **common,
+            tool_calls=[
+                {"name": c.name, "args": _parsed_args(c), "id": c.id, "type": "tool_call"}
+                for c in message.tool_calls
+            ],
+        )
+    return ToolMessage(**common, tool_call_id=message.tool_call_id or "")
+
+
+def from_messages(messages: Sequence[Message]) -> list[BaseMessage]:
+    """Convert neutral messages (oldest first) to LangChain messages with :func:`from_message`."""
+    return [from_message(m) for m in messages]
+
+
+# ---------------------------------------------------------------------------------------
+# Per-conversation managers
+# ---------------------------------------------------------------------------------------
+def _load_manager(
+    config: ConfigLike | ContextManager,
+    summarizer: Any = None,
+    counter: Any = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ContextManager:
+    from ctxmgr import ContextManager
+
+    if isinstance(config, ContextManager):
+        if summarizer is not None or counter is not None or overrides:
+            raise ConfigError(
+                "summarizer/counter/overrides apply to a config, not to a ready ContextManager"
+            )
+        return config
+    kwargs: dict[str, Any] = dict(overrides or {})
+    if summarizer is not None:
+        kwargs["summarizer"] = summarizer
+    if counter is not None:
+        kwargs["counter"] = counter
+    return ContextManager.from_config(config, **kwargs)
+
+
+class _Conversation:
+    """What one conversation holds: its manager, conversion cache and latest report."""
+
+    __slots__ = ("cache", "lock", "manager", "report")
+
+    def __init__(self, manager: ContextManager) -> None:
+        self.manager = manager
+        self.cache: _Cache = {}
+        self.report: FitReport | None = None
+        self.lock = threading.Lock()
+
+
+class _Pool:
+    """One conversation (a forked manager) per key; least recently used dropped past a bound."""
+
+    def __init__(self, base: ContextManager, max_threads: int | None) -> None:
+        if max_threads is not None and max_threads < 1:
+            raise ValueError(f"max_threads must be >= 1 or None, got {max_threads}")
+        self.base = base
+        self.max_threads = max_threads
+        self._items: OrderedDict[str, _Conversation] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> _Conversation:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                item = self._items[key] = _Conversation(self.base.fork())
+                if self.max_threads is not None and len(self._items) > self.max_threads:
+                    self._items.popitem(last=False)
+            else:
+                self._items.move_to_end(key)
+            return item
+
+    def reset(self, key: str | None = None) -> None:
+        with self._lock:
+            if key is None:
+                self._items.clear()
+            else:
+                self._items.pop(key, None)
+
+    def reports(self) -> dict[str, FitReport]:
+        with self._lock:
+            return {k: c.report for k, c in self._items.items() if c.report is not None}
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._items)
+
+
+class _Fitter:
+    """Shared fitting machinery: convert, fit on the conversation's fork, convert back.
+
+    Sync fits of one conversation are serialized; async fits of one conversation must
+    not overlap (a conversation is one agent loop).
+    """
+
+    def __init__(
+        self,
+        manager: ContextManager,
+        *,
+        max_threads: int | None = 10_000,
+        on_fit: FitCallback | None = None,
+    ) -> None:
+        self._pool = _Pool(manager, max_threads)
+        self.on_fit = on_fit
+
+    @property
+    def manager(self) -> ContextManager:
+        """The template manager; each conversation gets a ``fork()`` of it."""
+        return self._pool.base
+
+    @property
+    def last_reports(self) -> dict[str, FitReport]:
+        """The latest FitReport of each conversation that has state."""
+        return self._pool.reports()
+
+    def manager_for(self, thread_id: str | None = None) -> ContextManager:
+        """Return the manager holding the state of conversation ``thread_id``."""
+        return self._pool.get(thread_id or DEFAULT_THREAD).manager
+
+    def manager_for_config(self, config: RunnableConfig | None = None) -> ContextManager:
+        """Return the manager of the conversation named by ``config`` (or the current one)."""
+        return self.manager_for(_thread_from_config(config))
+
+    def threads(self) -> list[str]:
+        """Conversation keys that currently have state."""
+        return self._pool.keys()
+
+    def reset(self, thread_id: str | None = None) -> None:
+        """Forget the state of one conversation, or of all when ``thread_id`` is ``None``."""
+        self._pool.reset(thread_id)
+
+    def _finish(
+        self,
+        key: str,
+        conversation: _Conversation,
+        result: Any,
+        neutral: list[Message],
+        originals: Sequence[BaseMessage],
+    ) -> list[BaseMessage]:
+        conversation.report = result.report
+        if self.on_fit is not None:
+            self.on_fit(key, result.report)
+        lookup = dict(zip(neutral, originals, strict=True))
+        return [lookup[m] if m in lookup else from_message(m) for m in result.messages]
+
+    def fit(self, key: str, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+        conversation = self._pool.get(key)
+        with conversation.lock:
+            neutral = _to_messages(messages, conversation.cache)
+            result = conversation.manager.fit(neutral)
+            return self._finish(key, conversation, result, neutral, messages)
+
+    async def afit(self, key: str, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+        conversation = self._pool.get(key)
+        neutral = _to_messages(messages, conversation.cache)
+        result = await conversation.manager.afit(neutral)
+        return self._finish(key, conversation, result, neutral, messages)
+
+
+def _thread_from_config(config: RunnableConfig | None) -> str:
+    cfg = ensure_config(config)
+    configurable = cfg.get("configurable") or {}
+    for key in ("thread_id", "session_id"):
+        value = configurable.get(key)
+        if value is not None:
+            return str(value)
+    return DEFAULT_THREAD
+
+
+def _thread_from_runtime(runtime: Any) -> str:
+    info = getattr(runtime, "execution_info", None)
+    thread_id = getattr(info, "thread_id", None)
+    if thread_id is not None:
+        return str(thread_id)
+    key = _thread_from_config(None)
+    if key != DEFAULT_THREAD:
+        return key
+    context = getattr(runtime, "context", None)
+    value = (
+        context.get("thread_id")
+        if isinstance(context, Mapping)
+        else getattr(context, "thread_id", None)
+    )
+    return str(value) if value is not None else DEFAULT_THREAD
+
+
+# ---------------------------------------------------------------------------------------
+# Agent middleware
+# ---------------------------------------------------------------------------------------
+class ContextMiddleware(AgentMiddleware):  # type: ignore[type-arg]
+    """Fits every model request of a ``create_agent`` agent into the token budget.
+
+    The graph state keeps the full history; only the request handed to the model is
+    fitted (``wrap_model_call`` / ``awrap_model_call``). The system prompt
+    (``request.system_message``) is part of what is fitted, so it is counted and always
+    kept. ctxmgr state (running summary, notes, ...) is kept per conversation: the thread
+    id comes from the run's ``execution_info``, else ``config["configurable"]["thread_id"]``,
+    else ``runtime.context.thread_id``, else ``"default"``. Put it last in ``middleware=``
+    (innermost, next to the model) so it sees the request other middleware produced.
+
+    Example::
+
+        agent = create_agent(model, tools, middleware=[ContextMiddleware.from_config("agent")])
+        agent.invoke({"messages": [...]}, {"configurable": {"thread_id": "t1"}})
+
+    Args:
+        manager: the template manager; each thread gets ``manager.fork()``.
+        max_threads: at most this many threads keep state (least recently used forgotten);
+            ``None`` for no bound.
+        on_fit: optional ``on_fit(thread_id, report)`` called after each fit.
+        register_note_tools: add ``write_note`` / ``update_note`` / ``delete_note`` /
+            ``read_notes`` to the agent's tools, acting on the calling thread's scratchpad
+            (the config must have the ``scratchpad`` strategy).
+
+    Attributes:
+        last_reports: the latest :class:`~ctxmgr.report.FitReport` per thread id.
+    """
+
+    def __init__(
+        self,
+        manager: ContextManager,
+        *,
+        max_threads: int | None = 10_000,
+        on_fit: FitCallback | None = None,
+        register_note_tools: bool = False,
+    ) -> None:
+        super().__init__()
+        self._fitter = _Fitter(manager, max_threads=max_threads, on_fit=on_fit)
+        self.tools = note_tools(self) if register_note_tools else []
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ConfigLike | ContextManager = "agent",
+        *,
+        summarizer: Any = None,
+        counter: Any = None,
+        max_threads: int | None = 10_000,
+        on_fit: FitCallback | None = None,
+        register_note_tools: bool = False,
+        **overrides: Any,
+    ) -> ContextMiddleware:
+        """Build the middleware from a preset name, a TOML/YAML path or a config dict.
+
+        Args:
+            config: as for ``ContextManager.from_config`` (or a ready ``ContextManager``).
+            summarizer: e.g. ``LangChainSummarizer(model)``; the config's default otherwise.
+            counter: token counter (object or name) overriding the config's.
+            max_threads: see the class docstring.
+            on_fit: see the class docstring.
+            register_note_tools: see the class docstring.
+            **overrides: config keys to override, e.g. ``max_context_tokens=8000``.
+        """
+        manager = _load_manager(config, summarizer, counter, overrides)
+        return cls(
+            manager,
+            max_threads=max_threads,
+            on_fit=on_fit,
+            register_note_tools=register_note_tools,
+        )
+
+    @property
+    def manager(self) -> ContextManager:
+        """The template manager (threads use forks of it)."""
+        return self._fitter.manager
+
+    @property
+    def last_reports(self) -> dict[str, FitReport]:
+        """The latest FitReport per thread id."""
+        return self._fitter.last_reports
+
+    def manager_for(self, thread_id: str | None = None) -> ContextManager:
+        """Return the manager holding thread ``thread_id``'s ctxmgr state."""
+        return self._fitter.manager_for(thread_id)
+
+    def manager_for_config(self, config: RunnableConfig | None = None) -> ContextManager:
+        """Return the manager of the thread named by ``config`` (default: the current run)."""
+        return self._fitter.manager_for_config(config)
+
+    def threads(self) -> list[str]:
+        """Thread ids that currently have ctxmgr state."""
+        return self._fitter.threads()
+
+    def reset(self, thread_id: str | None = None) -> None:
+        """Forget one thread's ctxmgr state, or every thread's."""
+        self._fitter.reset(thread_id)
+
+    def note_tools(self) -> list[BaseTool]:
+        """Scratchpad tools bound to the calling thread's manager (see :func:`note_tools`)."""
+        return note_tools(self)
+
+    @staticmethod
+    def _split(request: ModelRequest) -> list[BaseMessage]:
+        head = [request.system_message] if request.system_message is not None else []
+        return [*head, *request.messages]
+
+    @staticmethod
+    def _rebuild(request: ModelRequest, fitted: list[BaseMessage]) -> ModelRequest:
+        system = None
+        if request.system_message is not None and fitted and isinstance(fitted[0], SystemMessage):
+            system, fitted = fitted[0], fitted[1:]
+        return request.override(messages=fitted, system_message=system)  # type: ignore[arg-type]
+
+    def wrap_model_call(
+        self,
+        request: ModelRequest,
+        handler: Callable[[ModelRequest], ModelResponse],
+    ) -> Any:
+        """Fit the request's messages (system prompt included), then call the model."""
+        key = _thread_from_runtime(request.runtime)
+        fitted = self._fitter.fit(key, self._split(request))
+        return handler(self._rebuild(request, fitted))
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest,
+        handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
+    ) -> Any:
+        """Async :meth:`wrap_model_call`; awaits an async summarizer when one is set."""
+        key = _thread_from_runtime(request.runtime)
+        fitted = await self._fitter.afit(key, self._split(request))
+        return await handler(self._rebuild(request, fitted))
+
+
+# ---------------------------------------------------------------------------------------
+# LCEL runnable
+# ---------------------------------------------------------------------------------------
+def _input_messages(value: Any) -> list[BaseMessage]:
+    if isinstance(value, PromptValue):
+        return value.to_messages()
+    if isinstance(value, str):
+        return [HumanMessage(content=value)]
+    if isinstance(value, BaseMessage):
+        return [value]
+    return convert_to_messages(value)
+
+
+class ContextRunnable(Runnable[Any, Any]):
+    """An LCEL step that fits a prompt into the token budget: ``prompt | this | model``.
+
+    Input: a ``PromptValue`` (what a prompt template emits), a list of messages (or
+    message-likes), or a string. Output: a ``ChatPromptValue`` when the input was a
+    ``PromptValue``, else a list of messages; chat models accept both. State is kept per
+    ``config["configurable"]["thread_id"]`` (or ``session_id``), else ``"default"``.
+
+    Args:
+        manager: the template manager; each conversation gets ``manager.fork()``.
+        max_threads: at most this many conversations keep state; ``None`` for no bound.
+        on_fit: optional ``on_fit(thread_id, report)`` called after each fit.
+
+    Attributes:
+        last_reports: the latest FitReport per conversation key.
+    """
+
+    def __init__(
+        self,
+        manager: ContextManager,
+        *,
+        max_threads: int | None = 10_000,
+        on_fit: FitCallback | None = None,
+    ) -> None:
+        self._fitter = _Fitter(manager, max_threads=max_threads, on_fit=on_fit)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ConfigLike | ContextManager = "agent",
+        *,
+        summarizer: Any = None,
+        counter: Any = None,
+        max_threads: int | None = 10_000,
+        on_fit: FitCallback | None = None,
+        **overrides: Any,
+    ) -> ContextRunnable:
+        """Build the runnable from a preset name, a TOML/YAML path or a config dict.
+
+        Args:
+            config: as for ``ContextManager.from_config`` (or a ready ``ContextManager``).
+            summarizer: e.g. ``LangChainSummarizer(model)``.
+            counter: token counter overriding the config's.
+            max_threads: see the class docstring.
+            on_fit: see the class docstring.
+            **overrides: config keys to override.
+        """
+        manager = _load_manager(config, summarizer, counter, overrides)
+        return cls(manager, max_threads=max_threads, on_fit=on_fit)
+
+    @property
+    def manager(self) -> ContextManager:
+        """The template manager."""
+        return self._fitter.manager
+
+    @property
+    def last_reports(self) -> dict[str, FitReport]:
+        """The latest FitReport per conversation key."""
+        return self._fitter.last_reports
+
+    def manager_for(self, thread_id: str | None = None) -> ContextManager:
+        """Return the manager holding conversation ``thread_id``'s state."""
+        return self._fitter.manager_for(thread_id)
+
+    def manager_for_config(self, config: RunnableConfig | None = None) -> ContextManager:
+        """Return the manager of the conversation named by ``config``."""
+        return self._fitter.manager_for_config(config)
+
+    def reset(self, thread_id: str | None = None) -> None:
+        """Forget one conversation's state, or every conversation's."""
+        self._fitter.reset(thread_id)
+
+    @staticmethod
+    def _output(value: Any, fitted: list[BaseMessage]) -> Any:
+        if isinstance(value, PromptValue):
+            return ChatPromptValue(messages=fitted)
+        return fitted
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Return the fitted messages for ``input``."""
+        key = _thread_from_config(config)
+
+        def run(value: Any) -> Any:
+            return self._output(value, self._fitter.fit(key, _input_messages(value)))
+
+        return self._call_with_config(run, input, config, run_type="prompt")
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Async :meth:`invoke`; awaits an async summarizer when one is set."""
+        key = _thread_from_config(config)
+
+        async def run(value: Any) -> Any:
+            fitted = await self._fitter.afit(key, _input_messages(value))
+            return self._output(value, fitted)
+
+        return await self._acall_with_config(run, input, config, run_type="prompt")
+
+
+# ---------------------------------------------------------------------------------------
+# Chat message history
+# ---------------------------------------------------------------------------------------
+class _ListHistory(BaseChatMessageHistory):
+    """A plain in-memory history (``InMemoryChatMessageHistory`` warns as deprecated)."""
+
+    def __init__(self) -> None:
+        self.messages: list[BaseMessage] = []
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        self.messages.extend(messages)
+
+    def clear(self) -> None:
+        self.messages = []
+
+
+class ManagedChatMessageHistory(BaseChatMessageHistory):
+    """A chat history whose ``messages`` is the fitted view of another history.
+
+    Every message is stored in ``inner`` (nothing is lost); reading ``messages`` returns
+    what fits the budget. Use it with ``RunnableWithMessageHistory`` (see
+    :meth:`session_factory` for the one-liner). The view is cached while the inner history
+    is unchanged, so reading it twice in one run fits once.
+
+    Args:
+        inner: where messages are stored (default: a plain in-memory list).
+        manager: the manager for this conversation (use ``mgr.fork()`` per session).
+        on_fit: optional ``on_fit(session_id, report)`` called after each fit.
+        session_id: name passed to ``on_fit``.
+
+    Attributes:
+        last_report: the latest FitReport, or ``None`` before the first read.
+    """
+
+    def __init__(
+        self,
+        inner: BaseChatMessageHistory | None = None,
+        *,
+        manager: ContextManager,
+        on_fit: FitCallback | None = None,
+        session_id: str = DEFAULT_THREAD,
+    ) -> None:
+        self.inner = inner if inner is not None else _ListHistory()
+        self.manager = manager
+        self.on_fit = on_fit
+        self.session_id = session_id
+        self.last_report: FitReport | None = None
+        self._cache_key: tuple[int, ...] | None = None
+        self._cache: list[BaseMessage] = []
+        self._conversions: _Cache = {}
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ConfigLike | ContextManager = "agent",
+        inner: BaseChatMessageHistory | None = None,
+        *,
+        summarizer: Any = None,
+        counter: Any = None,
+        on_fit: FitCallback | None = None,
+        **overrides: Any,
+    ) -> ManagedChatMessageHistory:
+        """Build one managed history (one conversation) from a config."""
+        manager = _load_manager(config, summarizer, counter, overrides).fork()
+        return cls(inner, manager=manager, on_fit=on_fit)
+
+    @classmethod
+    def session_factory(
+        cls,
+        config: ConfigLike | ContextManager = "agent",
+        inner_factory: Callable[[str], BaseChatMessageHistory] | None = None,
+        *,
+        summarizer: Any = None,
+        counter: Any = None,
+        on_fit: FitCallback | None = None,
+        **overrides: Any,
+    ) -> Callable[[str], ManagedChatMessageHistory]:
+        """Return a ``get_session_history(session_id)`` for ``RunnableWithMessageHistory``.
+
+        Each session id gets one managed history (its own ``fork()`` of the manager) around
+        ``inner_factory(session_id)`` (default: a plain in-memory list), created on
+        first use and reused after.
+        """
+        base = _load_manager(config, summarizer, counter, overrides)
+        sessions: dict[str, ManagedChatMessageHistory] = {}
+        lock = threading.Lock()
+
+        def get_session_history(session_id: str) -> ManagedChatMessageHistory:
+            with lock:
+                history = sessions.get(session_id)
+                if history is None:
+                    inner = inner_factory(session_id) if inner_factory else None
+                    history = cls(inner, manager=base.fork(), on_fit=on_fit, session_id=session_id)
+                    sessions[session_id] = history
+                return history
+
+        return get_session_history
+
+    def _key(self, stored: Sequence[BaseMessage]) -> tuple[int, ...]:
+        return tuple(id(m) for m in stored)
+
+    def _done(self, stored: list[BaseMessage], neutral: list[Message], result: Any) -> None:
+        self.last_report = result.report
+        if self.on_fit is not None:
+            self.on_fit(self.session_id, result.report)
+        lookup = dict(zip(neutral, stored, strict=True))
+        self._cache = [lookup[m] if m in lookup else from_message(m) for m in result.messages]
+        self._cache_key = self._key(stored)
+
+    @property  # type: ignore[override]
+    def messages(self) -> list[BaseMessage]:
+        """The fitted view of the stored history (a new list each read)."""
+        stored = list(self.inner.messages)
+        if self._cache_key != self._key(stored):
+            neutral = _to_messages(stored, self._conversions)
+            self._done(stored, neutral, self.manager.fit(neutral))
+        return list(self._cache)
+
+    @messages.setter
+    def messages(self, value: list[BaseMessage]) -> None:
+        self.inner.clear()
+        self.inner.add_messages(value)
+
+    async def aget_messages(self) -> list[BaseMessage]:
+        """Async :attr:`messages`; awaits an async summarizer when one is set."""
+        stored = list(await self.inner.aget_messages())
+        if self._cache_key != self._key(stored):
+            neutral = _to_messages(stored, self._conversions)
+            self._done(stored, neutral, await self.manager.afit(neutral))
+        return list(self._cache)
+
+    @property
+    def all_messages(self) -> list[BaseMessage]:
+        """Every stored message (the inner history), unfitted."""
+        return list(self.inner.messages)
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Store messages in the inner history."""
+        self.inner.add_messages(messages)
+
+    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Store messages in the inner history (async)."""
+        await self.inner.aadd_messages(messages)
+
+    def clear(self) -> None:
+        """Clear the inner history and this conversation's ctxmgr state."""
+        self.inner.clear()
+        self.manager = self.manager.fork()
+        self._cache_key = None
+
+    async def aclear(self) -> None:
+        """Async :meth:`clear`."""
+        await self.inner.aclear()
+        self.manager = self.manager.fork()
+        self._cache_key = None
+
+
+# ---------------------------------------------------------------------------------------
+# Summarizer
+# ---------------------------------------------------------------------------------------
+class LangChainSummarizer:
+    """A ctxmgr ``Summarizer`` / ``AsyncSummarizer`` backed by a LangChain chat model.
+
+    Sends one ``HumanMessage`` holding ``prompt`` (default
+    ``ctxmgr.summarizers.SUMMARY_PROMPT``) filled with the previous summary, the evicted
+    messages (``render_transcript``) and the token budget, and returns the reply's text.
+
+    Args:
+        model: any ``BaseChatModel``.
+        prompt: a template with ``{previous}``, ``{transcript}`` and ``{max_tokens}``.
+        pass_max_tokens: also bind ``max_tokens=<budget>`` to the call (only for models
+            that accept that parameter).
+    """
+
+    def __init__(
+        self,
+        model: BaseChatModel,
+        *,
+        prompt: str | None = None,
+        pass_max_tokens: bool = False,
+    ) -> None:
+        self.model = model
+        self.prompt = prompt
+        self.pass_max_tokens = pass_max_tokens
+
+    def _messages(
+        self, previous: str | None, messages: Sequence[Message], max_tokens: int
+    ) -> list[BaseMessage]:
+        from ctxmgr.summarizers import SUMMARY_PROMPT, render_transcript
+
+        text = (self.prompt or SUMMARY_PROMPT).format(
+            previous=previous or "(none)",
+            transcript=render_transcript(messages),
+            max_tokens=max_tokens,
+        )
+        return [HumanMessage(content=text)]
+
+    def _runnable(self, max_tokens: int) -> Runnable[Any, Any]:
+        return self.model.bind(max_tokens=max_tokens) if self.pass_max_tokens else self.model
+
+    def summarize(
+        self, previous: str | None, messages: Sequence[Message], *, max_tokens: int
+    ) -> str:
+        """Return the running summary updated with ``messages`` (calls ``model.invoke``)."""
+        prompt = self._messages(previous, messages, max_tokens)
+        return _text_of(self._runnable(max_tokens).invoke(prompt)).strip()
+
+    async def asummarize(
+        self, previous: str | None, messages: Sequence[Message], *, max_tokens: int
+    ) -> str:
+        """Async :meth:`summarize` (calls ``model.ainvoke``)."""
+        prompt = self._messages(previous, messages, max_tokens)
+        return _text_of(await self._runnable(max_tokens).ainvoke(prompt)).strip()
+
+
+def _text_of(reply: Any) -> str:
+    if isinstance(reply, BaseMessage):
+        return reply.text if isinstance(reply.text, str) else str(reply.text)
+    return str(reply)
+
+
+# ---------------------------------------------------------------------------------------
+# Scratchpad tools
+# ---------------------------------------------------------------------------------------
+def _scratchpad_resolver(source: Any) -> Callable[[], Any]:
+    def scratchpad_of(manager: Any) -> Any:
+        pad = manager.scratchpad
+        if pad is None:
+            raise ConfigError(
+                "this manager has no scratchpad; add the 'scratchpad' strategy to the config",
+                key="strategies",
+            )
+        return pad
+
+    if isinstance(source, (ContextMiddleware, ContextRunnable)):
+        scratchpad_of(source.manager)  # fail early
+        return lambda: scratchpad_of(source.manager_for_config(None))
+    scratchpad_of(source)
+    return lambda: scratchpad_of(source)
+
+
+def note_tools(manager: ContextManager | ContextMiddleware | ContextRunnable) -> list[BaseTool]:
+    """Return the scratchpad tools ``write_note``, ``update_note``, ``delete_note``, ``read_notes``.
+
+    Args:
+        manager: a ``ContextManager`` whose ``scratchpad`` the tools act on, or a
+            :class:`ContextMiddleware` / :class:`ContextRunnable`, in which case each call
+            acts on the scratchpad of the calling thread (from the run's config).
+
+    Raises:
+        ConfigError: the manager has no ``scratchpad`` strategy configured.
+    """
+    pad = _scratchpad_resolver(manager)
+
+    def write_note(key: str, facts: list[str], pointers: list[str] | None = None) -> str:
+        """Save facts under a key in the scratchpad, replacing any note with that key.
+
+        Args:
+            key: short unique name for the note, e.g. "user-prefs".
+            facts: the facts to remember, one per item.
+            pointers: where more detail lives (file paths, URLs, tool call ids).
+        """
+        note = pad().write(key, facts, list(pointers or ()))
+        return f"saved note {getattr(note, 'key', key)!r}"
+
+    def update_note(
+        key: str,
+        facts: list[str] | None = None,
+        pointers: list[str] | None = None,
+        append: bool = False,
+    ) -> str:
+        """Update an existing scratchpad note.
+
+        Args:
+            key: the note's key.
+            facts: new facts (replace the old ones, or are added when append is true).
+            pointers: new pointers (same rule).
+            append: add to the existing facts/pointers instead of replacing them.
+        """
+        pad().update(key, facts=facts, pointers=pointers, append=append)
+        return f"updated note {key!r}"
+
+    def delete_note(key: str) -> str:
+        """Delete a scratchpad note.
+
+        Args:
+            key: the note's key.
+        """
+        return f"deleted note {key!r}" if pad().delete(key) else f"no note {key!r}"
+
+    def read_notes(key: str | None = None) -> str:
+        """Read scratchpad notes: all of them, or the one with this key.
+
+        Args:
+            key: a note's key; omit to read every note.
+        """
+        return str(pad().read(key)) or "(no notes)"
+
+    return [
+        StructuredTool.from_function(fn, parse_docstring=True)
+        for fn in (write_note, update_note, delete_note, read_notes)
+    ]

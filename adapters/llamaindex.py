@@ -1,0 +1,718 @@
+"""LlamaIndex adapter: a chat memory that keeps the full history and returns what fits.
+
+One line installs ctxmgr into a LlamaIndex app::
+
+    engine = SimpleChatEngine.from_defaults(llm=llm, memory=ContextMemory.from_config("agent"))
+    await agent.run(user_msg, memory=ContextMemory.from_config("agent"))  # FunctionAgent etc.
+
+:class:`ContextMemory` stores every message in its chat store (nothing is lost);
+``get()`` / ``aget()`` return the fitted view. ctxmgr state is kept per session
+(``chat_store_key``; :meth:`ContextMemory.for_session` gives a sibling memory for another
+session sharing the store).
+
+What the memory cannot see: LlamaIndex engines and agents add their ``system_prompt``
+*outside* the memory, where ctxmgr cannot count or protect it. Give it to the memory instead
+(``ContextMemory.from_config("agent", system_prompt="...")``, and no ``system_prompt`` on
+the engine/agent): it is then the first message of every fitted view, pinned and counted.
+Likewise ``FunctionAgent`` / ``AgentWorkflow`` keep the tool calls and results of the
+*current* run in their own scratchpad and append them after ``memory.get()``; they join the
+stored history when the run ends. Leave room for one run's tool round with
+``headroom_tokens=``.
+
+The converters :func:`to_message` / :func:`from_message` map ``ChatMessage`` to ctxmgr's
+neutral :class:`~ctxmgr.messages.Message` and back without loss: every content block
+(text, image, audio, video, document, thinking, citation, cache point) is kept as a
+:class:`~ctxmgr.messages.ContentPart` holding the block's JSON dump, tool calls
+(``ToolCallBlock`` or ``additional_kwargs["tool_calls"]``) become
+:class:`~ctxmgr.messages.ToolCall`, and ``additional_kwargs`` is restored verbatim.
+
+Requires ``pip install "ctxmgr[llamaindex]"``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+try:
+    from llama_index.core.base.llms.types import (
+        AudioBlock,
+        ChatMessage,
+        ContentBlock,
+        DocumentBlock,
+        ImageBlock,
+        MessageRole,
+        TextBlock,
+        ToolCallBlock,
+    )
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr
+    from llama_index.core.llms.llm import LLM
+    from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY, BaseChatStoreMemory
+    from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore
+    from llama_index.core.tools import FunctionTool
+    from pydantic import TypeAdapter
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "ctxmgr.adapters.llamaindex needs LlamaIndex (llama-index-core>=0.12): "
+        'pip install "ctxmgr[llamaindex]"'
+    ) from exc
+
+from ctxmgr.errors import ConfigError
+from ctxmgr.messages import ContentPart, Message, ToolCall
+
+if TYPE_CHECKING:
+    from ctxmgr import ContextManager
+    from ctxmgr.report import FitReport
+
+__all__ = [
+    "METADATA_KEY",
+    "ContextMemory",
+    "LlamaIndexSummarizer",
+    "UnsupportedContentWarning",
+    "from_message",
+    "from_messages",
+    "note_tools",
+    "to_message",
+    "to_messages",
+]
+
+METADATA_KEY = "llamaindex"
+"""Key of :attr:`Message.metadata` holding what a ``ChatMessage`` needs to be rebuilt."""
+
+FitCallback = Callable[[str, "FitReport"], None]
+"""``on_fit(session_key, report)``: called after every fit."""
+
+ConfigLike = str | Path | Mapping[str, Any]
+
+
+class UnsupportedContentWarning(UserWarning):
+    """A content part has no LlamaIndex block type and was left out (names the part type)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Converters
+# ---------------------------------------------------------------------------------------
+_BLOCKS: TypeAdapter[Any] = TypeAdapter(ContentBlock)
+_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "chatbot": "assistant",
+    "model": "assistant",
+    "tool": "tool",
+    "function": "tool",
+}
+# neutral part type per block type, chosen so ctxmgr's counter estimates them sensibly
+_PART_TYPES = {"image": "image", "audio": "audio", "document": "file", "video": "video"}
+
+
+def _part_of(block: Any) -> ContentPart:
+    dump = block.model_dump(mode="json")
+    kind = str(dump.get("block_type", "unknown"))
+    text = ""
+    if kind == "thinking" and isinstance(dump.get("content"), str):
+        text = dump["content"]
+    return ContentPart(_PART_TYPES.get(kind, kind), text, dump)
+
+
+def _getter(obj: Any) -> Callable[[str], Any]:
+    if isinstance(obj, Mapping):
+        return obj.get
+    return lambda key: getattr(obj, key, None)
+
+
+def _call_from_kwargs(raw: Any, j: int, base: str) -> ToolCall | None:
+    """Read one entry of ``additional_kwargs["tool_calls"]`` (OpenAI object/dict, ToolSelection)."""
+    get = _getter(raw)
+    fn = get("function")
+    if fn is not None:
+        fget = _getter(fn)
+        name, args, call_id = fget("name"), fget("arguments"), get("id")
+    else:
+        name, args, call_id = get("tool_name"), get("tool_kwargs"), get("tool_id")
+    if not name:
+        return None
+    if not isinstance(args, str):
+        args = json.dumps(args or {}, ensure_ascii=False, default=str)
+    return ToolCall(str(call_id or f"li-{base}-k{j}"), str(name), args)
+
+
+def to_message(message: ChatMessage, *, index: int | None = None) -> Message:
+    """Convert a LlamaIndex ``ChatMessage`` to a neutral :class:`Message`.
+
+    Text blocks become text (a plain string when the message is one text block), other
+    blocks become :class:`ContentPart` s holding the block's JSON dump, ``ToolCallBlock`` s
+    and ``additional_kwargs["tool_calls"]`` become tool calls (calls without an id get
+    ``"li-<index>-<j>"``), a tool result's ``additional_kwargs["tool_call_id"]`` becomes
+    ``tool_call_id`` and ``additional_kwargs["name"]`` the name. The rest (role spelling,
+    block order, ``additional_kwargs``) is kept under ``metadata["llamaindex"]``.
+
+    Args:
+        message: the message.
+        index: its position in the history, used to name synthetic call ids.
+    """
+    role_value = message.role.value if isinstance(message.role, MessageRole) else str(message.role)
+    role = _ROLES.get(role_value, "user")
+    base = f"i{index}" if index is not None else "x"
+    parts: list[ContentPart] = []
+    calls: list[ToolCall] = []
+    layout: list[str] = []
+    kwargs_calls: list[str] = []
+    synthetic: list[str] = []
+    raw_kwargs: dict[str, Any] = dict(message.additional_kwargs)
+    text_only = True
+    for j, block in enumerate(message.blocks):
+        if isinstance(block, TextBlock):
+            parts.append(ContentPart("text", block.text))
+            layout.append("p")
+        elif isinstance(block, ToolCallBlock):
+            call_id = block.tool_call_id
+            if not call_id:
+                call_id = f"li-{base}-{j}"
+                synthetic.append(call_id)
+            args = block.tool_kwargs
+            text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+            calls.append(ToolCall(call_id, block.tool_name, text))
+            layout.append("c" if isinstance(args, str) else "cd")
+        else:
+            text_only = False
+            parts.append(_part_of(block))
+            layout.append("p")
+    known = {c.id for c in calls}
+    for j, raw in enumerate(raw_kwargs.get("tool_calls") or ()):
+        call = _call_from_kwargs(raw, j, base)
+        if call is not None and call.id not in known:
+            calls.append(call)
+            kwargs_calls.append(call.id)
+            known.add(call.id)
+    content: str | tuple[ContentPart, ...]
+    if text_only and len(parts) == 1:
+        content = parts[0].text
+    elif text_only and not parts:
+        content = ""
+    else:
+        content = tuple(parts)
+    extras: dict[str, Any] = {"role": role_value, "layout": layout, "text_only": text_only}
+    if raw_kwargs:
+        extras["additional_kwargs"] = raw_kwargs
+    if kwargs_calls:
+        extras["kwargs_calls"] = kwargs_calls
+    if synthetic:
+        extras["synthetic_ids"] = synthetic
+    tool_call_id = raw_kwargs.get("tool_call_id") if role == "tool" else None
+    name = raw_kwargs.get("name")
+    return Message(
+        role=role,  # type: ignore[arg-type]
+        content=content,
+        tool_calls=tuple(calls),
+        tool_call_id=str(tool_call_id) if tool_call_id is not None else None,
+        name=name if isinstance(name, str) and name else None,
+        metadata={METADATA_KEY: extras},
+    )
+
+
+def to_messages(messages: Sequence[ChatMessage]) -> list[Message]:
+    """Convert ``ChatMessage`` s (oldest first) to neutral messages.
+
+    Ids are derived from content; a repeated message gets a ``"#<n>"`` suffix so ids are
+    unique and stay stable as the history grows.
+    """
+    return _to_messages(messages, None)
+
+
+_Cache = dict[tuple[int, int], tuple[ChatMessage, Any, Message]]
+
+
+def _signature(message: ChatMessage) -> Any:
+    """What must be unchanged for a cached conversion to be reused (blocks are mutable)."""
+    return (
+        message.role,
+        tuple(id(b) for b in message.blocks),
+        tuple(b.text for b in message.blocks if isinstance(b, TextBlock)),
+        id(message.additional_kwargs),
+        len(message.additional_kwargs),
+    )
+
+
+def _to_messages(messages: Sequence[ChatMessage], cache: _Cache | None) -> list[Message]:
+    """:func:`to_messages`, reusing conversions of unchanged objects from ``cache``."""
+    out: list[Message] = []
+    seen: dict[str, int] = {}
+    fresh: _Cache = {}
+    for index, item in enumerate(messages):
+        key = (id(item), index)
+        signature = _signature(item) if cache is not None else None
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None and hit[0] is item and hit[1] == signature:
+            msg = hit[2]
+        else:
+            msg = to_message(item, index=index)
+        if cache is not None:
+            fresh[key] = (item, signature, msg)
+        repeat = seen.get(msg.id, 0)
+        seen[msg.id] = repeat + 1
+        if repeat:
+            msg = msg.evolve(id=f"{msg.id}#{repeat}")
+        out.append(msg)
+    if cache is not None:
+        cache.clear()
+        cache.update(fresh)
+    return out
+
+
+def _block_of(part: ContentPart) -> Any:
+    """Rebuild a LlamaIndex block from a part; ``None`` (with a warning) when impossible."""
+    if part.type == "text":
+        return TextBlock(text=part.text)
+    if "block_type" in part.data:
+        return _BLOCKS.validate_python(dict(part.data))
+    data = part.data
+    if part.type == "image_url" and isinstance(data.get("image_url"), Mapping):
+        image = data["image_url"]
+        return ImageBlock(url=str(image.get("url")), detail=image.get("detail"))
+    if part.type == "input_audio" and isinstance(data.get("input_audio"), Mapping):
+        audio = data["input_audio"]
+        return AudioBlock(audio=str(audio.get("data", "")).encode(), format=audio.get("format"))
+    if part.type == "file" and isinstance(data.get("file"), Mapping):
+        file = data["file"]
+        raw = file.get("file_data")
+        if isinstance(raw, str):
+            return DocumentBlock(data=raw.encode(), title=file.get("filename"))
+    warnings.warn(
+        f"content part of type {part.type!r} has no LlamaIndex block equivalent; "
+        "it was left out of the message",
+        UnsupportedContentWarning,
+        stacklevel=3,
+    )
+    return None
+
+
+def from_message(message: Message) -> ChatMessage:
+    """Convert a neutral :class:`Message` to a LlamaIndex ``ChatMessage``.
+
+    A message made by :func:`to_message` comes back equal to the original, with any change
+    ctxmgr made to its content. Other messages (e.g. a summary ctxmgr injected) map by role;
+    their tool calls become ``ToolCallBlock`` s and their ``tool_call_id`` / ``name`` go to
+    ``additional_kwargs``. Parts with no block equivalent are left out with an
+    :class:`UnsupportedContentWarning` naming the part type.
+    """
+    extras = message.metadata.get(METADATA_KEY)
+    extras = extras if isinstance(extras, Mapping) else {}
+    role = extras.get("role") or message.role
+    parts = (
+        [ContentPart("text", message.content)]
+        if isinstance(message.content, str)
+        else list(message.content)
+    )
+    if (
+        isinstance(message.content, str)
+        and not message.content
+        and extras.get("text_only")
+        and "p" not in extras.get("layout", ())
+    ):
+        parts = []  # the original had no text block (e.g. only tool calls)
+    kwargs_calls = set(extras.get("kwargs_calls", ()))
+    synthetic = set(extras.get("synthetic_ids", ()))
+    call_blocks: list[tuple[str, Any]] = []
+    for call in message.tool_calls:
+        if call.id in kwargs_calls:
+            continue
+        call_blocks.append(("call", call))
+    layout = list(extras.get("layout", ()))
+    n_parts = sum(1 for k in layout if k == "p")
+    n_calls = sum(1 for k in layout if k != "p")
+    blocks: list[Any] = []
+    if layout and n_parts == len(parts) and n_calls == len(call_blocks):
+        pi = ci = 0
+        for kind in layout:
+            if kind == "p":
+                blocks.append(_block_of(parts[pi]))
+                pi += 1
+            else:
+                blocks.append(_call_block(call_blocks[ci][1], kind == "cd", synthetic))
+                ci += 1
+    else:
+        blocks = [_block_of(p) for p in parts]
+        blocks += [_call_block(c, True, synthetic) for _, c in call_blocks]
+    blocks = [b for b in blocks if b is not None]
+    additional = dict(extras.get("additional_kwargs") or {})
+    if not extras:
+        if message.tool_call_id is not None:
+            additional["tool_call_id"] = message.tool_call_id
+        if message.name:
+            additional["name"] = message.name
+    return ChatMessage(role=MessageRole(role), blocks=blocks, additional_kwargs=additional)
+
+
+def _call_block(call: ToolCall, as_dict: bool, synthetic: set[str]) -> ToolCallBlock:
+    args: Any = call.arguments
+    if as_dict:
+        parsed = call.parsed_arguments()
+        args = parsed if isinstance(parsed, dict) else call.arguments
+    return ToolCallBlock(
+        tool_call_id=None if call.id in synthetic else call.id,
+        tool_name=call.name,
+        tool_kwargs=args,
+    )
+
+
+def from_messages(messages: Sequence[Message]) -> list[ChatMessage]:
+    """Convert neutral messages (oldest first) with :func:`from_message`."""
+    return [from_message(m) for m in messages]
+
+
+# ---------------------------------------------------------------------------------------
+# Memory
+# ---------------------------------------------------------------------------------------
+def _load_manager(
+    config: Any, summarizer: Any, counter: Any, overrides: Mapping[str, Any]
+) -> ContextManager:
+    from ctxmgr import ContextManager
+
+    if isinstance(config, ContextManager):
+        if summarizer is not None or counter is not None or overrides:
+            raise ConfigError(
+                "summarizer/counter/overrides apply to a config, not to a ready ContextManager"
+            )
+        return config
+    kwargs: dict[str, Any] = dict(overrides)
+    if summarizer is not None:
+        kwargs["summarizer"] = summarizer
+    if counter is not None:
+        kwargs["counter"] = counter
+    return ContextManager.from_config(config, **kwargs)
+
+
+def _with_headroom(manager: ContextManager, headroom: int) -> ContextManager:
+    """Return a manager like ``manager`` whose effective limit is ``headroom`` tokens lower."""
+    if headroom <= 0:
+        return manager
+    from ctxmgr import ContextManager
+
+    return ContextManager.from_config(
+        manager.config,
+        counter=manager.counter,
+        summarizer=manager.summarizer,
+        on_report=manager.on_report,
+        reserve_output_tokens=manager.budget.reserve_output_tokens + headroom,
+    )
+
+
+class _Sessions:
+    """Forked managers per session key (shared by sibling memories)."""
+
+    def __init__(self, base: ContextManager) -> None:
+        self.base = base
+        self.forks: dict[str, ContextManager] = {}
+        self.reports: dict[str, FitReport] = {}
+        self.caches: dict[str, _Cache] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> ContextManager:
+        with self.lock:
+            mgr = self.forks.get(key)
+            if mgr is None:
+                mgr = self.forks[key] = self.base.fork()
+            return mgr
+
+    def drop(self, key: str) -> None:
+        with self.lock:
+            self.forks.pop(key, None)
+            self.reports.pop(key, None)
+            self.caches.pop(key, None)
+
+
+class ContextMemory(BaseChatStoreMemory):
+    """A LlamaIndex memory whose ``get()`` is ctxmgr's fitted view of the full history.
+
+    Every message is kept in ``chat_store`` under ``chat_store_key``; ``get_all()`` returns
+    them all. ``get()`` / ``aget()`` fit them (plus ``system_prompt``, when set) with the
+    session's manager, a ``fork()`` of the template per ``chat_store_key``.
+
+    Build it with :meth:`from_config`.
+
+    Attributes:
+        system_prompt: prepended to every fitted view as a system message (pinned, counted).
+    """
+
+    system_prompt: str | None = Field(
+        default=None, description="System prompt prepended to the fitted view."
+    )
+
+    _sessions: _Sessions | None = PrivateAttr(default=None)
+    _on_fit: FitCallback | None = PrivateAttr(default=None)
+    _system: ChatMessage | None = PrivateAttr(default=None)
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Get class name."""
+        return "ContextMemory"
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ConfigLike | ContextManager = "agent",
+        *,
+        summarizer: Any = None,
+        counter: Any = None,
+        system_prompt: str | None = None,
+        chat_store: BaseChatStore | None = None,
+        chat_store_key: str | None = None,
+        session_id: str | None = None,
+        chat_history: Sequence[ChatMessage] | None = None,
+        headroom_tokens: int = 0,
+        on_fit: FitCallback | None = None,
+        **overrides: Any,
+    ) -> ContextMemory:
+        """Build a memory from a preset name, a TOML/YAML path or a config dict.
+
+        Args:
+            config: as for ``ContextManager.from_config`` (or a ready ``ContextManager``).
+            summarizer: e.g. ``LlamaIndexSummarizer(llm)``.
+            counter: token counter overriding the config's.
+            system_prompt: see the class docstring.
+            chat_store: where messages are stored (default: a new ``SimpleChatStore``).
+            chat_store_key: the session key (default ``"chat_history"``).
+            session_id: alias of ``chat_store_key``.
+            chat_history: messages to start with.
+            headroom_tokens: tokens every fitted view leaves free, on top of the config's
+                ``reserve_output_tokens``, for what the engine or agent adds outside the
+                memory (``FunctionAgent``'s tool calls and results of the current run, a
+                ``system_prompt`` given to the engine). Size it to one tool round.
+            on_fit: optional ``on_fit(session_key, report)`` called after each fit.
+            **overrides: config keys to override, e.g. ``max_context_tokens=8000``.
+        """
+        manager = _with_headroom(
+            _load_manager(config, summarizer, counter, overrides), headroom_tokens
+        )
+        memory = cls(
+            chat_store=chat_store or SimpleChatStore(),
+            chat_store_key=chat_store_key or session_id or DEFAULT_CHAT_STORE_KEY,
+            system_prompt=system_prompt,
+        )
+        memory._sessions = _Sessions(manager)
+        memory._on_fit = on_fit
+        if chat_history:
+            memory.set(list(chat_history))
+        return memory
+
+    @classmethod
+    def from_defaults(  # type: ignore[override]
+        cls,
+        chat_history: list[ChatMessage] | None = None,
+        llm: LLM | None = None,
+        **kwargs: Any,
+    ) -> ContextMemory:
+        """LlamaIndex-style constructor: ``from_config(kwargs.pop("config", "agent"), ...)``.
+
+        ``llm``, when given, becomes the summarizer (:class:`LlamaIndexSummarizer`) unless
+        ``summarizer`` is passed.
+        """
+        config = kwargs.pop("config", "agent")
+        if llm is not None and kwargs.get("summarizer") is None:
+            kwargs["summarizer"] = LlamaIndexSummarizer(llm)
+        return cls.from_config(config, chat_history=chat_history, **kwargs)
+
+    def for_session(self, session_id: str) -> ContextMemory:
+        """Return a memory for another session: same store, template and callback."""
+        other = type(self)(
+            chat_store=self.chat_store,
+            chat_store_key=session_id,
+            system_prompt=self.system_prompt,
+        )
+        other._sessions = self._pool()
+        other._on_fit = self._on_fit
+        return other
+
+    # -- manager access ---------------------------------------------------------------------
+    def _pool(self) -> _Sessions:
+        if self._sessions is None:  # built directly, not through from_config: preset "agent"
+            self._sessions = _Sessions(_load_manager("agent", None, None, {}))
+        return self._sessions
+
+    @property
+    def manager(self) -> ContextManager:
+        """The manager holding this session's ctxmgr state."""
+        return self._pool().get(self.chat_store_key)
+
+    def manager_for(self, session_id: str) -> ContextManager:
+        """The manager holding session ``session_id``'s state."""
+        return self._pool().get(session_id)
+
+    @property
+    def last_report(self) -> FitReport | None:
+        """The latest FitReport of this session, or ``None``."""
+        return self._pool().reports.get(self.chat_store_key)
+
+    # -- fitting ---------------------------------------------------------------------------
+    def _history(self, stored: list[ChatMessage]) -> list[ChatMessage]:
+        if not self.system_prompt:
+            return list(stored)
+        system = self._system
+        if system is None or system.content != self.system_prompt:
+            system = self._system = ChatMessage(role=MessageRole.SYSTEM, content=self.system_prompt)
+        return [system, *stored]
+
+    def _finish(self, history: list[ChatMessage], neutral: list[Message], result: Any) -> Any:
+        key = self.chat_store_key
+        self._pool().reports[key] = result.report
+        if self._on_fit is not None:
+            self._on_fit(key, result.report)
+        lookup = dict(zip(neutral, history, strict=True))
+        return [lookup[m] if m in lookup else from_message(m) for m in result.messages]
+
+    def get(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
+        """Return the fitted view of this session's history (``input`` ranks relevance)."""
+        history = self._history(self.get_all())
+        neutral = _to_messages(history, self._pool().caches.setdefault(self.chat_store_key, {}))
+        result = self.manager.fit(neutral, query=input or None)
+        return self._finish(history, neutral, result)  # type: ignore[no-any-return]
+
+    async def aget(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
+        """Async :meth:`get`; awaits an async summarizer when one is set."""
+        history = self._history(await self.aget_all())
+        neutral = _to_messages(history, self._pool().caches.setdefault(self.chat_store_key, {}))
+        result = await self.manager.afit(neutral, query=input or None)
+        return self._finish(history, neutral, result)  # type: ignore[no-any-return]
+
+    def set(self, messages: list[ChatMessage]) -> None:
+        """Replace this session's history (ctxmgr state is kept; the next fit re-reads all)."""
+        super().set(messages)
+
+    def reset(self) -> None:
+        """Delete this session's history and ctxmgr state."""
+        super().reset()
+        self._pool().drop(self.chat_store_key)
+
+    async def areset(self) -> None:
+        """Async :meth:`reset`."""
+        await super().areset()
+        self._pool().drop(self.chat_store_key)
+
+
+# ---------------------------------------------------------------------------------------
+# Summarizer
+# ---------------------------------------------------------------------------------------
+class LlamaIndexSummarizer:
+    """A ctxmgr ``Summarizer`` / ``AsyncSummarizer`` backed by a LlamaIndex LLM.
+
+    Sends one user ``ChatMessage`` holding ``prompt`` (default
+    ``ctxmgr.summarizers.SUMMARY_PROMPT``) filled with the previous summary, the evicted
+    messages and the token budget (``llm.chat`` / ``llm.achat``) and returns the reply text.
+
+    Args:
+        llm: any LlamaIndex ``LLM``.
+        prompt: a template with ``{previous}``, ``{transcript}`` and ``{max_tokens}``.
+    """
+
+    def __init__(self, llm: LLM, *, prompt: str | None = None) -> None:
+        self.llm = llm
+        self.prompt = prompt
+
+    def _messages(
+        self, previous: str | None, messages: Sequence[Message], max_tokens: int
+    ) -> list[ChatMessage]:
+        from ctxmgr.summarizers import SUMMARY_PROMPT, render_transcript
+
+        text = (self.prompt or SUMMARY_PROMPT).format(
+            previous=previous or "(none)",
+            transcript=render_transcript(messages),
+            max_tokens=max_tokens,
+        )
+        return [ChatMessage(role=MessageRole.USER, content=text)]
+
+    def summarize(
+        self, previous: str | None, messages: Sequence[Message], *, max_tokens: int
+    ) -> str:
+        """Return the running summary updated with ``messages`` (calls ``llm.chat``)."""
+        response = self.llm.chat(self._messages(previous, messages, max_tokens))
+        return (response.message.content or "").strip()
+
+    async def asummarize(
+        self, previous: str | None, messages: Sequence[Message], *, max_tokens: int
+    ) -> str:
+        """Async :meth:`summarize` (calls ``llm.achat``)."""
+        response = await self.llm.achat(self._messages(previous, messages, max_tokens))
+        return (response.message.content or "").strip()
+
+
+# ---------------------------------------------------------------------------------------
+# Scratchpad tools
+# ---------------------------------------------------------------------------------------
+def note_tools(manager: ContextManager | ContextMemory) -> list[FunctionTool]:
+    """Return ``write_note``, ``update_note``, ``delete_note`` and ``read_notes`` tools.
+
+    Args:
+        manager: a ``ContextManager`` whose ``scratchpad`` the tools act on, or a
+            :class:`ContextMemory`, in which case they act on the scratchpad of the memory's
+            current session (``chat_store_key`` at call time).
+
+    Raises:
+        ConfigError: the manager has no ``scratchpad`` strategy configured.
+    """
+
+    def current() -> Any:
+        mgr = manager.manager if isinstance(manager, ContextMemory) else manager
+        pad = mgr.scratchpad
+        if pad is None:
+            raise ConfigError(
+                "this manager has no scratchpad; add the 'scratchpad' strategy to the config",
+                key="strategies",
+            )
+        return pad
+
+    current()
+
+    def write_note(key: str, facts: list[str], pointers: list[str] | None = None) -> str:
+        """Save facts under a key in the scratchpad, replacing any note with that key.
+
+        Args:
+            key: short unique name for the note, e.g. "user-prefs".
+            facts: the facts to remember, one per item.
+            pointers: where more detail lives (file paths, URLs, tool call ids).
+        """
+        current().write(key, facts, list(pointers or ()))
+        return f"saved note {key!r}"
+
+    def update_note(
+        key: str,
+        facts: list[str] | None = None,
+        pointers: list[str] | None = None,
+        append: bool = False,
+    ) -> str:
+        """Update an existing scratchpad note.
+
+        Args:
+            key: the note's key.
+            facts: new facts (replace the old ones, or are added when append is true).
+            pointers: new pointers (same rule).
+            append: add to the existing facts/pointers instead of replacing them.
+        """
+        current().update(key, facts=facts, pointers=pointers, append=append)
+        return f"updated note {key!r}"
+
+    def delete_note(key: str) -> str:
+        """Delete a scratchpad note.
+
+        Args:
+            key: the note's key.
+        """
+        return f"deleted note {key!r}" if current().delete(key) else f"no note {key!r}"
+
+    def read_notes(key: str | None = None) -> str:
+        """Read scratchpad notes: all of them, or the one with this key.
+
+        Args:
+            key: a note's key; omit to read every note.
+        """
+        return str(current().read(key)) or "(no notes)"
+
+    return [
+        FunctionTool.from_defaults(fn=fn)
+        for fn in (write_note, update_note, delete_note, read_notes)
+    ]
