@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
+from typing import Any
 
 from ctxmgr.messages import Message, ToolCall
 
@@ -16,6 +17,7 @@ __all__ = [
     "agent_history",
     "check_tool_pairs",
     "chat_history",
+    "histories",
 ]
 
 _WORDS = [
@@ -157,3 +159,78 @@ class RecordingSummarizer:
         lines = [previous] if previous else []
         lines += [f"- {m.role}: {m.text[:40]}" for m in messages if m.text]
         return "\n".join(lines)
+
+
+def histories(
+    *,
+    max_steps: int = 30,
+    malformed: bool = True,
+    huge_results: bool = True,
+    with_system: bool | None = None,
+) -> Any:
+    """A Hypothesis strategy generating message histories (oldest first).
+
+    Histories mix user and assistant text, assistant messages with 1-3 parallel tool
+    calls and their results, huge tool results, pinned messages and, when
+    ``malformed``, orphan tool results, duplicate results, dangling calls and a tool
+    message first. Requires ``hypothesis`` (the ``dev`` extra).
+
+    Args:
+        max_steps: maximum number of generation steps (each adds 1-4 messages).
+        malformed: include broken tool pairs.
+        huge_results: include tool results of several thousand tokens.
+        with_system: force a leading system prompt (True), none (False), or either.
+    """
+    from hypothesis import strategies as st
+
+    text = st.text(
+        alphabet=st.sampled_from("abcdefghij klmnop qrstuv wxyz 0123456789 .,"),
+        min_size=1,
+        max_size=120,
+    )
+    step_kinds = ["user", "assistant", "tools", "tools", "pinned"]
+    if huge_results:
+        step_kinds.append("huge")
+    if malformed:
+        step_kinds += ["orphan", "dangling", "duplicate"]
+
+    @st.composite
+    def build(draw: Any) -> list[Message]:
+        out: list[Message] = []
+        system = draw(st.booleans()) if with_system is None else with_system
+        if malformed and not system and draw(st.booleans()):
+            out.append(Message.tool("stray result", "call_stray"))
+        if system:
+            out.append(Message.system("SYSTEM: " + draw(text)))
+        out.append(Message.user("TASK: " + draw(text)))
+        n_steps = draw(st.integers(min_value=0, max_value=max_steps))
+        for step in range(n_steps):
+            kind = draw(st.sampled_from(step_kinds))
+            if kind == "user":
+                out.append(Message.user(draw(text)))
+            elif kind == "assistant":
+                out.append(Message.assistant(draw(text)))
+            elif kind == "pinned":
+                out.append(Message.user("PINNED " + draw(text), pinned=True))
+            elif kind in ("tools", "huge", "dangling", "duplicate"):
+                k = draw(st.integers(min_value=1, max_value=3))
+                calls = [
+                    ToolCall(f"c{step}_{j}", draw(st.sampled_from(["search", "read"])), "{}")
+                    for j in range(k)
+                ]
+                out.append(Message.assistant(draw(text) if step % 3 == 0 else "", calls))
+                answered = calls[:-1] if kind == "dangling" else calls
+                for call in answered:
+                    body = draw(text)
+                    if kind == "huge":
+                        body = (body + " ") * 200
+                    out.append(Message.tool(body, call.id, name=call.name))
+                if kind == "duplicate":
+                    out.append(Message.tool("again " + draw(text), calls[0].id))
+            elif kind == "orphan":
+                out.append(Message.tool("orphan " + draw(text), f"nope{step}"))
+        if out[-1].role != "user" and draw(st.booleans()):
+            out.append(Message.user("LAST: " + draw(text)))
+        return out
+
+    return build()

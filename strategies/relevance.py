@@ -1,20 +1,23 @@
 """``relevance``: score segments against the current query (BM25 or embeddings) plus recency.
 
 BM25 (Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM25 and Beyond",
-2009) is computed by the ``bm25s`` library over the candidate segments, with English
+2009), Lucene variant as in the ``bm25s`` library, with ``bm25s``'s tokenizer, English
 stop words and the Snowball stemmer (``PyStemmer``). Any embedding function can replace
 it (cosine similarity). The query is the latest user message unless ``fit(query=...)``
 gives one. Scores are normalized to [0, 1] and blended with recency.
 
-Segments are tokenized once, when first observed; a compaction builds the BM25 index
-over the cached token lists of the candidates (``bm25s`` indexes thousands of short
-documents in milliseconds).
+Cost: nothing on the append-only path. At a compaction, segments not seen before are
+tokenized in one batch and their term counts cached; candidates are scored from those
+counts (O(candidates x query terms), no index build). Recalling archived segments uses a
+``bm25s`` index over the whole history, rebuilt only when the history has grown by a
+quarter since the last build.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -71,6 +74,7 @@ class RelevanceEviction(Strategy):
     def __init__(self, options: StrategyOptions | None = None, *, weight: float = 1.0):
         super().__init__(options, weight=weight)
         self._tokens: dict[str, list[str]] = {}
+        self._counts: dict[str, Counter[str]] = {}
         self._history_index: tuple[Any, int] | None = None
         self._recalled_for = ""
         self._vectors: dict[str, Any] = {}
@@ -99,16 +103,13 @@ class RelevanceEviction(Strategy):
         return seg.head.fingerprint + seg.head.id
 
     def _ensure(self, segments: Sequence[Segment]) -> None:
+        """Tokenize (in one batch) the segments not seen yet; cache tokens and counts."""
         missing = [s for s in segments if self._key(s) not in self._tokens]
         if missing:
             for seg, toks in zip(missing, self._tokenize([s.text for s in missing])):
-                self._tokens[self._key(seg)] = toks
-
-    @hookimpl
-    def ctxmgr_observe(self, window: Window, new_segments: Sequence[Segment]) -> None:
-        """Tokenize new segments once (BM25 mode)."""
-        if self._embed is None and new_segments:
-            self._ensure(new_segments)
+                key = self._key(seg)
+                self._tokens[key] = toks
+                self._counts[key] = Counter(toks)
 
     @hookimpl
     def ctxmgr_recall(
@@ -180,17 +181,33 @@ class RelevanceEviction(Strategy):
             norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
             return np.asarray(matrix @ query / np.where(norms == 0, 1.0, norms))
         self._ensure(segs)
-        corpus = [self._tokens[self._key(s)] or ["\x00"] for s in segs]
-        query_tokens = self._tokenize([window.query])[0]
+        query_tokens = set(self._tokenize([window.query])[0])
         if not query_tokens:
             return np.zeros(n)
-        retriever = bm25s.BM25(k1=self.options.k1, b=self.options.b)
-        retriever.index(corpus, show_progress=False)
-        vocab = retriever.vocab_dict
-        known = [t for t in query_tokens if t in vocab]
-        if not known:
-            return np.zeros(n)
-        return np.asarray(retriever.get_scores(known), dtype=float)
+        return self._bm25([self._counts[self._key(s)] for s in segs], query_tokens)
+
+    def _bm25(self, docs: Sequence[Counter[str]], query: set[str]) -> np.ndarray:
+        """BM25 scores of ``docs`` (term counts) for ``query`` terms.
+
+        The Lucene variant (the ``bm25s`` default): idf = ln(1 + (N - df + 0.5) /
+        (df + 0.5)), term score = idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl /
+        avgdl)). Computed from per-segment counts cached at tokenization, so a compaction
+        costs O(candidates x query terms) with no index to build.
+        """
+        n = len(docs)
+        lengths = np.fromiter((sum(c.values()) for c in docs), dtype=float, count=n)
+        avgdl = float(lengths.mean()) or 1.0
+        k1, b = self.options.k1, self.options.b
+        norm = k1 * (1 - b + b * lengths / avgdl)
+        scores = np.zeros(n)
+        for term in query:
+            tf = np.fromiter((c.get(term, 0) for c in docs), dtype=float, count=n)
+            df = int(np.count_nonzero(tf))
+            if df == 0:
+                continue
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            scores += idf * tf * (k1 + 1) / (tf + norm)
+        return scores
 
     @hookimpl
     def ctxmgr_score(self, window: Window) -> Sequence[float] | None:
