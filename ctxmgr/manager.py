@@ -170,6 +170,8 @@ class ContextManager:
         """Return an independent copy including the current state (for what-if fits)."""
         other = self.fork()
         other.state = copy.deepcopy(self.state)
+        for mine, theirs in zip(self.strategies, other.strategies):
+            theirs.adopt(mine)
         for name in (
             "_history",
             "_segments",
@@ -309,6 +311,7 @@ class ContextManager:
             query = self._segments[self._last_user].head.text if self._last_user is not None else ""
         window = Window(
             segments=self._segments,
+            history=self._segments,
             budget=self.budget,
             counter=self.counter,
             state=self.state,
@@ -438,6 +441,8 @@ class ContextManager:
             query=window.query,
             turn=window.turn,
             new_start=bisect.bisect_left(positions, history_new_start),
+            positions=positions,
+            history=self._segments,
         )
         window.pinned = self._core_pins(window, positions)
         for pins in self._call("pin", hook.ctxmgr_pin, window=window) or ():

@@ -85,6 +85,12 @@ class ContentPart:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", _freeze(self.data))
 
+    def __copy__(self) -> ContentPart:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ContentPart:
+        return self  # immutable
+
     def to_openai(self) -> dict[str, Any]:
         """Return the part as an OpenAI content-part dict."""
         out: dict[str, Any] = {"type": self.type}
@@ -150,6 +156,12 @@ class Message:
         )
 
     # -- identity -------------------------------------------------------------------------
+    def __copy__(self) -> Message:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Message:
+        return self  # immutable: copies share the object
+
     def __eq__(self, other: object) -> bool:
         if self is other:
             return True
@@ -193,11 +205,10 @@ class Message:
 
     @property
     def search_text(self) -> str:
-        """Text used for relevance scoring: content plus tool names and arguments."""
-        if not self.tool_calls:
-            return self.text
-        calls = " ".join(f"{c.name} {c.arguments}" for c in self.tool_calls)
-        return f"{self.text} {calls}".strip()
+        """Text used for relevance scoring: name, content, tool names and arguments."""
+        parts = [self.name or "", self.text]
+        parts.extend(f"{c.name} {c.arguments}" for c in self.tool_calls)
+        return " ".join(p for p in parts if p)
 
     def evolve(self, **changes: Any) -> Message:
         """Return a copy with ``changes`` applied (a new id is derived unless given)."""

@@ -153,7 +153,7 @@ class Segmenter:
             got = op.results[slot] if slot is not None else None
             if got is None:
                 self._problem(
-                    final_check_index,
+                    op.start,
                     "dangling_tool_call",
                     "synthesized_result",
                     op.call,

@@ -40,5 +40,12 @@ class Strategy:
     def bind(self, manager: Any) -> None:
         """Called once by the manager that owns this instance (counter, summarizer...)."""
 
+    def adopt(self, other: Strategy) -> None:
+        """Take over caches from ``other`` (same type and options) when a manager is cloned.
+
+        Only caches that are safe to share (keyed by message content) may be shared;
+        per-conversation decisions must be copied, not shared. Default: nothing.
+        """
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options!r}, weight={self.weight})"

@@ -92,7 +92,7 @@ def _salient_sentence(text: str, max_words: int) -> str:
     sentences = [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip()]
     if not sentences:
         return ""
-    best = max(sentences, key=lambda s: (len(_SALIENT.findall(s)), -sentences.index(s)))
+    best = max(sentences, key=lambda s: len(_SALIENT.findall(s)))  # first maximum = earliest
     words = best.split()
     if len(words) > max_words:
         best = " ".join(words[:max_words]) + " …"
@@ -158,9 +158,7 @@ class ExtractiveSummarizer:
         # shorten the longest lines first, each to half its words (never below 12)
         shortenable = [len(ln.split()) > 13 for ln in lines]
         while lines and any(shortenable) and sum(costs) + marker_cost > max_tokens:
-            longest = max(
-                (i for i in range(len(lines)) if shortenable[i]), key=lambda i: costs[i]
-            )
+            longest = max((i for i in range(len(lines)) if shortenable[i]), key=lambda i: costs[i])
             words = lines[longest].split()
             keep = max(12, len(words) // 2)
             lines[longest] = " ".join(words[:keep]) + " …"

@@ -59,6 +59,10 @@ class Window:
         new_start: index in ``segments`` of the first segment added by this fit.
         pinned: candidate index -> reason, filled from ``ctxmgr_pin`` and the core.
         cleared: candidate index -> record of a shrink applied by ``replace``.
+        positions: during compaction, the position in the history of each candidate
+            (candidates may skip archived segments); empty during observe.
+        history: during compaction, every committed segment of the conversation (oldest
+            first, originals); hooks that read it must stay within their cost budget.
     """
 
     segments: list[Segment]
@@ -70,6 +74,8 @@ class Window:
     new_start: int = 0
     pinned: dict[int, str] = field(default_factory=dict)
     cleared: dict[int, SegmentRecord] = field(default_factory=dict)
+    positions: list[int] = field(default_factory=list)
+    history: Sequence[Segment] = ()
     scratch: dict[str, Any] = field(default_factory=dict)
 
     @property
