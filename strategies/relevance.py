@@ -252,8 +252,9 @@ class RelevanceEviction(Strategy):
 
         The Lucene variant, as ``bm25s.BM25(method="lucene")`` computes it (a test checks
         equality): idf = ln(1 + (N - df + 0.5) / (df + 0.5)), term score = idf * tf /
-        (tf + k1 * (1 - b + b * dl / avgdl)) (the constant k1 + 1 factor is left out). Computed from per-segment counts
-        cached at tokenization, so there is no index to rebuild as the history grows.
+        (tf + k1 * (1 - b + b * dl / avgdl)) (bm25s leaves out the constant k1 + 1 factor
+        too). Computed from per-segment counts cached at tokenization, so there is no
+        index to rebuild as the history grows.
         """
         n = len(docs)
         lengths = np.fromiter((sum(c.values()) for c in docs), dtype=float, count=n)
