@@ -107,7 +107,9 @@ def strategies(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
         options = {
             key: {
                 "default": field.get_default(call_default_factory=True),
-                "type": str(field.annotation).replace("typing.", ""),
+                "type": getattr(field.annotation, "__name__", None)
+                if isinstance(field.annotation, type)
+                else str(field.annotation).replace("typing.", ""),
             }
             for key, field in cls.Options.model_fields.items()
         }

@@ -454,11 +454,8 @@ class ContextManager:
         total = sum(s.tokens for s in cands)
         if total > avail:
             self._call("shrink", hook.ctxmgr_shrink, window=window, excess_tokens=total - avail)
-        for i, rec in window.cleared.items():
+        for i in window.cleared:
             self._shrunk[positions[i]] = window.segments[i]
-            report.cleared.append(rec)
-            for msg in self._segments[positions[i]].messages:
-                self.state.archive.add(msg, f"cleared: {rec.reason}", self.state.turn, rec.strategy)
         cands = window.segments
         pinned_tokens = sum(cands[i].tokens for i in window.pinned)
         # score: weighted sum of strategy scores; recency when nobody scores
@@ -497,6 +494,12 @@ class ContextManager:
                 keep.add(i)
                 room -= cands[i].tokens
         evicted_idx = [i for i in range(n) if i not in keep]
+        for i, rec in window.cleared.items():
+            if i in keep:  # shrunk and kept; evicted ones are reported as dropped below
+                report.cleared.append(rec)
+                for msg in self._segments[positions[i]].messages:
+                    reason = f"cleared: {rec.reason}"
+                    self.state.archive.add(msg, reason, self.state.turn, rec.strategy)
         # archive and report what left the context in this compaction
         newly_evicted = []
         covered = self._covered()
@@ -635,7 +638,10 @@ def run_coroutine_sync(awaitable: Awaitable[Any]) -> Any:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(_await(awaitable))
-    raise RuntimeError("cannot block on an async summarizer inside a running event loop")
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()  # never leave a coroutine un-awaited
+    raise RuntimeError("cannot block on an async summarizer inside a running event loop (use afit)")
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

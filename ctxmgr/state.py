@@ -108,8 +108,8 @@ class Archive:
             return []
         scored = []
         for order, entry in enumerate(self._entries.values()):
-            text = entry.message.search_text.casefold()
-            hits = sum(1 for w in words if w in text)
+            text_words = {w.casefold() for w in _WORD.findall(entry.message.search_text)}
+            hits = len(words & text_words)
             if hits:
                 scored.append((hits, order, entry))
         scored.sort(key=lambda t: (-t[0], -t[1]))

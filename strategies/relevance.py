@@ -56,14 +56,14 @@ class RelevanceOptions(StrategyOptions):
         stopwords: a ``bm25s`` stop-word list (``"en"``, ``"en_plus"``) or ``None``.
 
     Defaults (k1 = 1.5, ``en_plus`` stop words, English stemmer, speaker and session date
-    indexed, neighbour smoothing 0.5 over 2 turns, recency 0.1) were chosen on LoCoMo
+    indexed, neighbour smoothing 0.4 over 2 turns, recency 0.1) were chosen on LoCoMo
     (Maharana et al. 2024) evidence recall; 2-fold cross-validation by dialogue gave the
     same held-out recall (``benchmarks/README.md``).
     """
 
     embedder: str | None = None
     recency_weight: float = Field(default=0.1, ge=0, le=1)
-    neighbor_weight: float = Field(default=0.5, ge=0, le=1)
+    neighbor_weight: float = Field(default=0.4, ge=0, le=1)
     neighbor_span: int = Field(default=2, ge=0)
     session_key: str = "session"
     index_metadata: list[str] = Field(default_factory=lambda: ["session_date"])

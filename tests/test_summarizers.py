@@ -1,0 +1,280 @@
+"""Tests for ctxmgr.summarizers: the extractive summarizer's budget and termination, transcripts."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ctxmgr.messages import ContentPart, Message, ToolCall
+from ctxmgr.summarizers import (
+    SUMMARY_PROMPT,
+    AsyncSummarizer,
+    ExtractiveSummarizer,
+    Summarizer,
+    render_transcript,
+)
+from ctxmgr.testing import RecordingSummarizer, chat_history
+from ctxmgr.tokens import TiktokenCounter
+
+MARKER = re.compile(r"^\[(\d+) earlier points omitted; see the archive\]$")
+
+
+@pytest.fixture(scope="module")
+def count() -> TiktokenCounter:
+    """A real tiktoken counter (offline cl100k data)."""
+    return TiktokenCounter()
+
+
+@pytest.fixture
+def summarizer(count: TiktokenCounter) -> ExtractiveSummarizer:
+    """An extractive summarizer counting with tiktoken."""
+    return ExtractiveSummarizer(count.count_text)
+
+
+# -- protocols ----------------------------------------------------------------------------------
+
+
+def test_protocols_are_runtime_checkable() -> None:
+    """The extractive and recording summarizers are Summarizers; neither is async."""
+    assert isinstance(ExtractiveSummarizer(), Summarizer)
+    assert isinstance(RecordingSummarizer(), Summarizer)
+    assert not isinstance(ExtractiveSummarizer(), AsyncSummarizer)
+
+
+def test_summary_prompt_placeholders() -> None:
+    """SUMMARY_PROMPT formats with max_tokens, previous and transcript."""
+    text = SUMMARY_PROMPT.format(max_tokens=77, previous="PREV", transcript="TRANSCRIPT")
+    assert "at most 77 tokens" in text
+    assert "PREV" in text
+    assert text.rstrip().endswith("Updated summary:")
+
+
+# -- extraction ---------------------------------------------------------------------------------
+
+
+def test_extracts_most_salient_sentence(summarizer: ExtractiveSummarizer) -> None:
+    """Each message contributes its sentence with the most names, numbers and ids."""
+    msg = Message.user("hello there. My flight AF1234 leaves Paris on 2024-06-01. thanks!")
+    assert summarizer.summarize(None, [msg], max_tokens=200) == (
+        "- user: My flight AF1234 leaves Paris on 2024-06-01."
+    )
+
+
+def test_ties_go_to_the_earliest_sentence(summarizer: ExtractiveSummarizer) -> None:
+    """Among equally salient sentences the earliest is kept."""
+    msg = Message.assistant("Alice went home. Bob went out. Carol stayed.")
+    assert summarizer.summarize(None, [msg], max_tokens=200) == "- assistant: Alice went home."
+
+
+def test_tool_calls_and_results(summarizer: ExtractiveSummarizer) -> None:
+    """Tool calls keep name and arguments; results their salient sentence under the tool name."""
+    msgs = [
+        Message.assistant("", [ToolCall("c1", "get_order", '{"id": "A12"}')]),
+        Message.tool("ok. Order A12 shipped to Berlin.", "c1", name="get_order"),
+        Message.user("thanks", name="dana"),
+    ]
+    assert summarizer.summarize(None, msgs, max_tokens=200).splitlines() == [
+        '- assistant called get_order({"id": "A12"})',
+        "- result of get_order: Order A12 shipped to Berlin.",
+        "- dana: thanks",
+    ]
+
+
+def test_ctxmgr_messages_and_empty_messages_are_skipped(summarizer: ExtractiveSummarizer) -> None:
+    """Messages ctxmgr injected (metadata 'ctxmgr') and empty messages add no line."""
+    msgs = [
+        Message.system("old summary", metadata={"ctxmgr": "summary"}),
+        Message.user(""),
+        Message.user("   "),
+        Message.assistant("Kept."),
+    ]
+    assert summarizer.summarize(None, msgs, max_tokens=200) == "- assistant: Kept."
+
+
+def test_long_sentence_is_cut_to_max_words() -> None:
+    """A sentence longer than max_words keeps its first max_words words and an ellipsis."""
+    summarizer = ExtractiveSummarizer(max_words=5)
+    msg = Message.user("one two three four five six seven")
+    assert summarizer.summarize(None, [msg], max_tokens=200) == "- user: one two three four five …"
+
+
+def test_keeps_previous_summary_lines(summarizer: ExtractiveSummarizer) -> None:
+    """The previous summary's lines come first, unchanged, then the new points."""
+    previous = "- user: My name is Ada.\n- assistant: Booked flight AF1234."
+    out = summarizer.summarize(previous, [Message.user("I moved to Lyon in 2023.")], max_tokens=200)
+    assert out.splitlines() == [
+        "- user: My name is Ada.",
+        "- assistant: Booked flight AF1234.",
+        "- user: I moved to Lyon in 2023.",
+    ]
+
+
+def test_empty_input_gives_empty_summary(summarizer: ExtractiveSummarizer) -> None:
+    """No previous summary and no messages give an empty summary."""
+    assert summarizer.summarize(None, [], max_tokens=100) == ""
+
+
+# -- budget -------------------------------------------------------------------------------------
+
+
+def test_respects_max_tokens_and_counts_omissions(
+    summarizer: ExtractiveSummarizer, count: TiktokenCounter
+) -> None:
+    """Over budget, old points are dropped with a marker; the result fits max_tokens."""
+    history = chat_history(40)
+    out = summarizer.summarize(None, history, max_tokens=120)
+    assert count.count_text(out) <= 120
+    lines = out.splitlines()
+    found = MARKER.match(lines[0])
+    assert found is not None
+    assert int(found.group(1)) + len(lines) - 1 == len(history)
+    assert lines[-1].startswith("- assistant: Answer 39:")
+
+
+def test_marker_count_accumulates_across_calls(
+    summarizer: ExtractiveSummarizer, count: TiktokenCounter
+) -> None:
+    """A previous summary's omission marker is carried forward and increased."""
+    first = summarizer.summarize(None, chat_history(20), max_tokens=100)
+    first_omitted = int(MARKER.match(first.splitlines()[0]).group(1))  # type: ignore[union-attr]
+    second = summarizer.summarize(first, chat_history(20, seed=1)[1:], max_tokens=100)
+    second_omitted = int(MARKER.match(second.splitlines()[0]).group(1))  # type: ignore[union-attr]
+    assert second_omitted > first_omitted
+    assert count.count_text(second) <= 100
+    assert sum(1 for ln in second.splitlines() if MARKER.match(ln)) == 1
+
+
+def test_shortens_long_lines_before_dropping(
+    summarizer: ExtractiveSummarizer, count: TiktokenCounter
+) -> None:
+    """Long lines are shortened (ending in …) before any line is dropped."""
+    previous = "- user: short fact A.\n- user: " + " ".join(f"word{i}" for i in range(40))
+    out = summarizer.summarize(previous, [], max_tokens=60)
+    lines = out.splitlines()
+    assert lines[0] == "- user: short fact A."
+    assert lines[1].endswith(" …")
+    assert len(lines[1].split()) < 40
+    assert count.count_text(out) <= 60
+
+
+def test_default_counter_is_four_chars_per_token() -> None:
+    """Without a counter, tokens are estimated at four characters each (rounded up)."""
+    assert ExtractiveSummarizer().count_tokens("abcde") == 2
+
+
+def _within_budget(out: str, max_tokens: int, count: TiktokenCounter) -> bool:
+    return count.count_text(out) <= max_tokens or MARKER.match(out) is not None
+
+
+@pytest.mark.parametrize("words", [12, 13, 14, 15, 26, 27])
+def test_terminates_on_many_lines_near_the_shortening_threshold(
+    summarizer: ExtractiveSummarizer, count: TiktokenCounter, words: int
+) -> None:
+    """Many lines of 12-27 words (around the 13-word shortening limit) finish within budget."""
+    previous = "\n".join("- " + " ".join(f"w{i}x{j}" for j in range(words - 1)) for i in range(400))
+    t0 = time.perf_counter()
+    out = summarizer.summarize(previous, [], max_tokens=50)
+    assert time.perf_counter() - t0 < 5
+    assert _within_budget(out, 50, count)
+
+
+def test_terminates_on_one_giant_line(
+    summarizer: ExtractiveSummarizer, count: TiktokenCounter
+) -> None:
+    """A single giant line without spaces is dropped, leaving only the omission marker."""
+    out = summarizer.summarize("- " + "x" * 200_000, [], max_tokens=40)
+    assert MARKER.match(out) is not None
+    assert count.count_text(out) <= 40
+
+
+def test_giant_message_with_many_sentences_is_fast(
+    summarizer: ExtractiveSummarizer, count: TiktokenCounter
+) -> None:
+    """A message of 30,000 distinct sentences is summarized in linear time (well under 2 s)."""
+    text = " ".join(f"Sentence number {i} here." for i in range(30_000))
+    t0 = time.perf_counter()
+    out = summarizer.summarize(None, [Message.user(text)], max_tokens=100)
+    assert time.perf_counter() - t0 < 2
+    assert out == "- user: Sentence number 0 here."
+
+
+def test_budget_below_the_marker_returns_only_the_marker(summarizer: ExtractiveSummarizer) -> None:
+    """With a budget too small even for the marker, the result is the marker alone."""
+    out = summarizer.summarize(None, chat_history(3), max_tokens=3)
+    assert MARKER.match(out) is not None
+
+
+_line = st.one_of(
+    st.text(alphabet=st.sampled_from("ab .XY1\t\n!?"), max_size=400),
+    st.just("[3 earlier points omitted; see the archive]"),
+    st.lists(st.sampled_from(["alpha", "Beta", "42", "ID_7", "x" * 60]), max_size=40).map(" ".join),
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=3000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    previous=st.one_of(st.none(), st.lists(_line, max_size=30).map("\n".join)),
+    texts=st.lists(_line, max_size=30),
+    max_tokens=st.integers(min_value=1, max_value=400),
+)
+def test_always_within_budget_or_only_marker(
+    summarizer: ExtractiveSummarizer,
+    count: TiktokenCounter,
+    previous: str | None,
+    texts: list[str],
+    max_tokens: int,
+) -> None:
+    """For any input the summary fits max_tokens, or is only the omission marker."""
+    messages = [Message.user(t) for t in texts]
+    out = summarizer.summarize(previous, messages, max_tokens=max_tokens)
+    assert _within_budget(out, max_tokens, count)
+
+
+# -- render_transcript ----------------------------------------------------------------------------
+
+
+def test_render_transcript_formats_each_kind() -> None:
+    """Text, named, tool-call and tool-result messages render one line each."""
+    msgs = [
+        Message.user("Where is my order?"),
+        Message.user("me again", name="dana"),
+        Message.assistant(
+            "", [ToolCall("c1", "get_order", '{"id": 7}'), ToolCall("c2", "f", "{}")]
+        ),
+        Message.assistant("Checking.", [ToolCall("c3", "g", "{}")]),
+        Message.tool("shipped", "c1", name="get_order"),
+        Message.tool("done", "c2"),
+    ]
+    assert render_transcript(msgs).splitlines() == [
+        "user: Where is my order?",
+        "dana: me again",
+        'assistant: -> get_order({"id": 7}), f({})',
+        "assistant: Checking. -> g({})",
+        "tool[get_order]: shipped",
+        "tool[c2]: done",
+    ]
+
+
+def test_render_transcript_cuts_long_messages() -> None:
+    """Contents longer than max_chars_per_message are cut with a marker."""
+    out = render_transcript([Message.user("abcdefghij")], max_chars_per_message=4)
+    assert out == "user: abcd [...]"
+
+
+def test_render_transcript_uses_text_parts() -> None:
+    """Multimodal messages render their text parts only."""
+    msg = Message.user([ContentPart("text", "caption"), ContentPart("image_url", data={"a": 1})])
+    assert render_transcript([msg]) == "user: caption"
+
+
+def test_render_transcript_empty() -> None:
+    """No messages render as an empty string."""
+    assert render_transcript([]) == ""
