@@ -7,6 +7,7 @@ through JSON with :meth:`SessionState.to_dict` / :meth:`SessionState.from_dict`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,12 +27,25 @@ __all__ = [
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+def _json_safe(value: Any) -> Any:
+    """Return ``value`` if JSON can encode it, else a JSON-able copy with ``repr`` leaves."""
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return json.loads(json.dumps(value, default=repr))
+
+
 def message_to_dict(message: Message) -> dict[str, Any]:
-    """Serialize a message losslessly: the OpenAI dict plus ``id``, ``metadata``, ``pinned``."""
+    """Serialize a message: the OpenAI dict plus ``id``, ``metadata``, ``pinned``.
+
+    Metadata values JSON cannot encode (framework objects an adapter kept) are stored as
+    their ``repr``; everything else round-trips exactly.
+    """
     out = to_openai(message)
     out["id"] = message.id
     if message.metadata:
-        out["metadata"] = dict(message.metadata)
+        out["metadata"] = _json_safe(dict(message.metadata))
     if message.pinned:
         out["pinned"] = True
     return out

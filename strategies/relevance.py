@@ -45,6 +45,8 @@ class RelevanceOptions(StrategyOptions):
             (``neighbor_span`` on each side, same session only): answers in a dialogue sit
             next to the turn that matches the question.
         neighbor_span: neighbours counted on each side, in history segments.
+        neighbor_decay: the weight of a neighbour at distance d is
+            ``neighbor_weight * neighbor_decay ** (d - 1)``.
         session_key: metadata key whose value delimits sessions for smoothing.
         index_metadata: metadata keys whose values are indexed with the text (dates).
         rerank_on_new_query: re-select on every new user message (the question changed),
@@ -65,6 +67,7 @@ class RelevanceOptions(StrategyOptions):
     recency_weight: float = Field(default=0.1, ge=0, le=1)
     neighbor_weight: float = Field(default=0.4, ge=0, le=1)
     neighbor_span: int = Field(default=2, ge=0)
+    neighbor_decay: float = Field(default=1.0, gt=0, le=1)
     session_key: str = "session"
     index_metadata: list[str] = Field(default_factory=lambda: ["session_date"])
     rerank_on_new_query: bool = True
@@ -141,19 +144,21 @@ class RelevanceEviction(Strategy):
             labels = np.array([hash(x) for x in sessions])
             out = scores.copy()
             for d in range(1, span + 1):
+                w = nw * self.options.neighbor_decay ** (d - 1)
                 same = labels[d:] == labels[:-d]
-                out[:-d] += nw * np.where(same, scores[d:], 0.0)
-                out[d:] += nw * np.where(same, scores[:-d], 0.0)
+                out[:-d] += w * np.where(same, scores[d:], 0.0)
+                out[d:] += w * np.where(same, scores[:-d], 0.0)
             return out
         index = {p: i for i, p in enumerate(positions)}
         out = scores.copy()
         for i, p in enumerate(positions):
             extra = 0.0
             for d in range(1, span + 1):
+                w = self.options.neighbor_decay ** (d - 1)
                 for q in (p - d, p + d):
                     j = index.get(q)
                     if j is not None and sessions[j] == sessions[i]:
-                        extra += scores[j]
+                        extra += w * scores[j]
             out[i] += nw * extra
         return out
 

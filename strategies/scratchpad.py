@@ -15,7 +15,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,11 +58,14 @@ class ScratchpadNotesOptions(StrategyOptions):
         max_note_tokens: budget of the rendered notes block (oldest notes dropped beyond).
         rules: rule-based extraction from tool results (empty: off).
         refresh_on_change: compact when notes change so the block is current at once.
+        role: role of the injected notes message (``"user"`` for providers that reject
+            system messages after the first).
     """
 
     max_note_tokens: int = Field(default=400, gt=0)
     rules: list[ExtractionRule] = Field(default_factory=list)
     refresh_on_change: bool = False
+    role: Literal["system", "user"] = "system"
 
 
 class Scratchpad:
@@ -231,7 +234,7 @@ class ScratchpadNotes(Strategy):
         text = self._render(window)
         if text is None:
             return None
-        message = Message.system(text, metadata={"ctxmgr": "notes"})
+        message = Message(self.options.role, text, metadata={"ctxmgr": "notes"})
         return [Injection(message, "head", "scratchpad notes", self.name)]
 
 
