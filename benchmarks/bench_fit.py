@@ -23,8 +23,8 @@ import time
 
 os.environ.setdefault("CTXMGR_TIKTOKEN_OFFLINE", "1")
 
-from ctxmgr import ContextManager, get_counter  # noqa: E402
-from ctxmgr.testing import agent_history  # noqa: E402
+from ctxmgr import ContextManager, get_counter
+from ctxmgr.testing import agent_history
 
 
 def append_only(preset: str, window: int, n: int = 5000, reps: int = 200) -> tuple[float, float]:
@@ -63,14 +63,19 @@ def agent_loop(preset: str, window: int, n: int = 5000) -> tuple[float, float, i
 def peers(n: int = 5000) -> None:
     from langchain_core.messages import trim_messages
 
-    from ctxmgr.bench.peers import _to_langchain  # type: ignore[attr-defined]
+    from ctxmgr.bench.peers import _to_langchain
 
     history = agent_history(n, seed=1)
     counter = get_counter()
-    lc = [_to_langchain(m) for m in history]
+    lc = [_to_langchain(m, f"m{i}") for i, m in enumerate(history)]
     t0 = time.perf_counter()
-    trim_messages(lc, max_tokens=32000, strategy="last", include_system=True,
-                  token_counter=lambda ms: sum(counter.count_text(str(m.content)) + 3 for m in ms))
+    trim_messages(
+        lc,
+        max_tokens=32000,
+        strategy="last",
+        include_system=True,
+        token_counter=lambda ms: sum(counter.count_text(str(m.content)) + 3 for m in ms),
+    )
     print(f"langchain trim_messages at {n} messages: {(time.perf_counter() - t0) * 1000:.0f} ms")
 
 
@@ -80,15 +85,21 @@ def main() -> None:
     args = parser.parse_args()
     for preset in ("fifo", "agent"):
         med, comp = append_only(preset, 1_047_576)
-        print(f"[{preset}] append-only, 5,000 msgs in a 1M window: median {med:.3f} ms/fit "
-              f"({comp} compactions in 200 appends)")
+        print(
+            f"[{preset}] append-only, 5,000 msgs in a 1M window: median {med:.3f} ms/fit "
+            f"({comp} compactions in 200 appends)"
+        )
         med, comp = append_only(preset, 128_000)
-        print(f"[{preset}] append-only, 5,000-msg history, 128k window: median {med:.3f} ms/fit "
-              f"({comp} compactions in 200 appends)")
+        print(
+            f"[{preset}] append-only, 5,000-msg history, 128k window: median {med:.3f} ms/fit "
+            f"({comp} compactions in 200 appends)"
+        )
     for preset in ("fifo", "relevance", "summary", "agent"):
         mean, med, comp, turns, total = agent_loop(preset, 32_000)
-        print(f"[{preset}] 5,000-message agent loop, 32k window: mean {mean:.3f} ms/turn, "
-              f"median {med:.3f} ms, {comp} compactions over {turns} turns ({total/1000:.1f} s)")
+        print(
+            f"[{preset}] 5,000-message agent loop, 32k window: mean {mean:.3f} ms/turn, "
+            f"median {med:.3f} ms, {comp} compactions over {turns} turns ({total / 1000:.1f} s)"
+        )
     if args.peers:
         peers()
 

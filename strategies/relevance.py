@@ -231,7 +231,7 @@ class RelevanceEviction(Strategy):
         self._recalled_for = query
         scores = self._history_scores(window)
         budget = window.budget.target_tokens
-        out = []
+        out: list[int] = []
         for pos in np.argsort(-scores, kind="stable")[: self.options.max_recall + len(candidates)]:
             pos = int(pos)
             if scores[pos] <= 0 or budget <= 0 or len(out) >= self.options.max_recall:
