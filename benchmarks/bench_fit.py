@@ -77,6 +77,17 @@ def peers(n: int = 5000) -> None:
         token_counter=lambda ms: sum(counter.count_text(str(m.content)) + 3 for m in ms),
     )
     print(f"langchain trim_messages at {n} messages: {(time.perf_counter() - t0) * 1000:.0f} ms")
+    fresh = get_counter("tiktoken:cl100k_base")
+    t0 = time.perf_counter()
+    ContextManager.from_config("agent", max_context_tokens=32000, counter=fresh).fit(history)
+    cold = (time.perf_counter() - t0) * 1000
+    t0 = time.perf_counter()
+    ContextManager.from_config("agent", max_context_tokens=32000, counter=fresh).fit(history)
+    warm = (time.perf_counter() - t0) * 1000
+    print(
+        f"ctxmgr agent one-shot fit of {n} messages: cold (tokenizing all) {cold:.0f} ms, "
+        f"new manager with the counter cache warm {warm:.0f} ms"
+    )
 
 
 def main() -> None:

@@ -148,27 +148,41 @@ class ExtractiveSummarizer:
         return self._fit(lines, max_tokens)
 
     def _fit(self, lines: list[str], max_tokens: int) -> str:
+        """Fit ``lines`` into ``max_tokens``: shorten long lines, then drop the oldest.
+
+        O(lines): lines are shortened in whole passes (caps of 40, 24, then 12 words) and
+        the oldest are cut in one scan; a marker counts the omitted points.
+        """
         omitted = 0
         if lines and (found := _MARKER.match(lines[0])):
             omitted = int(found.group(1))
             lines = lines[1:]
-        # per-line counts (+1 for the newline) keep this O(lines); checked exactly at the end
-        costs = [self.count_tokens(ln) + 1 for ln in lines]
+        lines = [" ".join(ln.split()) for ln in lines]  # one point per line, no inner newlines
+        costs = [self.count_tokens(ln) + 1 for ln in lines]  # +1: the joining newline
         marker_cost = 16
-        # shorten the longest lines first, each to half its words (never below 12)
-        shortenable = [len(ln.split()) > 13 for ln in lines]
-        while lines and any(shortenable) and sum(costs) + marker_cost > max_tokens:
-            longest = max((i for i in range(len(lines)) if shortenable[i]), key=lambda i: costs[i])
-            words = lines[longest].split()
-            keep = max(12, len(words) // 2)
-            lines[longest] = " ".join(words[:keep]) + " …"
-            costs[longest] = self.count_tokens(lines[longest]) + 1
-            shortenable[longest] = keep + 1 > 13 and keep < len(words) - 1
-        while lines and sum(costs) + marker_cost > max_tokens:
-            lines.pop(0)
-            costs.pop(0)
-            shortenable.pop(0)
-            omitted += 1
+        total = sum(costs)
+        for cap in (40, 24, 12):
+            if total + marker_cost <= max_tokens:
+                break
+            for i, line in enumerate(lines):
+                words = line.split()
+                if len(words) > cap + 1:
+                    lines[i] = " ".join(words[:cap]) + " …"
+                    new = self.count_tokens(lines[i]) + 1
+                    total += new - costs[i]
+                    costs[i] = new
+        if total + marker_cost > max_tokens:
+            # keep the longest suffix (newest points) that fits
+            budget = max_tokens - marker_cost
+            kept = 0
+            running = 0
+            for cost in reversed(costs):
+                if running + cost > budget:
+                    break
+                running += cost
+                kept += 1
+            omitted += len(lines) - kept
+            lines = lines[len(lines) - kept :]
 
         def render() -> str:
             head = [f"[{omitted} earlier points omitted; see the archive]"] if omitted else []
