@@ -33,8 +33,19 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ctxmgr.adapters._common import (
+    ConfigLike,
+    adapter_metadata,
+    content_parts,
+    load_manager,
+    missing_extra,
+    note_functions,
+    restore_originals,
+    summary_prompt,
+    unique_ids,
+)
 
 try:
     from autogen_core import CancellationToken, Component, ComponentModel, FunctionCall, Image
@@ -52,12 +63,10 @@ try:
     from pydantic import BaseModel, Field
     from typing_extensions import Self
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "ctxmgr.adapters.autogen needs AutoGen (autogen-agentchat, autogen-core, autogen-ext "
-        '>= 0.4): pip install "ctxmgr[autogen]"'
+    raise missing_extra(
+        "autogen", "AutoGen (autogen-agentchat, autogen-core, autogen-ext >= 0.4)"
     ) from exc
 
-from ctxmgr.errors import ConfigError
 from ctxmgr.messages import (
     ContentPart,
     Message,
@@ -88,8 +97,6 @@ METADATA_KEY = "autogen"
 PROVIDER = "ctxmgr.adapters.autogen.ContextManagerContext"
 """Provider path written by ``dump_component()``."""
 
-ConfigLike = str | Path | Mapping[str, Any]
-
 
 class UnsupportedContentWarning(UserWarning):
     """A content part has no AutoGen equivalent and was left out (names the part type)."""
@@ -98,16 +105,6 @@ class UnsupportedContentWarning(UserWarning):
 # ---------------------------------------------------------------------------------------
 # Converters
 # ---------------------------------------------------------------------------------------
-def _unique(messages: list[Message]) -> list[Message]:
-    seen: dict[str, int] = {}
-    out = []
-    for msg in messages:
-        repeat = seen.get(msg.id, 0)
-        seen[msg.id] = repeat + 1
-        out.append(msg.evolve(id=f"{msg.id}#{repeat}") if repeat else msg)
-    return out
-
-
 def to_messages(messages: Sequence[LLMMessage]) -> list[Message]:
     """Convert AutoGen ``LLMMessage`` s (oldest first) to neutral messages.
 
@@ -163,7 +160,7 @@ def _to_messages(messages: Sequence[LLMMessage], cache: _Cache | None) -> list[M
     if cache is not None:
         cache.clear()
         cache.update(fresh)
-    return _unique(out)
+    return unique_ids(out)
 
 
 def _convert(item: LLMMessage, index: int, open_calls: list[ToolCall]) -> list[Message]:
@@ -293,8 +290,7 @@ def from_messages(messages: Sequence[Message], *, source: str = "ctxmgr") -> lis
         group, group_key = [], None
 
     for message in messages:
-        extras = message.metadata.get(METADATA_KEY)
-        extras = extras if isinstance(extras, Mapping) else {}
+        extras = adapter_metadata(message, METADATA_KEY)
         if message.role == "tool":
             key = extras.get("group", "foreign")
             if group and key != group_key:
@@ -318,11 +314,7 @@ def from_messages(messages: Sequence[Message], *, source: str = "ctxmgr") -> lis
             if isinstance(message.content, str) and not extras.get("list_content"):
                 out.append(UserMessage(content=message.content, source=name))
             else:
-                parts = (
-                    [ContentPart("text", message.content)]
-                    if isinstance(message.content, str)
-                    else list(message.content)
-                )
+                parts = content_parts(message.content)
                 items = [x for x in (_part_out(p) for p in parts) if x is not None]
                 out.append(UserMessage(content=items, source=name))
         elif message.tool_calls:
@@ -349,28 +341,6 @@ def from_messages(messages: Sequence[Message], *, source: str = "ctxmgr") -> lis
             )
     flush()
     return out
-
-
-# ---------------------------------------------------------------------------------------
-# Manager construction
-# ---------------------------------------------------------------------------------------
-def _load_manager(
-    config: Any, summarizer: Any, counter: Any, overrides: Mapping[str, Any]
-) -> ContextManager:
-    from ctxmgr import ContextManager
-
-    if isinstance(config, ContextManager):
-        if summarizer is not None or counter is not None or overrides:
-            raise ConfigError(
-                "summarizer/counter/overrides apply to a config, not to a ready ContextManager"
-            )
-        return config
-    kwargs: dict[str, Any] = dict(overrides)
-    if summarizer is not None:
-        kwargs["summarizer"] = summarizer
-    if counter is not None:
-        kwargs["counter"] = counter
-    return ContextManager.from_config(config, **kwargs)
 
 
 def _fitted(result: Any, neutral: list[Message], llm: Sequence[LLMMessage]) -> list[LLMMessage]:
@@ -477,7 +447,7 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
             on_fit: optional callback receiving each FitReport.
             **overrides: config keys to override, e.g. ``max_context_tokens=8000``.
         """
-        manager = _load_manager(config, summarizer, counter, overrides)
+        manager = load_manager(config, summarizer, counter, overrides)
         return cls(
             manager,
             system_message=system_message,
@@ -507,7 +477,7 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
             summarizer = AutoGenSummarizer(
                 ChatCompletionClient.load_component(config.summarizer_client)
             )
-        manager = _load_manager(config.ctxmgr_config, summarizer, None, {})
+        manager = load_manager(config.ctxmgr_config, summarizer, None, {})
         return cls(
             manager,
             system_message=config.system_message,
@@ -581,13 +551,7 @@ class AutoGenSummarizer:
         self, previous: str | None, messages: Sequence[Message], *, max_tokens: int
     ) -> str:
         """Return the running summary updated with ``messages`` (awaits ``client.create``)."""
-        from ctxmgr.summarizers import SUMMARY_PROMPT, render_transcript
-
-        text = (self.prompt or SUMMARY_PROMPT).format(
-            previous=previous or "(none)",
-            transcript=render_transcript(messages),
-            max_tokens=max_tokens,
-        )
+        text = summary_prompt(self.prompt, previous, messages, max_tokens)
         result = await self.client.create(
             [UserMessage(content=text, source="ctxmgr")],
             cancellation_token=CancellationToken(),
@@ -645,25 +609,14 @@ class ContextTransform:
         **overrides: Any,
     ) -> ContextTransform:
         """Build the transform from a preset name, a TOML/YAML path or a config dict."""
-        return cls(_load_manager(config, summarizer, counter, overrides))
+        return cls(load_manager(config, summarizer, counter, overrides))
 
     def apply_transform(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Return the fitted messages (OpenAI dicts, oldest first)."""
-        neutral = _unique(messages_from_openai(messages))
+        neutral = unique_ids(messages_from_openai(messages))
         result = self.manager.fit(neutral)
         self.last_report = result.report
-        lookup = dict(zip(neutral, messages, strict=True))
-        out: list[dict[str, Any]] = []
-        for message in result.messages:
-            original = lookup.get(message)
-            if original is not None:
-                out.append(original)
-                continue
-            data = to_openai(message)
-            known = {"openai_legacy_function", "ctxmgr"}
-            data.update({k: v for k, v in message.metadata.items() if k not in known})
-            out.append(data)
-        return out
+        return restore_originals(result.messages, neutral, messages, _openai_dict)
 
     def get_logs(
         self,
@@ -686,9 +639,27 @@ class ContextTransform:
         )
 
 
+def _openai_dict(message: Message) -> dict[str, Any]:
+    """An OpenAI dict for a message the fit changed or injected, extra keys restored."""
+    data = to_openai(message)
+    known = {"openai_legacy_function", "ctxmgr"}
+    data.update({k: v for k, v in message.metadata.items() if k not in known})
+    return data
+
+
 # ---------------------------------------------------------------------------------------
 # Scratchpad tools
 # ---------------------------------------------------------------------------------------
+_NOTE_DESCRIPTIONS = {
+    "write_note": "Save facts (one per item) under a short key in the scratchpad, replacing any "
+    "note with that key; pointers say where more detail lives (paths, URLs, call ids).",
+    "update_note": "Update a scratchpad note: new facts/pointers replace the old ones, or are "
+    "added when append is true.",
+    "delete_note": "Delete the scratchpad note with this key.",
+    "read_notes": "Read scratchpad notes: all of them, or the one with this key.",
+}
+
+
 def note_tools(manager: ContextManager | ContextManagerContext) -> list[FunctionTool]:
     """Return ``write_note``, ``update_note``, ``delete_note`` and ``read_notes`` tools.
 
@@ -699,55 +670,7 @@ def note_tools(manager: ContextManager | ContextManagerContext) -> list[Function
     Raises:
         ConfigError: the manager has no ``scratchpad`` strategy configured.
     """
-
-    def current() -> Any:
-        mgr = manager.manager if isinstance(manager, ContextManagerContext) else manager
-        pad = mgr.scratchpad
-        if pad is None:
-            raise ConfigError(
-                "this manager has no scratchpad; add the 'scratchpad' strategy to the config",
-                key="strategies",
-            )
-        return pad
-
-    current()
-
-    def write_note(key: str, facts: list[str], pointers: list[str] | None = None) -> str:
-        current().write(key, facts, list(pointers or ()))
-        return f"saved note {key!r}"
-
-    def update_note(
-        key: str,
-        facts: list[str] | None = None,
-        pointers: list[str] | None = None,
-        append: bool = False,
-    ) -> str:
-        current().update(key, facts=facts, pointers=pointers, append=append)
-        return f"updated note {key!r}"
-
-    def delete_note(key: str) -> str:
-        return f"deleted note {key!r}" if current().delete(key) else f"no note {key!r}"
-
-    def read_notes(key: str | None = None) -> str:
-        return str(current().read(key)) or "(no notes)"
-
-    return [
-        FunctionTool(
-            write_note,
-            "Save facts (one per item) under a short key in the scratchpad, replacing any note "
-            "with that key; pointers say where more detail lives (paths, URLs, call ids).",
-            name="write_note",
-        ),
-        FunctionTool(
-            update_note,
-            "Update a scratchpad note: new facts/pointers replace the old ones, or are added "
-            "when append is true.",
-            name="update_note",
-        ),
-        FunctionTool(delete_note, "Delete the scratchpad note with this key.", name="delete_note"),
-        FunctionTool(
-            read_notes,
-            "Read scratchpad notes: all of them, or the one with this key.",
-            name="read_notes",
-        ),
-    ]
+    functions = note_functions(
+        lambda: manager.manager if isinstance(manager, ContextManagerContext) else manager
+    )
+    return [FunctionTool(fn, _NOTE_DESCRIPTIONS[fn.__name__], name=fn.__name__) for fn in functions]

@@ -34,10 +34,20 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ctxmgr.adapters._common import (
+    ConfigLike,
+    Conversation,
+    ConversationPool,
+    load_manager,
+    missing_extra,
+    note_functions,
+    restore_originals,
+    summary_prompt,
+    unique_ids,
+)
 
 try:
     from langchain.agents.middleware import (
@@ -68,12 +78,8 @@ try:
     from langchain_core.runnables.config import ensure_config
     from langchain_core.tools import BaseTool, StructuredTool
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "ctxmgr.adapters.langchain needs LangChain (langchain>=1.0, langchain-core>=1.0): "
-        'pip install "ctxmgr[langchain]"'
-    ) from exc
+    raise missing_extra("langchain", "LangChain (langchain>=1.0, langchain-core>=1.0)") from exc
 
-from ctxmgr.errors import ConfigError
 from ctxmgr.messages import ContentPart, Message, ToolCall
 
 if TYPE_CHECKING:
@@ -101,8 +107,6 @@ DEFAULT_THREAD = "default"
 
 FitCallback = Callable[[str, "FitReport"], None]
 """``on_fit(thread_id, report)``: called after every fit."""
-
-ConfigLike = str | Path | Mapping[str, Any]
 
 # ---------------------------------------------------------------------------------------
 # Converters
@@ -301,7 +305,6 @@ def _to_messages(messages: Sequence[BaseMessage | Any], cache: _Cache | None) ->
     """
     items = [m if isinstance(m, BaseMessage) else convert_to_messages([m])[0] for m in messages]
     out: list[Message] = []
-    seen: dict[str, int] = {}
     open_legacy: list[ToolCall] = []
     fresh: _Cache = {}
     for index, item in enumerate(items):
@@ -320,15 +323,11 @@ def _to_messages(messages: Sequence[BaseMessage | Any], cache: _Cache | None) ->
             match = match or open_legacy[-1]
             open_legacy.remove(match)
             msg = msg.evolve(tool_call_id=match.id, id=msg.id)
-        repeat = seen.get(msg.id, 0)
-        seen[msg.id] = repeat + 1
-        if repeat:
-            msg = msg.evolve(id=f"{msg.id}#{repeat}")
         out.append(msg)
     if cache is not None:
         cache.clear()
         cache.update(fresh)
-    return out
+    return unique_ids(out)
 
 
 def _copy(value: Any) -> Any:
@@ -430,78 +429,6 @@ def from_messages(messages: Sequence[Message]) -> list[BaseMessage]:
 # ---------------------------------------------------------------------------------------
 # Per-conversation managers
 # ---------------------------------------------------------------------------------------
-def _load_manager(
-    config: ConfigLike | ContextManager,
-    summarizer: Any = None,
-    counter: Any = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> ContextManager:
-    from ctxmgr import ContextManager
-
-    if isinstance(config, ContextManager):
-        if summarizer is not None or counter is not None or overrides:
-            raise ConfigError(
-                "summarizer/counter/overrides apply to a config, not to a ready ContextManager"
-            )
-        return config
-    kwargs: dict[str, Any] = dict(overrides or {})
-    if summarizer is not None:
-        kwargs["summarizer"] = summarizer
-    if counter is not None:
-        kwargs["counter"] = counter
-    return ContextManager.from_config(config, **kwargs)
-
-
-class _Conversation:
-    """What one conversation holds: its manager, conversion cache and latest report."""
-
-    __slots__ = ("cache", "lock", "manager", "report")
-
-    def __init__(self, manager: ContextManager) -> None:
-        self.manager = manager
-        self.cache: _Cache = {}
-        self.report: FitReport | None = None
-        self.lock = threading.Lock()
-
-
-class _Pool:
-    """One conversation (a forked manager) per key; least recently used dropped past a bound."""
-
-    def __init__(self, base: ContextManager, max_threads: int | None) -> None:
-        if max_threads is not None and max_threads < 1:
-            raise ValueError(f"max_threads must be >= 1 or None, got {max_threads}")
-        self.base = base
-        self.max_threads = max_threads
-        self._items: OrderedDict[str, _Conversation] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> _Conversation:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                item = self._items[key] = _Conversation(self.base.fork())
-                if self.max_threads is not None and len(self._items) > self.max_threads:
-                    self._items.popitem(last=False)
-            else:
-                self._items.move_to_end(key)
-            return item
-
-    def reset(self, key: str | None = None) -> None:
-        with self._lock:
-            if key is None:
-                self._items.clear()
-            else:
-                self._items.pop(key, None)
-
-    def reports(self) -> dict[str, FitReport]:
-        with self._lock:
-            return {k: c.report for k, c in self._items.items() if c.report is not None}
-
-    def keys(self) -> list[str]:
-        with self._lock:
-            return list(self._items)
-
-
 class _Fitter:
     """Shared fitting machinery: convert, fit on the conversation's fork, convert back.
 
@@ -516,39 +443,13 @@ class _Fitter:
         max_threads: int | None = 10_000,
         on_fit: FitCallback | None = None,
     ) -> None:
-        self._pool = _Pool(manager, max_threads)
+        self.pool = ConversationPool(manager, max_threads)
         self.on_fit = on_fit
-
-    @property
-    def manager(self) -> ContextManager:
-        """The template manager; each conversation gets a ``fork()`` of it."""
-        return self._pool.base
-
-    @property
-    def last_reports(self) -> dict[str, FitReport]:
-        """The latest FitReport of each conversation that has state."""
-        return self._pool.reports()
-
-    def manager_for(self, thread_id: str | None = None) -> ContextManager:
-        """Return the manager holding the state of conversation ``thread_id``."""
-        return self._pool.get(thread_id or DEFAULT_THREAD).manager
-
-    def manager_for_config(self, config: RunnableConfig | None = None) -> ContextManager:
-        """Return the manager of the conversation named by ``config`` (or the current one)."""
-        return self.manager_for(_thread_from_config(config))
-
-    def threads(self) -> list[str]:
-        """Conversation keys that currently have state."""
-        return self._pool.keys()
-
-    def reset(self, thread_id: str | None = None) -> None:
-        """Forget the state of one conversation, or of all when ``thread_id`` is ``None``."""
-        self._pool.reset(thread_id)
 
     def _finish(
         self,
         key: str,
-        conversation: _Conversation,
+        conversation: Conversation,
         result: Any,
         neutral: list[Message],
         originals: Sequence[BaseMessage],
@@ -556,21 +457,48 @@ class _Fitter:
         conversation.report = result.report
         if self.on_fit is not None:
             self.on_fit(key, result.report)
-        lookup = dict(zip(neutral, originals, strict=True))
-        return [lookup[m] if m in lookup else from_message(m) for m in result.messages]
+        return restore_originals(result.messages, neutral, originals, from_message)
 
     def fit(self, key: str, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
-        conversation = self._pool.get(key)
+        conversation = self.pool.get(key)
         with conversation.lock:
             neutral = _to_messages(messages, conversation.cache)
             result = conversation.manager.fit(neutral)
             return self._finish(key, conversation, result, neutral, messages)
 
     async def afit(self, key: str, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
-        conversation = self._pool.get(key)
+        conversation = self.pool.get(key)
         neutral = _to_messages(messages, conversation.cache)
         result = await conversation.manager.afit(neutral)
         return self._finish(key, conversation, result, neutral, messages)
+
+
+class _PerThread:
+    """Per-thread manager access of :class:`ContextMiddleware` and :class:`ContextRunnable`."""
+
+    _fitter: _Fitter
+
+    @property
+    def manager(self) -> ContextManager:
+        """The template manager; each thread (conversation) gets a ``fork()`` of it."""
+        return self._fitter.pool.base
+
+    @property
+    def last_reports(self) -> dict[str, FitReport]:
+        """The latest FitReport per thread id (conversation key)."""
+        return self._fitter.pool.reports()
+
+    def manager_for(self, thread_id: str | None = None) -> ContextManager:
+        """Return the manager holding thread ``thread_id``'s ctxmgr state."""
+        return self._fitter.pool.get(thread_id or DEFAULT_THREAD).manager
+
+    def manager_for_config(self, config: RunnableConfig | None = None) -> ContextManager:
+        """Return the manager of the thread named by ``config`` (default: the current run)."""
+        return self.manager_for(_thread_from_config(config))
+
+    def reset(self, thread_id: str | None = None) -> None:
+        """Forget one thread's ctxmgr state, or every thread's (``None``)."""
+        self._fitter.pool.reset(thread_id)
 
 
 def _thread_from_config(config: RunnableConfig | None) -> str:
@@ -603,7 +531,7 @@ def _thread_from_runtime(runtime: Any) -> str:
 # ---------------------------------------------------------------------------------------
 # Agent middleware
 # ---------------------------------------------------------------------------------------
-class ContextMiddleware(AgentMiddleware):  # type: ignore[type-arg]
+class ContextMiddleware(_PerThread, AgentMiddleware):  # type: ignore[type-arg]
     """Fits every model request of a ``create_agent`` agent into the token budget.
 
     The graph state keeps the full history; only the request handed to the model is
@@ -667,7 +595,7 @@ class ContextMiddleware(AgentMiddleware):  # type: ignore[type-arg]
             register_note_tools: see the class docstring.
             **overrides: config keys to override, e.g. ``max_context_tokens=8000``.
         """
-        manager = _load_manager(config, summarizer, counter, overrides)
+        manager = load_manager(config, summarizer, counter, overrides)
         return cls(
             manager,
             max_threads=max_threads,
@@ -675,31 +603,9 @@ class ContextMiddleware(AgentMiddleware):  # type: ignore[type-arg]
             register_note_tools=register_note_tools,
         )
 
-    @property
-    def manager(self) -> ContextManager:
-        """The template manager (threads use forks of it)."""
-        return self._fitter.manager
-
-    @property
-    def last_reports(self) -> dict[str, FitReport]:
-        """The latest FitReport per thread id."""
-        return self._fitter.last_reports
-
-    def manager_for(self, thread_id: str | None = None) -> ContextManager:
-        """Return the manager holding thread ``thread_id``'s ctxmgr state."""
-        return self._fitter.manager_for(thread_id)
-
-    def manager_for_config(self, config: RunnableConfig | None = None) -> ContextManager:
-        """Return the manager of the thread named by ``config`` (default: the current run)."""
-        return self._fitter.manager_for_config(config)
-
     def threads(self) -> list[str]:
         """Thread ids that currently have ctxmgr state."""
-        return self._fitter.threads()
-
-    def reset(self, thread_id: str | None = None) -> None:
-        """Forget one thread's ctxmgr state, or every thread's."""
-        self._fitter.reset(thread_id)
+        return self._fitter.pool.keys()
 
     def note_tools(self) -> list[BaseTool]:
         """Scratchpad tools bound to the calling thread's manager (see :func:`note_tools`)."""
@@ -751,7 +657,7 @@ def _input_messages(value: Any) -> list[BaseMessage]:
     return convert_to_messages(value)
 
 
-class ContextRunnable(Runnable[Any, Any]):
+class ContextRunnable(_PerThread, Runnable[Any, Any]):
     """An LCEL step that fits a prompt into the token budget: ``prompt | this | model``.
 
     Input: a ``PromptValue`` (what a prompt template emits), a list of messages (or
@@ -798,30 +704,8 @@ class ContextRunnable(Runnable[Any, Any]):
             on_fit: see the class docstring.
             **overrides: config keys to override.
         """
-        manager = _load_manager(config, summarizer, counter, overrides)
+        manager = load_manager(config, summarizer, counter, overrides)
         return cls(manager, max_threads=max_threads, on_fit=on_fit)
-
-    @property
-    def manager(self) -> ContextManager:
-        """The template manager."""
-        return self._fitter.manager
-
-    @property
-    def last_reports(self) -> dict[str, FitReport]:
-        """The latest FitReport per conversation key."""
-        return self._fitter.last_reports
-
-    def manager_for(self, thread_id: str | None = None) -> ContextManager:
-        """Return the manager holding conversation ``thread_id``'s state."""
-        return self._fitter.manager_for(thread_id)
-
-    def manager_for_config(self, config: RunnableConfig | None = None) -> ContextManager:
-        """Return the manager of the conversation named by ``config``."""
-        return self._fitter.manager_for_config(config)
-
-    def reset(self, thread_id: str | None = None) -> None:
-        """Forget one conversation's state, or every conversation's."""
-        self._fitter.reset(thread_id)
 
     @staticmethod
     def _output(value: Any, fitted: list[BaseMessage]) -> Any:
@@ -912,7 +796,7 @@ class ManagedChatMessageHistory(BaseChatMessageHistory):
         **overrides: Any,
     ) -> ManagedChatMessageHistory:
         """Build one managed history (one conversation) from a config."""
-        manager = _load_manager(config, summarizer, counter, overrides).fork()
+        manager = load_manager(config, summarizer, counter, overrides).fork()
         return cls(inner, manager=manager, on_fit=on_fit)
 
     @classmethod
@@ -932,7 +816,7 @@ class ManagedChatMessageHistory(BaseChatMessageHistory):
         ``inner_factory(session_id)`` (default: a plain in-memory list), created on
         first use and reused after.
         """
-        base = _load_manager(config, summarizer, counter, overrides)
+        base = load_manager(config, summarizer, counter, overrides)
         sessions: dict[str, ManagedChatMessageHistory] = {}
         lock = threading.Lock()
 
@@ -954,8 +838,7 @@ class ManagedChatMessageHistory(BaseChatMessageHistory):
         self.last_report = result.report
         if self.on_fit is not None:
             self.on_fit(self.session_id, result.report)
-        lookup = dict(zip(neutral, stored, strict=True))
-        self._cache = [lookup[m] if m in lookup else from_message(m) for m in result.messages]
+        self._cache = restore_originals(result.messages, neutral, stored, from_message)
         self._cache_key = self._key(stored)
 
     @property  # type: ignore[override]
@@ -1037,14 +920,7 @@ class LangChainSummarizer:
     def _messages(
         self, previous: str | None, messages: Sequence[Message], max_tokens: int
     ) -> list[BaseMessage]:
-        from ctxmgr.summarizers import SUMMARY_PROMPT, render_transcript
-
-        text = (self.prompt or SUMMARY_PROMPT).format(
-            previous=previous or "(none)",
-            transcript=render_transcript(messages),
-            max_tokens=max_tokens,
-        )
-        return [HumanMessage(content=text)]
+        return [HumanMessage(content=summary_prompt(self.prompt, previous, messages, max_tokens))]
 
     def _runnable(self, max_tokens: int) -> Runnable[Any, Any]:
         return self.model.bind(max_tokens=max_tokens) if self.pass_max_tokens else self.model
@@ -1073,23 +949,6 @@ def _text_of(reply: Any) -> str:
 # ---------------------------------------------------------------------------------------
 # Scratchpad tools
 # ---------------------------------------------------------------------------------------
-def _scratchpad_resolver(source: Any) -> Callable[[], Any]:
-    def scratchpad_of(manager: Any) -> Any:
-        pad = manager.scratchpad
-        if pad is None:
-            raise ConfigError(
-                "this manager has no scratchpad; add the 'scratchpad' strategy to the config",
-                key="strategies",
-            )
-        return pad
-
-    if isinstance(source, (ContextMiddleware, ContextRunnable)):
-        scratchpad_of(source.manager)  # fail early
-        return lambda: scratchpad_of(source.manager_for_config(None))
-    scratchpad_of(source)
-    return lambda: scratchpad_of(source)
-
-
 def note_tools(manager: ContextManager | ContextMiddleware | ContextRunnable) -> list[BaseTool]:
     """Return the scratchpad tools ``write_note``, ``update_note``, ``delete_note``, ``read_notes``.
 
@@ -1101,53 +960,8 @@ def note_tools(manager: ContextManager | ContextMiddleware | ContextRunnable) ->
     Raises:
         ConfigError: the manager has no ``scratchpad`` strategy configured.
     """
-    pad = _scratchpad_resolver(manager)
-
-    def write_note(key: str, facts: list[str], pointers: list[str] | None = None) -> str:
-        """Save facts under a key in the scratchpad, replacing any note with that key.
-
-        Args:
-            key: short unique name for the note, e.g. "user-prefs".
-            facts: the facts to remember, one per item.
-            pointers: where more detail lives (file paths, URLs, tool call ids).
-        """
-        note = pad().write(key, facts, list(pointers or ()))
-        return f"saved note {getattr(note, 'key', key)!r}"
-
-    def update_note(
-        key: str,
-        facts: list[str] | None = None,
-        pointers: list[str] | None = None,
-        append: bool = False,
-    ) -> str:
-        """Update an existing scratchpad note.
-
-        Args:
-            key: the note's key.
-            facts: new facts (replace the old ones, or are added when append is true).
-            pointers: new pointers (same rule).
-            append: add to the existing facts/pointers instead of replacing them.
-        """
-        pad().update(key, facts=facts, pointers=pointers, append=append)
-        return f"updated note {key!r}"
-
-    def delete_note(key: str) -> str:
-        """Delete a scratchpad note.
-
-        Args:
-            key: the note's key.
-        """
-        return f"deleted note {key!r}" if pad().delete(key) else f"no note {key!r}"
-
-    def read_notes(key: str | None = None) -> str:
-        """Read scratchpad notes: all of them, or the one with this key.
-
-        Args:
-            key: a note's key; omit to read every note.
-        """
-        return str(pad().read(key)) or "(no notes)"
-
-    return [
-        StructuredTool.from_function(fn, parse_docstring=True)
-        for fn in (write_note, update_note, delete_note, read_notes)
-    ]
+    if isinstance(manager, (ContextMiddleware, ContextRunnable)):
+        functions = note_functions(lambda: manager.manager_for_config(None), manager.manager)
+    else:
+        functions = note_functions(lambda: manager)
+    return [StructuredTool.from_function(fn, parse_docstring=True) for fn in functions]

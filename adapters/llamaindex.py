@@ -32,11 +32,22 @@ Requires ``pip install "ctxmgr[llamaindex]"``.
 from __future__ import annotations
 
 import json
-import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ctxmgr.adapters._common import (
+    ConfigLike,
+    ConversationPool,
+    adapter_metadata,
+    content_parts,
+    load_manager,
+    missing_extra,
+    note_functions,
+    restore_originals,
+    summary_prompt,
+    unique_ids,
+)
 
 try:
     from llama_index.core.base.llms.types import (
@@ -56,12 +67,8 @@ try:
     from llama_index.core.tools import FunctionTool
     from pydantic import TypeAdapter
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "ctxmgr.adapters.llamaindex needs LlamaIndex (llama-index-core>=0.12): "
-        'pip install "ctxmgr[llamaindex]"'
-    ) from exc
+    raise missing_extra("llamaindex", "LlamaIndex (llama-index-core>=0.12)") from exc
 
-from ctxmgr.errors import ConfigError
 from ctxmgr.messages import ContentPart, Message, ToolCall
 
 if TYPE_CHECKING:
@@ -85,8 +92,6 @@ METADATA_KEY = "llamaindex"
 
 FitCallback = Callable[[str, "FitReport"], None]
 """``on_fit(session_key, report)``: called after every fit."""
-
-ConfigLike = str | Path | Mapping[str, Any]
 
 
 class UnsupportedContentWarning(UserWarning):
@@ -242,7 +247,6 @@ def _signature(message: ChatMessage) -> Any:
 def _to_messages(messages: Sequence[ChatMessage], cache: _Cache | None) -> list[Message]:
     """:func:`to_messages`, reusing conversions of unchanged objects from ``cache``."""
     out: list[Message] = []
-    seen: dict[str, int] = {}
     fresh: _Cache = {}
     for index, item in enumerate(messages):
         key = (id(item), index)
@@ -254,15 +258,11 @@ def _to_messages(messages: Sequence[ChatMessage], cache: _Cache | None) -> list[
             msg = to_message(item, index=index)
         if cache is not None:
             fresh[key] = (item, signature, msg)
-        repeat = seen.get(msg.id, 0)
-        seen[msg.id] = repeat + 1
-        if repeat:
-            msg = msg.evolve(id=f"{msg.id}#{repeat}")
         out.append(msg)
     if cache is not None:
         cache.clear()
         cache.update(fresh)
-    return out
+    return unique_ids(out)
 
 
 def _block_of(part: ContentPart) -> Any:
@@ -301,14 +301,9 @@ def from_message(message: Message) -> ChatMessage:
     ``additional_kwargs``. Parts with no block equivalent are left out with an
     :class:`UnsupportedContentWarning` naming the part type.
     """
-    extras = message.metadata.get(METADATA_KEY)
-    extras = extras if isinstance(extras, Mapping) else {}
+    extras = adapter_metadata(message, METADATA_KEY)
     role = extras.get("role") or message.role
-    parts = (
-        [ContentPart("text", message.content)]
-        if isinstance(message.content, str)
-        else list(message.content)
-    )
+    parts = content_parts(message.content)
     if (
         isinstance(message.content, str)
         and not message.content
@@ -369,25 +364,6 @@ def from_messages(messages: Sequence[Message]) -> list[ChatMessage]:
 # ---------------------------------------------------------------------------------------
 # Memory
 # ---------------------------------------------------------------------------------------
-def _load_manager(
-    config: Any, summarizer: Any, counter: Any, overrides: Mapping[str, Any]
-) -> ContextManager:
-    from ctxmgr import ContextManager
-
-    if isinstance(config, ContextManager):
-        if summarizer is not None or counter is not None or overrides:
-            raise ConfigError(
-                "summarizer/counter/overrides apply to a config, not to a ready ContextManager"
-            )
-        return config
-    kwargs: dict[str, Any] = dict(overrides)
-    if summarizer is not None:
-        kwargs["summarizer"] = summarizer
-    if counter is not None:
-        kwargs["counter"] = counter
-    return ContextManager.from_config(config, **kwargs)
-
-
 def _with_headroom(manager: ContextManager, headroom: int) -> ContextManager:
     """Return a manager like ``manager`` whose effective limit is ``headroom`` tokens lower."""
     if headroom <= 0:
@@ -401,30 +377,6 @@ def _with_headroom(manager: ContextManager, headroom: int) -> ContextManager:
         on_report=manager.on_report,
         reserve_output_tokens=manager.budget.reserve_output_tokens + headroom,
     )
-
-
-class _Sessions:
-    """Forked managers per session key (shared by sibling memories)."""
-
-    def __init__(self, base: ContextManager) -> None:
-        self.base = base
-        self.forks: dict[str, ContextManager] = {}
-        self.reports: dict[str, FitReport] = {}
-        self.caches: dict[str, _Cache] = {}
-        self.lock = threading.Lock()
-
-    def get(self, key: str) -> ContextManager:
-        with self.lock:
-            mgr = self.forks.get(key)
-            if mgr is None:
-                mgr = self.forks[key] = self.base.fork()
-            return mgr
-
-    def drop(self, key: str) -> None:
-        with self.lock:
-            self.forks.pop(key, None)
-            self.reports.pop(key, None)
-            self.caches.pop(key, None)
 
 
 class ContextMemory(BaseChatStoreMemory):
@@ -444,7 +396,7 @@ class ContextMemory(BaseChatStoreMemory):
         default=None, description="System prompt prepended to the fitted view."
     )
 
-    _sessions: _Sessions | None = PrivateAttr(default=None)
+    _sessions: ConversationPool | None = PrivateAttr(default=None)
     _on_fit: FitCallback | None = PrivateAttr(default=None)
     _system: ChatMessage | None = PrivateAttr(default=None)
 
@@ -488,14 +440,14 @@ class ContextMemory(BaseChatStoreMemory):
             **overrides: config keys to override, e.g. ``max_context_tokens=8000``.
         """
         manager = _with_headroom(
-            _load_manager(config, summarizer, counter, overrides), headroom_tokens
+            load_manager(config, summarizer, counter, overrides), headroom_tokens
         )
         memory = cls(
             chat_store=chat_store or SimpleChatStore(),
             chat_store_key=chat_store_key or session_id or DEFAULT_CHAT_STORE_KEY,
             system_prompt=system_prompt,
         )
-        memory._sessions = _Sessions(manager)
+        memory._sessions = ConversationPool(manager)
         memory._on_fit = on_fit
         if chat_history:
             memory.set(list(chat_history))
@@ -530,24 +482,25 @@ class ContextMemory(BaseChatStoreMemory):
         return other
 
     # -- manager access ---------------------------------------------------------------------
-    def _pool(self) -> _Sessions:
+    def _pool(self) -> ConversationPool:
         if self._sessions is None:  # built directly, not through from_config: preset "agent"
-            self._sessions = _Sessions(_load_manager("agent", None, None, {}))
+            self._sessions = ConversationPool(load_manager("agent", None, None, {}))
         return self._sessions
 
     @property
     def manager(self) -> ContextManager:
         """The manager holding this session's ctxmgr state."""
-        return self._pool().get(self.chat_store_key)
+        return self._pool().get(self.chat_store_key).manager
 
     def manager_for(self, session_id: str) -> ContextManager:
         """The manager holding session ``session_id``'s state."""
-        return self._pool().get(session_id)
+        return self._pool().get(session_id).manager
 
     @property
     def last_report(self) -> FitReport | None:
         """The latest FitReport of this session, or ``None``."""
-        return self._pool().reports.get(self.chat_store_key)
+        session = self._pool().peek(self.chat_store_key)
+        return session.report if session is not None else None
 
     # -- fitting ---------------------------------------------------------------------------
     def _history(self, stored: list[ChatMessage]) -> list[ChatMessage]:
@@ -560,23 +513,22 @@ class ContextMemory(BaseChatStoreMemory):
 
     def _finish(self, history: list[ChatMessage], neutral: list[Message], result: Any) -> Any:
         key = self.chat_store_key
-        self._pool().reports[key] = result.report
+        self._pool().get(key).report = result.report
         if self._on_fit is not None:
             self._on_fit(key, result.report)
-        lookup = dict(zip(neutral, history, strict=True))
-        return [lookup[m] if m in lookup else from_message(m) for m in result.messages]
+        return restore_originals(result.messages, neutral, history, from_message)
 
     def get(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
         """Return the fitted view of this session's history (``input`` ranks relevance)."""
         history = self._history(self.get_all())
-        neutral = _to_messages(history, self._pool().caches.setdefault(self.chat_store_key, {}))
+        neutral = _to_messages(history, self._pool().get(self.chat_store_key).cache)
         result = self.manager.fit(neutral, query=input or None)
         return self._finish(history, neutral, result)  # type: ignore[no-any-return]
 
     async def aget(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
         """Async :meth:`get`; awaits an async summarizer when one is set."""
         history = self._history(await self.aget_all())
-        neutral = _to_messages(history, self._pool().caches.setdefault(self.chat_store_key, {}))
+        neutral = _to_messages(history, self._pool().get(self.chat_store_key).cache)
         result = await self.manager.afit(neutral, query=input or None)
         return self._finish(history, neutral, result)  # type: ignore[no-any-return]
 
@@ -587,12 +539,12 @@ class ContextMemory(BaseChatStoreMemory):
     def reset(self) -> None:
         """Delete this session's history and ctxmgr state."""
         super().reset()
-        self._pool().drop(self.chat_store_key)
+        self._pool().reset(self.chat_store_key)
 
     async def areset(self) -> None:
         """Async :meth:`reset`."""
         await super().areset()
-        self._pool().drop(self.chat_store_key)
+        self._pool().reset(self.chat_store_key)
 
 
 # ---------------------------------------------------------------------------------------
@@ -617,13 +569,7 @@ class LlamaIndexSummarizer:
     def _messages(
         self, previous: str | None, messages: Sequence[Message], max_tokens: int
     ) -> list[ChatMessage]:
-        from ctxmgr.summarizers import SUMMARY_PROMPT, render_transcript
-
-        text = (self.prompt or SUMMARY_PROMPT).format(
-            previous=previous or "(none)",
-            transcript=render_transcript(messages),
-            max_tokens=max_tokens,
-        )
+        text = summary_prompt(self.prompt, previous, messages, max_tokens)
         return [ChatMessage(role=MessageRole.USER, content=text)]
 
     def summarize(
@@ -655,64 +601,7 @@ def note_tools(manager: ContextManager | ContextMemory) -> list[FunctionTool]:
     Raises:
         ConfigError: the manager has no ``scratchpad`` strategy configured.
     """
-
-    def current() -> Any:
-        mgr = manager.manager if isinstance(manager, ContextMemory) else manager
-        pad = mgr.scratchpad
-        if pad is None:
-            raise ConfigError(
-                "this manager has no scratchpad; add the 'scratchpad' strategy to the config",
-                key="strategies",
-            )
-        return pad
-
-    current()
-
-    def write_note(key: str, facts: list[str], pointers: list[str] | None = None) -> str:
-        """Save facts under a key in the scratchpad, replacing any note with that key.
-
-        Args:
-            key: short unique name for the note, e.g. "user-prefs".
-            facts: the facts to remember, one per item.
-            pointers: where more detail lives (file paths, URLs, tool call ids).
-        """
-        current().write(key, facts, list(pointers or ()))
-        return f"saved note {key!r}"
-
-    def update_note(
-        key: str,
-        facts: list[str] | None = None,
-        pointers: list[str] | None = None,
-        append: bool = False,
-    ) -> str:
-        """Update an existing scratchpad note.
-
-        Args:
-            key: the note's key.
-            facts: new facts (replace the old ones, or are added when append is true).
-            pointers: new pointers (same rule).
-            append: add to the existing facts/pointers instead of replacing them.
-        """
-        current().update(key, facts=facts, pointers=pointers, append=append)
-        return f"updated note {key!r}"
-
-    def delete_note(key: str) -> str:
-        """Delete a scratchpad note.
-
-        Args:
-            key: the note's key.
-        """
-        return f"deleted note {key!r}" if current().delete(key) else f"no note {key!r}"
-
-    def read_notes(key: str | None = None) -> str:
-        """Read scratchpad notes: all of them, or the one with this key.
-
-        Args:
-            key: a note's key; omit to read every note.
-        """
-        return str(current().read(key)) or "(no notes)"
-
-    return [
-        FunctionTool.from_defaults(fn=fn)
-        for fn in (write_note, update_note, delete_note, read_notes)
-    ]
+    functions = note_functions(
+        lambda: manager.manager if isinstance(manager, ContextMemory) else manager
+    )
+    return [FunctionTool.from_defaults(fn=fn) for fn in functions]

@@ -20,6 +20,7 @@ import os
 import sys
 from typing import Any
 
+from _fitlog import fit_line
 from autogen_agentchat.agents import AssistantAgent
 from autogen_core import FunctionCall
 from autogen_core.models import CreateResult, RequestUsage
@@ -73,18 +74,7 @@ def fetch_dataset(name: str) -> str:
 
 def show(report: FitReport) -> None:
     """Print one line per model call from ctxmgr's FitReport."""
-
-    def count(records: list[Any]) -> int:
-        return sum(len(r.ids) for r in records)
-
-    injected = ", ".join(r.reason for r in report.injected) or "-"
-    print(
-        f"call {report.turn:>2}: {report.tokens_before:>5} -> {report.tokens_after:>4}"
-        f" tokens (limit {report.effective_limit}) | kept {report.kept_count:>2} segments,"
-        f" cleared {count(report.cleared)}, summarized {count(report.summarized)},"
-        f" dropped {count(report.dropped)} | injected: {injected}"
-        + (f" | {report.reason}" if report.compacted else "")
-    )
+    print(f"call {report.turn:>2}: {fit_line(report)}")
 
 
 async def main(config: str = "agent") -> None:

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from _fitlog import fit_line
 from ctxmgr.adapters.langchain import ContextMiddleware, LangChainSummarizer
 from langchain.agents import create_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -66,18 +67,7 @@ def fetch_dataset(name: str) -> str:
 
 def show(thread: str, report: FitReport) -> None:
     """Print one line per model call from ctxmgr's FitReport."""
-
-    def count(records: list[Any]) -> int:
-        return sum(len(r.ids) for r in records)
-
-    injected = ", ".join(r.reason for r in report.injected) or "-"
-    print(
-        f"[{thread}] call {report.turn:>2}: {report.tokens_before:>5} -> {report.tokens_after:>4}"
-        f" tokens (limit {report.effective_limit}) | kept {report.kept_count:>2} segments,"
-        f" cleared {count(report.cleared)}, summarized {count(report.summarized)},"
-        f" dropped {count(report.dropped)} | injected: {injected}"
-        + (f" | {report.reason}" if report.compacted else "")
-    )
+    print(f"[{thread}] call {report.turn:>2}: {fit_line(report)}")
 
 
 def main(config: str = "agent") -> None:

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from _fitlog import fit_line
 from ctxmgr.adapters.llamaindex import ContextMemory, LlamaIndexSummarizer
 from llama_index.core.agent.workflow import FunctionAgent
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, MessageRole, ToolCallBlock
@@ -78,18 +79,7 @@ class SummaryLLM(MockLLM):
 
 def show(session: str, report: FitReport) -> None:
     """Print one line per fit from ctxmgr's FitReport."""
-
-    def count(records: list[Any]) -> int:
-        return sum(len(r.ids) for r in records)
-
-    injected = ", ".join(r.reason for r in report.injected) or "-"
-    print(
-        f"[{session}] fit {report.turn:>2}: {report.tokens_before:>5} -> {report.tokens_after:>4}"
-        f" tokens (limit {report.effective_limit}) | kept {report.kept_count:>2} segments,"
-        f" cleared {count(report.cleared)}, summarized {count(report.summarized)},"
-        f" dropped {count(report.dropped)} | injected: {injected}"
-        + (f" | {report.reason}" if report.compacted else "")
-    )
+    print(f"[{session}] fit {report.turn:>2}: {fit_line(report)}")
 
 
 async def main(config: str = "agent") -> None:
