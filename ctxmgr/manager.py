@@ -452,6 +452,7 @@ class ContextManager:
         priming = self.counter.reply_priming
         avail = self.budget.target_tokens - reserve - priming - pending_tokens
         total = sum(s.tokens for s in cands)
+        window.reserved = reserve + priming + pending_tokens
         if total > avail:
             self._call("shrink", hook.ctxmgr_shrink, window=window, excess_tokens=total - avail)
         for i in window.cleared:

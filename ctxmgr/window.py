@@ -61,6 +61,8 @@ class Window:
         cleared: candidate index -> record of a shrink applied by ``replace``.
         positions: during compaction, the position in the history of each candidate
             (candidates may skip archived segments); empty during observe.
+        reserved: during compaction, tokens held back from the effective limit for
+            injections, reply priming and an open tool step.
         history: during compaction, every committed segment of the conversation (oldest
             first, originals); hooks that read it must stay within their cost budget.
     """
@@ -75,6 +77,7 @@ class Window:
     pinned: dict[int, str] = field(default_factory=dict)
     cleared: dict[int, SegmentRecord] = field(default_factory=dict)
     positions: list[int] = field(default_factory=list)
+    reserved: int = 0
     history: Sequence[Segment] = ()
     scratch: dict[str, Any] = field(default_factory=dict)
 

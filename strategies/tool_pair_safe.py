@@ -9,7 +9,10 @@ loop, and shrinks before anything is dropped:
    Anthropic's "tool result clearing" context-editing practice, which keeps the
    call/result structure valid while freeing most of the tokens;
 2. a single tool result larger than ``max_tool_result_tokens`` is truncated, keeping its
-   head and tail, even in the current step (it could not be sent otherwise).
+   head and tail, even in the current step;
+3. if pinned content alone (system prompt, task, current tool loop) still exceeds the
+   effective limit, the largest pinned tool results are truncated just enough to fit
+   (``truncate_to_fit``), since a truncated result beats a request that cannot be sent.
 
 The originals are archived by the manager; nothing is lost.
 """
@@ -43,6 +46,11 @@ class ToolPairSafeOptions(StrategyOptions):
             pinned (the current tool loop).
         min_clear_tokens: only clear results larger than this.
         max_tool_result_tokens: truncate any single tool result above this (None: never).
+        truncate_to_fit: when pinned content (system prompt, current tool loop) alone
+            exceeds the effective limit, truncate the largest pinned tool results (head
+            and tail kept, original archived) instead of failing with
+            ContextOverflowError.
+        min_truncated_tokens: never truncate a tool result below this.
     """
 
     policy: Literal["repair", "strict"] | None = None
@@ -51,6 +59,8 @@ class ToolPairSafeOptions(StrategyOptions):
     live_tool_steps: int = Field(default=2, ge=0)
     min_clear_tokens: int = Field(default=60, ge=0)
     max_tool_result_tokens: int | None = Field(default=None, gt=0)
+    truncate_to_fit: bool = True
+    min_truncated_tokens: int = Field(default=64, gt=0)
 
 
 def _placeholder(result: Message, call_desc: str, tokens: int) -> Message:
@@ -64,18 +74,30 @@ def _placeholder(result: Message, call_desc: str, tokens: int) -> Message:
 
 
 def _truncate(result: Message, keep_tokens: int, counter: Any) -> Message:
+    """Keep the head and tail of a tool result so the message is at most ~``keep_tokens``.
+
+    The cut point is estimated from the text's characters per token and tightened until
+    the message fits (at most four passes).
+    """
     text = result.text
-    total = counter.count_text(text)
+    total = counter.count_message(result)
     if total <= keep_tokens:
         return result
-    # characters per token of this text, to cut at about the right place
-    ratio = len(text) / max(1, total)
-    half = int(keep_tokens * ratio / 2)
-    cut = total - keep_tokens
-    text = f"{text[:half]}\n[ctxmgr: {cut} tokens truncated; original archived]\n{text[-half:]}"
     meta = dict(result.metadata)
     meta.update({"ctxmgr": "truncated_tool_result", "original_id": result.id})
-    return Message.tool(text, result.tool_call_id or "", name=result.name, metadata=meta)
+    ratio = len(text) / max(1, counter.count_text(text))
+    budget = keep_tokens - 40  # marker and message overhead
+    out = result
+    for _ in range(4):
+        half = max(0, int(max(0, budget) * ratio / 2))
+        marker = f"\n[ctxmgr: {total - keep_tokens} tokens truncated; original archived]\n"
+        body = f"{text[:half]}{marker}{text[-half:] if half else ''}"
+        out = Message.tool(body, result.tool_call_id or "", name=result.name, metadata=meta)
+        excess = counter.count_message(out) - keep_tokens
+        if excess <= 0:
+            break
+        budget -= excess + 8
+    return out
 
 
 class ToolPairSafe(Strategy):
@@ -133,6 +155,32 @@ class ToolPairSafe(Strategy):
                         for m in seg.messages
                     ]
                     need -= window.replace(i, new, "truncated oversized tool result", self.name)
+        if opts.truncate_to_fit:
+            self._truncate_pinned(window)
+
+    def _truncate_pinned(self, window: Window) -> None:
+        limit = window.budget.effective_limit - window.reserved
+        over = sum(window.segments[i].tokens for i in window.pinned) - limit
+        if over <= 0:
+            return
+        floor = self.options.min_truncated_tokens
+        items = []
+        for i in window.pinned:
+            seg = window.segments[i]
+            if not seg.is_tool_exchange:
+                continue
+            for j, msg in enumerate(seg.messages):
+                if msg.role == "tool" and not msg.metadata.get("ctxmgr"):
+                    items.append((window.counter.count_message(msg), i, j))
+        for tokens, i, j in sorted(items, reverse=True):
+            if over <= 0:
+                break
+            keep = max(floor, tokens - over)
+            if keep >= tokens:
+                continue
+            messages = list(window.segments[i].messages)
+            messages[j] = _truncate(messages[j], keep, window.counter)
+            over -= window.replace(i, messages, "truncated to fit the effective limit", self.name)
 
     def _clear(self, window: Window, index: int) -> int:
         seg = window.segments[index]

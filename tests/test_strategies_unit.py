@@ -596,3 +596,28 @@ def test_relevance_without_rerank_does_not_recall() -> None:
     fitted, report = mgr.fit(history)
     assert not report.compacted
     assert not _has_passport(fitted)
+
+
+def test_live_tool_result_is_truncated_instead_of_overflowing() -> None:
+    """A huge result in the current tool step is truncated to fit; the original is archived."""
+    from ctxmgr import ContextManager, Message, ToolCall, get_counter
+
+    counter = get_counter()
+    big = " ".join(f"row{i} value{i}" for i in range(1500))
+    history = [
+        Message.system("policy " * 600),
+        Message.user("find my booking"),
+        Message.assistant("", [ToolCall("c1", "search", "{}")]),
+        Message.tool(big, "c1", name="search"),
+    ]
+    mgr = ContextManager.from_config(
+        "fifo", max_context_tokens=2000, reserve_output_tokens=0, counter=counter
+    )
+    out, report = mgr.fit(history)
+    assert counter.count_messages(out) <= 2000
+    result = out[-1]
+    assert result.tool_call_id == "c1"
+    assert result.metadata["ctxmgr"] == "truncated_tool_result"
+    assert result.text.startswith("row0 value0")
+    assert history[3] in mgr.state.archive
+    assert [r.reason for r in report.cleared] == ["truncated to fit the effective limit"]
