@@ -24,7 +24,11 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest -q
 
+# The public transcripts: CTXMGR_DATA_DIR if set, else ../shared/data beside the checkout,
+# else what `ctxmgr datasets fetch` downloaded into the cache.
 bench: $(STAMP)
+	@if [ -z "$$CTXMGR_DATA_DIR" ] && [ -d ../shared/data ]; then \
+		export CTXMGR_DATA_DIR="$$(cd ../shared/data && pwd)"; fi; \
 	$(BIN)/ctxmgr bench --out bench-results
 
 clean:
