@@ -344,25 +344,34 @@ class ContextManager:
             repairs=repairs,
             turn=self.state.turn,
         )
+        # messages strategies append on this fit (system-prompt replay), counted up front
+        appended = [
+            msg
+            for batch in self._call("append", hook.ctxmgr_append, window=window) or ()
+            for msg in batch or ()
+        ]
+        appended_tokens = sum(self.counter.count_message(m) for m in appended)
+        if reason is None and projected + appended_tokens > self.budget.trigger_tokens:
+            reason = f"appended messages pass the trigger ({projected + appended_tokens} tokens)"
         if reason is None:
             for offset, seg in enumerate(new_segs):
                 self._output.extend(seg.messages)
                 self._selected.append(start + offset)
                 report.kept.append(record(seg, "new"))
             self._output_tokens += new_tokens
-            for appended in self._call("append", hook.ctxmgr_append, window=window) or ():
-                for msg in appended or ():
-                    self._output.append(msg)
-                    tokens = self.counter.count_message(msg)
-                    self._output_tokens += tokens
-                    report.injected.append(
-                        SegmentRecord(
-                            (msg.id,), tokens, str(msg.metadata.get("ctxmgr", "appended"))
-                        )
-                    )
             report.kept_count = len(self._selected)
         else:
             yield from self._compact(window, pending_tokens, reason, report, use_async)
+        room = self.budget.effective_limit - self._output_tokens - pending_tokens - priming
+        for msg in appended:
+            tokens = self.counter.count_message(msg)
+            if tokens > room:  # never overflow for a reminder; it comes back next time
+                continue
+            room -= tokens
+            self._output.append(msg)
+            self._output_tokens += tokens
+            tag = str(msg.metadata.get("ctxmgr", "appended"))
+            report.injected.append(SegmentRecord((msg.id,), tokens, tag))
         out = list(self._output)
         if pending is not None:
             out.extend(pending.messages)
@@ -586,6 +595,8 @@ class ContextManager:
                 drop = set(cands[i].messages)
                 out = [m for m in out if m not in drop]
                 selected.remove(positions[i])
+        if tokens > limit:
+            out, tokens = self._shrink_injections(out, tokens, limit, report)
         for i in kept_idx:
             if i in window.pinned:
                 report.pinned.append(record(cands[i], window.pinned[i]))
@@ -595,6 +606,39 @@ class ContextManager:
         self._output = out
         self._output_tokens = tokens
         self._selected = selected
+
+    def _shrink_injections(
+        self, out: list[Message], tokens: int, limit: int, report: FitReport
+    ) -> tuple[list[Message], int]:
+        """Make room by shortening, then removing, injected messages (notes first).
+
+        Injections are re-derived from the session state at every compaction, so removing
+        one loses nothing; it is reported under ``dropped``.
+        """
+        from ctxmgr.summarizers import ExtractiveSummarizer
+
+        fitter = ExtractiveSummarizer(self.counter.count_text)
+        for kind in ("notes", "summary"):
+            for index in [i for i, m in enumerate(out) if m.metadata.get("ctxmgr") == kind]:
+                if tokens <= limit:
+                    return out, tokens
+                msg = out[index]
+                before = self.counter.count_message(msg)
+                room = before - (tokens - limit)
+                header, _, body = msg.text.partition("\n")
+                short = fitter._fit(body.splitlines(), room - self.counter.count_text(header) - 8)
+                if room > 24 and short.strip():
+                    new = msg.evolve(content=f"{header}\n{short}")
+                    after = self.counter.count_message(new)
+                    if after < before:
+                        out[index] = new
+                        tokens += after - before
+                        continue
+                out.pop(index)
+                tokens -= before
+                report.dropped.append(SegmentRecord((msg.id,), before, f"{kind}: no room"))
+                report.injected = [r for r in report.injected if r.ids != (msg.id,)]
+        return out, tokens
 
     def _covered(self) -> set[str]:
         """Ids covered by the running summary, as a set maintained incrementally."""

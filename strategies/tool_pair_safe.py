@@ -56,7 +56,7 @@ class ToolPairSafeOptions(StrategyOptions):
     policy: Literal["repair", "strict"] | None = None
     clear_tool_results: bool = True
     keep_recent_tool_results: int = Field(default=3, ge=0)
-    live_tool_steps: int = Field(default=2, ge=0)
+    live_tool_steps: int = Field(default=1, ge=0)
     min_clear_tokens: int = Field(default=60, ge=0)
     max_tool_result_tokens: int | None = Field(default=None, gt=0)
     truncate_to_fit: bool = True
