@@ -29,7 +29,7 @@ from typing import Any, cast
 
 from ctxmgr.budget import Budget
 from ctxmgr.config import CtxmgrConfig, load_config, validate_strategies
-from ctxmgr.errors import ConfigError, ContextOverflowError, StrategyError
+from ctxmgr.errors import ConfigError, ContextOverflowError, CtxmgrError, StrategyError
 from ctxmgr.messages import Message
 from ctxmgr.models import context_window
 from ctxmgr.plugins import get_strategy_types, new_plugin_manager
@@ -402,9 +402,7 @@ class ContextManager:
     def _call(self, phase: str, hook: Any, **kwargs: Any) -> Any:
         try:
             return hook(**kwargs)
-        except (ContextOverflowError, ConfigError):
-            raise
-        except StrategyError:
+        except CtxmgrError:
             raise
         except Exception as exc:
             raise StrategyError(f"{phase} hook failed: {exc!r}", strategy=phase) from exc
