@@ -91,6 +91,7 @@ class RelevanceEviction(Strategy):
         self._tokens: dict[str, list[str]] = {}
         self._counts: dict[str, Counter[str]] = {}
         self._cache: tuple[tuple[str, int], np.ndarray] | None = None
+        self._query_state: dict[str, Any] | None = None
         self._recalled_for = ""
         self._vectors: dict[str, Any] = {}
         self._stemmer: Any = None
@@ -178,8 +179,10 @@ class RelevanceEviction(Strategy):
     def _history_scores(self, window: Window) -> np.ndarray:
         """Smoothed relevance of every history segment to ``window.query``, max-normalized.
 
-        Cached per (query, history length): several compactions within one tool loop
-        reuse it. Cost O(history x query terms) on a miss.
+        Cached per (query, history length). For BM25 the per-term frequency arrays of the
+        current query are kept and extended with new segments only, so a compaction in a
+        tool loop (same query, a few new segments) costs O(new segments) in Python plus
+        vectorized O(history) numpy work.
         """
         history = window.history
         key = (window.query, len(history))
@@ -191,14 +194,53 @@ class RelevanceEviction(Strategy):
         elif self._embed is not None:
             scores = self._cosine(history, window.query)
         else:
-            self._ensure(history)
-            query_tokens = set(self._tokenize([window.query])[0])
-            docs = [self._counts[self._key(s)] for s in history]
-            scores = self._bm25(docs, query_tokens) if query_tokens else np.zeros(n)
+            scores = self._bm25_history(history, window.query)
         scores = self._smooth(scores, history, range(n))
         top = float(scores.max()) if n else 0.0
         scores = scores / top if top > 0 and math.isfinite(top) else np.zeros(n)
         self._cache = (key, scores)
+        return scores
+
+    def _bm25_history(self, history: Sequence[Segment], query: str) -> np.ndarray:
+        """BM25 of every history segment for ``query``, reusing the query's tf arrays."""
+        q = self._query_state
+        n = len(history)
+        if q is None or q["query"] != query or q["history"] is not history or q["n"] > n:
+            terms = sorted(set(self._tokenize([query])[0]))
+            q = {
+                "query": query,
+                "history": history,
+                "n": 0,
+                "terms": terms,
+                "tf": {t: np.zeros(0) for t in terms},
+                "lengths": np.zeros(0),
+            }
+            self._query_state = q
+        if q["n"] < n:
+            new = history[q["n"] :]
+            self._ensure(new)
+            counts = [self._counts[self._key(s)] for s in new]
+            q["lengths"] = np.concatenate(
+                [q["lengths"], np.fromiter((sum(c.values()) for c in counts), float, len(counts))]
+            )
+            for t in q["terms"]:
+                add = np.fromiter((c.get(t, 0) for c in counts), float, len(counts))
+                q["tf"][t] = np.concatenate([q["tf"][t], add])
+            q["n"] = n
+        return self._bm25_arrays(q["tf"], q["lengths"])
+
+    def _bm25_arrays(self, tf_by_term: dict[str, np.ndarray], lengths: np.ndarray) -> np.ndarray:
+        """BM25 from per-term frequency arrays (see :meth:`_bm25` for the formula)."""
+        n = len(lengths)
+        scores = np.zeros(n)
+        if n == 0:
+            return scores
+        k1, b = self.options.k1, self.options.b
+        norm = k1 * (1 - b + b * lengths / (float(lengths.mean()) or 1.0))
+        for tf in tf_by_term.values():
+            df = int(np.count_nonzero(tf))
+            if df:
+                scores += math.log(1 + (n - df + 0.5) / (df + 0.5)) * tf / (tf + norm)
         return scores
 
     def _cosine(self, segments: Sequence[Segment], query: str) -> np.ndarray:
@@ -261,20 +303,9 @@ class RelevanceEviction(Strategy):
         too). Computed from per-segment counts cached at tokenization, so there is no
         index to rebuild as the history grows.
         """
-        n = len(docs)
-        lengths = np.fromiter((sum(c.values()) for c in docs), dtype=float, count=n)
-        avgdl = float(lengths.mean()) or 1.0
-        k1, b = self.options.k1, self.options.b
-        norm = k1 * (1 - b + b * lengths / avgdl)
-        scores = np.zeros(n)
-        for term in query:
-            tf = np.fromiter((c.get(term, 0) for c in docs), dtype=float, count=n)
-            df = int(np.count_nonzero(tf))
-            if df == 0:
-                continue
-            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-            scores += idf * tf / (tf + norm)
-        return scores
+        lengths = np.fromiter((sum(c.values()) for c in docs), dtype=float, count=len(docs))
+        tf = {t: np.fromiter((c.get(t, 0) for c in docs), float, len(docs)) for t in query}
+        return self._bm25_arrays(tf, lengths)
 
     @hookimpl
     def ctxmgr_score(self, window: Window) -> Sequence[float] | None:
