@@ -186,7 +186,6 @@ class ContextManager:
         for name in (
             "_output_tokens",
             "_last_user",
-            "_first_user",
             "_history_total",
             "_history_counted",
         ):
@@ -223,7 +222,6 @@ class ContextManager:
         self._output: list[Message] = []
         self._output_tokens = 0  # tokens of _output, without reply priming
         self._last_user: int | None = None
-        self._first_user: int | None = None
         self._history_total = 0
         self._history_counted = 0
         self._covered_cache: tuple[list[str], int, set[str]] = ([], 0, set())
@@ -294,8 +292,6 @@ class ContextManager:
             measured.append(Segment(seg.messages, seg.start, tokens))
             if seg.role == "user":
                 self._last_user = start + offset
-                if self._first_user is None:
-                    self._first_user = start + offset
         self._segments.extend(measured)
         return start, measured
 

@@ -142,7 +142,7 @@ class Segmenter:
             raise InvalidHistoryError(text, index=index, problem=problem)
         self.repairs.append(Repair(index, problem, action, message))
 
-    def _close(self, out: list[Segment], *, final_check_index: int) -> None:
+    def _close(self, out: list[Segment]) -> None:
         op = self._open
         if op is None:
             return
@@ -201,7 +201,7 @@ class Segmenter:
                         op.results[slot] = msg
                         if all(r is not None for r in op.results):
                             self._answered.update(op.pending)
-                            self._close(out, final_check_index=index)
+                            self._close(out)
                         continue
                     problem = "duplicate_tool_result"
                 elif cid is not None and cid in self._answered:
@@ -222,7 +222,7 @@ class Segmenter:
             # any non-tool message closes an open exchange
             if self._open is not None:
                 self._answered.update(self._open.pending)
-                self._close(out, final_check_index=index)
+                self._close(out)
             if msg.role == "assistant" and msg.tool_calls:
                 seen: dict[str, int] = {}
                 calls: list[ToolCall] = []
