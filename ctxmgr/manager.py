@@ -579,6 +579,7 @@ class ContextManager:
             victims = [
                 i for i in sorted(kept_idx, key=lambda i: (scores[i], i)) if i not in window.pinned
             ]
+            drop: set[Message] = set()
             while tokens > limit and victims:
                 i = victims.pop(0)
                 kept_idx.remove(i)
@@ -586,9 +587,9 @@ class ContextManager:
                 for msg in self._segments[positions[i]].messages:
                     self.state.archive.add(msg, "evicted", self.state.turn)
                 tokens -= cands[i].tokens
-                drop = set(cands[i].messages)
-                out = [m for m in out if m not in drop]
+                drop.update(cands[i].messages)
                 selected.remove(positions[i])
+            out = [m for m in out if m not in drop]
         if tokens > limit:
             out, tokens = self._shrink_injections(out, tokens, limit, report)
         for i in kept_idx:

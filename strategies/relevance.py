@@ -128,39 +128,24 @@ class RelevanceEviction(Strategy):
         ]
         return " ".join([seg.text, *extra])
 
-    def _smooth(
-        self, scores: np.ndarray, segments: Sequence[Segment], positions: Sequence[int]
-    ) -> np.ndarray:
+    def _smooth(self, scores: np.ndarray, history: Sequence[Segment]) -> np.ndarray:
         """Add ``neighbor_weight`` x the scores of neighbours within ``neighbor_span``.
 
-        Neighbours are segments at history positions p-span..p+span present in
-        ``positions`` and in the same session (``session_key`` metadata).
+        ``scores`` holds one value per history segment, in history order; a neighbour at
+        distance d counts ``neighbor_decay ** (d - 1)`` and only within the same session
+        (``session_key`` metadata). Vectorized: O(history x span) numpy work.
         """
         nw, span = self.options.neighbor_weight, self.options.neighbor_span
         if nw <= 0 or span <= 0 or len(scores) < 2:
             return scores
         key = self.options.session_key
-        sessions = [seg.head.metadata.get(key) for seg in segments]
-        if isinstance(positions, range):  # contiguous history: vectorized shifts
-            labels = np.array([hash(x) for x in sessions])
-            out = scores.copy()
-            for d in range(1, span + 1):
-                w = nw * self.options.neighbor_decay ** (d - 1)
-                same = labels[d:] == labels[:-d]
-                out[:-d] += w * np.where(same, scores[d:], 0.0)
-                out[d:] += w * np.where(same, scores[:-d], 0.0)
-            return out
-        index = {p: i for i, p in enumerate(positions)}
+        labels = np.array([hash(seg.head.metadata.get(key)) for seg in history])
         out = scores.copy()
-        for i, p in enumerate(positions):
-            extra = 0.0
-            for d in range(1, span + 1):
-                w = self.options.neighbor_decay ** (d - 1)
-                for q in (p - d, p + d):
-                    j = index.get(q)
-                    if j is not None and sessions[j] == sessions[i]:
-                        extra += w * scores[j]
-            out[i] += nw * extra
+        for d in range(1, span + 1):
+            w = nw * self.options.neighbor_decay ** (d - 1)
+            same = labels[d:] == labels[:-d]
+            out[:-d] += w * np.where(same, scores[d:], 0.0)
+            out[d:] += w * np.where(same, scores[:-d], 0.0)
         return out
 
     @staticmethod
@@ -195,7 +180,7 @@ class RelevanceEviction(Strategy):
             scores = self._cosine(history, window.query)
         else:
             scores = self._bm25_history(history, window.query)
-        scores = self._smooth(scores, history, range(n))
+        scores = self._smooth(scores, history)
         top = float(scores.max()) if n else 0.0
         scores = scores / top if top > 0 and math.isfinite(top) else np.zeros(n)
         self._cache = (key, scores)
@@ -230,7 +215,13 @@ class RelevanceEviction(Strategy):
         return self._bm25_arrays(q["tf"], q["lengths"])
 
     def _bm25_arrays(self, tf_by_term: dict[str, np.ndarray], lengths: np.ndarray) -> np.ndarray:
-        """BM25 from per-term frequency arrays (see :meth:`_bm25` for the formula)."""
+        """BM25 of every document from per-term frequency arrays (one array per query term).
+
+        The Lucene variant, as ``bm25s.BM25(method="lucene")`` computes it (tested equal in
+        ``tests/test_relevance.py``): idf = ln(1 + (N - df + 0.5) / (df + 0.5)), term score
+        = idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)) (bm25s leaves out the constant
+        k1 + 1 factor too).
+        """
         n = len(lengths)
         scores = np.zeros(n)
         if n == 0:
@@ -293,19 +284,6 @@ class RelevanceEviction(Strategy):
         if any(s.role == "user" for s in new_segments):
             return "new query: re-rank by relevance"
         return None
-
-    def _bm25(self, docs: Sequence[Counter[str]], query: set[str]) -> np.ndarray:
-        """BM25 scores of ``docs`` (term counts) for the ``query`` terms.
-
-        The Lucene variant, as ``bm25s.BM25(method="lucene")`` computes it (a test checks
-        equality): idf = ln(1 + (N - df + 0.5) / (df + 0.5)), term score = idf * tf /
-        (tf + k1 * (1 - b + b * dl / avgdl)) (bm25s leaves out the constant k1 + 1 factor
-        too). Computed from per-segment counts cached at tokenization, so there is no
-        index to rebuild as the history grows.
-        """
-        lengths = np.fromiter((sum(c.values()) for c in docs), dtype=float, count=len(docs))
-        tf = {t: np.fromiter((c.get(t, 0) for c in docs), float, len(docs)) for t in query}
-        return self._bm25_arrays(tf, lengths)
 
     @hookimpl
     def ctxmgr_score(self, window: Window) -> Sequence[float] | None:
