@@ -114,6 +114,8 @@ class ContextManager:
         self.history_policy = policy
         for strategy in self.strategies:
             strategy.bind(self)
+        # strategies with instance state to snapshot at every fit (see _begin)
+        self._stateful = [s for s in self.strategies if type(s).snapshot is not Strategy.snapshot]
         self.state = SessionState()
         self._reset_incremental()
 
@@ -235,6 +237,10 @@ class ContextManager:
                 previous history plus new messages takes the incremental path.
             query: text to rank relevance against (default: the latest user message).
 
+        A fit is transactional: if it raises (any error) the manager (caches, state,
+        archive, summary, notes, turn, strategy state) is left exactly as before the
+        call, so a retry gives what an uninterrupted manager would.
+
         Returns:
             ``FitResult(messages, report)``; kept messages are the same objects as given.
 
@@ -244,18 +250,28 @@ class ContextManager:
             InvalidHistoryError: a malformed history under ``history_policy = "strict"``.
             StrategyError: a strategy failed.
         """
+        undo = self._begin()
         gen = self._fit(messages, query, use_async=False)
         try:
             awaitable = next(gen)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            self._rollback(undo)
+            raise
         gen.close()
+        self._rollback(undo)
         if hasattr(awaitable, "close"):
             awaitable.close()
         raise StrategyError("returned an awaitable from a synchronous fit", strategy="?")
 
     async def afit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
-        """Async :meth:`fit`: awaits async summarizers instead of blocking."""
+        """Async :meth:`fit`: awaits async summarizers instead of blocking.
+
+        Cancelling the task at any await leaves the manager as it was before the call
+        (see :meth:`fit`).
+        """
+        undo = self._begin()
         gen = self._fit(messages, query, use_async=True)
         try:
             awaitable = next(gen)
@@ -264,6 +280,72 @@ class ContextManager:
                 awaitable = gen.send(None)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:  # CancelledError included: a cancelled fit is rolled back
+            gen.close()
+            self._rollback(undo)
+            raise
+
+    # ------------------------------------------------------------------ transactions
+    def _begin(self) -> tuple[Any, ...]:
+        """Record what a fit may change, so a failed or cancelled fit can be undone.
+
+        Cheap (the append path stays O(new messages)): the lists a fit changes only grow
+        or are replaced, so their objects and lengths are kept; ``_shrunk`` is copied on
+        write in :meth:`_compact`; the state keeps its own checkpoint; each strategy
+        snapshots its instance state. A new field a fit mutates must be added here.
+        """
+        return (
+            self.state,
+            self.state.checkpoint(),
+            self._history,
+            len(self._history),
+            self._segments,
+            len(self._segments),
+            self._selected,
+            len(self._selected),
+            self._output,
+            len(self._output),
+            self._segmenter,
+            self._segmenter.mark(),
+            self._shrunk,
+            self._output_tokens,
+            self._last_user,
+            self._history_total,
+            self._history_counted,
+            [(strategy, strategy.snapshot()) for strategy in self._stateful],
+        )
+
+    def _rollback(self, undo: tuple[Any, ...]) -> None:
+        """Restore the manager exactly as :meth:`_begin` found it (a fit raised)."""
+        (
+            self.state,
+            checkpoint,
+            self._history,
+            n_history,
+            self._segments,
+            n_segments,
+            self._selected,
+            n_selected,
+            self._output,
+            n_output,
+            self._segmenter,
+            mark,
+            self._shrunk,
+            self._output_tokens,
+            self._last_user,
+            self._history_total,
+            self._history_counted,
+            snapshots,
+        ) = undo
+        self.state.rollback(checkpoint)
+        del self._history[n_history:]
+        del self._segments[n_segments:]
+        del self._selected[n_selected:]
+        del self._output[n_output:]
+        self._segmenter.rollback(mark)
+        self._covered_cache = ([], 0, set())
+        for strategy, snapshot in snapshots:
+            strategy.restore(snapshot)
 
     def _ingest(self, messages: Sequence[Message]) -> tuple[int, list[Segment]]:
         """Feed new messages; return (index of first new segment, new segments)."""
@@ -282,7 +364,7 @@ class ContextManager:
         n_repairs = len(self._segmenter.repairs)
         new_segs = self._segmenter.feed(new_msgs)
         for repair in self._segmenter.repairs[n_repairs:]:
-            if repair.action == "archived":
+            if repair.action in ("archived", "dropped_duplicate_call"):  # originals kept
                 self.state.archive.add(repair.message, repair.problem, self.state.turn)
         start = len(self._segments)
         count = self.counter.count_message
@@ -340,10 +422,15 @@ class ContextManager:
             repairs=repairs,
             turn=self.state.turn,
         )
-        # messages strategies append on this fit (system-prompt replay), counted up front
+        # messages strategies append on this fit (system-prompt replay), counted up front;
+        # deferred while a tool step is open: they would go before it, and the open step
+        # is re-rendered at the next fit, so the context would no longer only grow
         appended = [
             msg
-            for batch in self._call("append", hook.ctxmgr_append, window=window) or ()
+            for batch in (
+                self._call("append", hook.ctxmgr_append, window=window) if pending is None else ()
+            )
+            or ()
             for msg in batch or ()
         ]
         appended_tokens = sum(self.counter.count_message(m) for m in appended)
@@ -425,6 +512,7 @@ class ContextManager:
         self, window: Window, pending_tokens: int, reason: str, report: FitReport, use_async: bool
     ) -> Generator[Awaitable[Any], None, None]:
         hook = self._pm.hook
+        self._shrunk = dict(self._shrunk)  # copy on write: a failed fit restores the old one
         report.compacted = True
         report.reason = reason
         previous = set(self._selected)
@@ -534,7 +622,10 @@ class ContextManager:
                 covered_now = self._covered()
                 for seg in newly_evicted:
                     if covered_now.issuperset(seg.ids):
-                        report.summarized.append(record(seg, "folded into running summary"))
+                        why = "folded into running summary"
+                        if window.scratch.get("summary_fallback"):
+                            why += f" (extractive fallback: {window.scratch['summary_fallback']})"
+                        report.summarized.append(record(seg, why))
         injections: list[Injection] = []
         for batch in self._call("inject", hook.ctxmgr_inject, window=window) or ():
             injections.extend(batch or ())
@@ -614,7 +705,8 @@ class ContextManager:
 
         fitter = ExtractiveSummarizer(self.counter.count_text)
         for kind in ("notes", "summary"):
-            for index in [i for i, m in enumerate(out) if m.metadata.get("ctxmgr") == kind]:
+            # newest first, so popping one never shifts the index of the next
+            for index in [i for i, m in enumerate(out) if m.metadata.get("ctxmgr") == kind][::-1]:
                 if tokens <= limit:
                     return out, tokens
                 msg = out[index]
@@ -625,7 +717,9 @@ class ContextManager:
                 if room > 24 and short.strip():
                     new = msg.evolve(content=f"{header}\n{short}")
                     after = self.counter.count_message(new)
-                    if after < before:
+                    # only a shortening that fits: tokenization of the cut text may not
+                    # shrink as planned, and then the injection is removed instead
+                    if tokens + after - before <= limit:
                         out[index] = new
                         tokens += after - before
                         continue

@@ -36,6 +36,18 @@ def _json_safe(value: Any) -> Any:
         return json.loads(json.dumps(value, default=repr))
 
 
+def _copy_json(value: Any) -> Any:
+    """Copy nested dicts and lists (the containers strategies mutate); share the leaves."""
+    if type(value) is dict:
+        return {k: _copy_json(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    if type(value) is list:
+        return [_copy_json(v) if type(v) in _CONTAINERS else v for v in value]
+    return value
+
+
+_CONTAINERS = (dict, list)
+
+
 def message_to_dict(message: Message) -> dict[str, Any]:
     """Serialize a message: the OpenAI dict plus ``id``, ``metadata``, ``pinned``.
 
@@ -95,6 +107,16 @@ class Archive:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def truncate(self, length: int) -> None:
+        """Remove the entries archived after the archive had ``length`` entries.
+
+        Entries are kept in insertion order, so this undoes the newest additions (used to
+        roll back a fit that failed). O(removed entries).
+        """
+        entries = self._entries
+        while len(entries) > length:
+            entries.popitem()
 
     def __iter__(self) -> Any:
         return iter(self._entries.values())
@@ -200,6 +222,44 @@ class SessionState:
     archive: Archive = field(default_factory=Archive)
     last_fit: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def checkpoint(self) -> tuple[Any, ...]:
+        """Return what :meth:`rollback` needs to undo later changes.
+
+        O(notes + size of ``extra``), independent of the archive and summary size: the
+        archive and ``summary_covers`` only grow during a fit (their lengths are kept),
+        strings are immutable, ``last_fit`` is replaced rather than mutated, and notes and
+        ``extra`` (small, mutated in place) are copied.
+        """
+        notes = {k: (n, n.facts[:], n.pointers[:], n.turn) for k, n in self.notes.items()}
+        return (
+            self.summary,
+            self.summary_covers,
+            len(self.summary_covers),
+            notes,
+            self.turn,
+            len(self.archive._entries),
+            self.last_fit,
+            _copy_json(self.extra),
+        )
+
+    def rollback(self, checkpoint: tuple[Any, ...]) -> None:
+        """Restore the state as it was when ``checkpoint`` was taken (same objects)."""
+        summary, covers, n_covers, notes, turn, n_archive, last_fit, extra = checkpoint
+        self.summary = summary
+        del covers[n_covers:]
+        self.summary_covers = covers
+        self.notes.clear()
+        for key, (note, facts, pointers, note_turn) in notes.items():
+            note.facts[:] = facts
+            note.pointers[:] = pointers
+            note.turn = note_turn
+            self.notes[key] = note
+        self.turn = turn
+        self.archive.truncate(n_archive)
+        self.last_fit = last_fit
+        self.extra.clear()
+        self.extra.update(extra)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict (``json.dumps`` works on it)."""
