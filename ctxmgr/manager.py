@@ -359,6 +359,8 @@ class ContextManager:
             self._reset_incremental()
             self.state = state
             n_prev = 0
+        elif n_prev and any(prefix[i] is not self._history[i] for i in (0, n_prev // 2, -1)):
+            self._adopt(prefix)  # equal but rebuilt messages: send the caller's objects
         new_msgs = list(messages[n_prev:])
         self._history.extend(new_msgs)
         n_repairs = len(self._segmenter.repairs)
@@ -376,6 +378,25 @@ class ContextManager:
                 self._last_user = start + offset
         self._segments.extend(measured)
         return start, measured
+
+    def _adopt(self, given: list[Message]) -> None:
+        """Use the caller's message objects where they equal (not are) the ones held.
+
+        Kept messages are the objects passed on *this* call, so an adapter that rebuilds
+        equal messages (with fresh metadata) gets its own back. O(history); only runs
+        when the first, middle or last message of the prefix is a new object. New lists
+        are built (never mutated in place) so a failed fit still rolls back.
+        """
+        swap = {id(old): new for old, new in zip(self._history, given) if old is not new}
+
+        def conv(seg: Segment) -> Segment:
+            return Segment(tuple(swap.get(id(m), m) for m in seg.messages), seg.start, seg.tokens)
+
+        self._history = list(given)
+        self._segments = [conv(seg) for seg in self._segments]
+        self._shrunk = {pos: conv(seg) for pos, seg in self._shrunk.items()}
+        self._output = [swap.get(id(m), m) for m in self._output]
+        self._segmenter.adopt(swap)
 
     def _fit(
         self, messages: Sequence[Message], query: str | None, use_async: bool

@@ -193,6 +193,14 @@ class Segmenter:
             self._answered.popitem()
         self._next_index = cast(int, next_index)
 
+    def adopt(self, swap: dict[int, Message]) -> None:
+        """Replace held messages by equal ones the caller passed (``id(old) -> new``)."""
+        op = self._open
+        if op is not None:
+            results = [None if r is None else swap.get(id(r), r) for r in op.results]
+            call = swap.get(id(op.call), op.call)
+            self._open = _Open(op.start, call, op.pending, results)
+
     # -- public API --------------------------------------------------------------------
     @property
     def consumed(self) -> int:
