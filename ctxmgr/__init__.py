@@ -21,6 +21,7 @@ from ctxmgr.errors import (
     CtxmgrError,
     DatasetError,
     InvalidHistoryError,
+    InvalidStateError,
     StrategyError,
     TranscriptError,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "FitResult",
     "Injection",
     "InvalidHistoryError",
+    "InvalidStateError",
     "Message",
     "Note",
     "Repair",

@@ -29,7 +29,13 @@ from typing import Any, cast
 
 from ctxmgr.budget import Budget
 from ctxmgr.config import CtxmgrConfig, load_config, validate_strategies
-from ctxmgr.errors import ConfigError, ContextOverflowError, CtxmgrError, StrategyError
+from ctxmgr.errors import (
+    ConfigError,
+    ContextOverflowError,
+    CtxmgrError,
+    InvalidHistoryError,
+    StrategyError,
+)
 from ctxmgr.messages import Message
 from ctxmgr.models import context_window
 from ctxmgr.plugins import get_strategy_types, new_plugin_manager
@@ -205,7 +211,12 @@ class ContextManager:
     def load_state(self, data: Mapping[str, Any]) -> None:
         """Replace the session state by :meth:`SessionState.to_dict` output.
 
-        The incremental caches are reset: the next fit re-reads the whole history once.
+        The whole input is validated before anything is replaced. The incremental caches
+        are reset: the next fit re-reads the whole history once.
+
+        Raises:
+            InvalidStateError: ``data`` is malformed (naming the key path); the manager
+                is unchanged.
         """
         self.state = SessionState.from_dict(data)
         self._reset_incremental()
@@ -362,6 +373,9 @@ class ContextManager:
         elif n_prev and any(prefix[i] is not self._history[i] for i in (0, n_prev // 2, -1)):
             self._adopt(prefix)  # equal but rebuilt messages: send the caller's objects
         new_msgs = list(messages[n_prev:])
+        for offset, msg in enumerate(new_msgs):  # O(new): older ones were checked before
+            if not isinstance(msg, Message):
+                raise _not_a_message(msg, n_prev + offset)
         self._history.extend(new_msgs)
         n_repairs = len(self._segmenter.repairs)
         new_segs = self._segmenter.feed(new_msgs)
@@ -402,6 +416,17 @@ class ContextManager:
         self, messages: Sequence[Message], query: str | None, use_async: bool
     ) -> Generator[Awaitable[Any], None, FitResult]:
         t0 = time.perf_counter()
+        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+            raise InvalidHistoryError(
+                "fit() argument 'messages' must be a list of ctxmgr.Message (oldest first), "
+                f"got {type(messages).__name__}; convert OpenAI dicts with messages_from_openai",
+                problem="bad_argument",
+            )
+        if query is not None and not isinstance(query, str):
+            raise InvalidHistoryError(
+                f"fit() argument 'query' must be a str or None, got {type(query).__name__}",
+                problem="bad_argument",
+            )
         self.state.turn += 1
         n_repairs = len(self._segmenter.repairs)
         start, new_segs = self._ingest(messages)
@@ -781,6 +806,20 @@ class ContextManager:
             f"ContextManager(max_context_tokens={self.budget.max_context_tokens}, "
             f"effective_limit={self.budget.effective_limit}, strategies=[{names}])"
         )
+
+
+def _not_a_message(item: object, index: int) -> InvalidHistoryError:
+    hint = (
+        "; convert OpenAI dicts with messages_from_openai"
+        if isinstance(item, Mapping)
+        else "; build messages with Message.user(...), Message.assistant(...) and so on"
+    )
+    return InvalidHistoryError(
+        f"fit() argument 'messages': item of type {type(item).__name__} is not a ctxmgr.Message"
+        + hint,
+        index=index,
+        problem="not_a_message",
+    )
 
 
 def run_coroutine_sync(awaitable: Awaitable[Any]) -> Any:

@@ -10,9 +10,12 @@ __all__ = ["Strategy", "StrategyOptions"]
 
 
 class StrategyOptions(BaseModel):
-    """Options of a strategy; subclasses declare fields. Unknown options are errors."""
+    """Options of a strategy; subclasses declare fields. Unknown options are errors.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Validation is strict: a boolean is not a number and a string is not an int.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Strategy:

@@ -26,6 +26,7 @@ import bm25s
 import numpy as np
 from pydantic import Field
 
+from ctxmgr.errors import ConfigError
 from ctxmgr.hookspecs import hookimpl
 from ctxmgr.segments import Segment
 from ctxmgr.strategy import Strategy, StrategyOptions
@@ -104,7 +105,13 @@ class RelevanceEviction(Strategy):
         self._embed: Callable[[list[str]], Any] | None = None
         if self.options.embedder:
             module, _, attr = self.options.embedder.partition(":")
-            self._embed = getattr(importlib.import_module(module), attr)
+            try:
+                self._embed = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise ConfigError(
+                    f"cannot load {self.options.embedder!r} ('module:function'): {exc}",
+                    key="relevance.embedder",
+                ) from None
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
         out = bm25s.tokenize(

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ctxmgr.errors import ConfigError
 from ctxmgr.hookspecs import hookimpl
 from ctxmgr.messages import Message
 from ctxmgr.segments import Segment
@@ -74,8 +75,18 @@ def _call_with_timeout(call: Callable[[], object], timeout: float) -> object:
 
 
 def _load(spec: str) -> Any:
+    """Import ``"module:attribute"``; build it when it is a class or a factory.
+
+    Raises:
+        ConfigError: malformed spec, missing module or attribute (naming the key).
+    """
     module, _, attr = spec.partition(":")
-    obj = getattr(importlib.import_module(module), attr)
+    if not module or not attr:
+        raise ConfigError(f"expected 'module:attribute', got {spec!r}", key="summarize.summarizer")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load {spec!r}: {exc}", key="summarize.summarizer") from None
     return (
         obj() if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "summarize")) else obj
     )
