@@ -165,7 +165,8 @@ class ProviderProfile:
 
         Applied by the manager as the last step of every fit. Leading system messages are
         kept as they are; later system messages become user messages (when
-        ``system_only_at_top``); consecutive same-role user/assistant messages are merged
+        ``system_only_at_top``, keeping only the ``ctxmgr`` marker of their metadata plus
+        ``ctxmgr_role = "system"``, so adapters convert them by role); consecutive same-role user/assistant messages are merged
         (:func:`merge_messages`, when ``requires_alternation``); a placeholder user turn
         is inserted before a leading assistant turn (when ``first_message_user``). Tool
         pairs are not touched (segmentation keeps them valid). Kept messages are the same
@@ -245,7 +246,9 @@ class Normalizer:
                     self._emit(m)
                     continue
                 if p.system_only_at_top:
-                    meta = dict(m.metadata)
+                    # adapters' own metadata would rebuild a system message: keep only
+                    # ctxmgr's marker, so the message converts back by its new role
+                    meta = {k: v for k, v in m.metadata.items() if k == "ctxmgr"}
                     meta["ctxmgr_role"] = "system"
                     m = m.evolve(role="user", metadata=meta, id=m.id)
                     role = "user"
