@@ -166,8 +166,9 @@ class ProviderProfile:
         Applied by the manager as the last step of every fit. Leading system messages are
         kept as they are; later system messages become user messages (when
         ``system_only_at_top``, keeping only the ``ctxmgr`` marker of their metadata plus
-        ``ctxmgr_role = "system"``, so adapters convert them by role); consecutive same-role user/assistant messages are merged
-        (:func:`merge_messages`, when ``requires_alternation``); a placeholder user turn
+        ``ctxmgr_role = "system"``, so adapters convert them by role); consecutive
+        same-role user/assistant messages are merged (:func:`merge_messages`, when
+        ``requires_alternation``); a placeholder user turn
         is inserted before a leading assistant turn (when ``first_message_user``). Tool
         pairs are not touched (segmentation keeps them valid). Kept messages are the same
         objects; ``messages`` (oldest first) is not mutated.

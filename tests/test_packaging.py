@@ -134,7 +134,7 @@ def test_metadata_names_the_distribution(wheel: zipfile.ZipFile) -> None:
     """
     metadata = _dist_info(wheel, "METADATA")
     assert "Name: ctxmgr-llm" in metadata.splitlines()
-    assert "Requires-Dist: ctxmgr-llm[autogen,langchain,llamaindex]; extra == \"all\"" in (
+    assert 'Requires-Dist: ctxmgr-llm[autogen,langchain,llamaindex]; extra == "all"' in (
         metadata.splitlines()
     )
     assert "Requires-Python: >=3.10" in metadata.splitlines()
