@@ -202,6 +202,7 @@ class ContextManager:
             "_selected",
             "_output",
             "_segmenter",
+            "_user_positions",
         ):
             setattr(other, name, copy.copy(getattr(self, name)))
         other._segmenter = copy.deepcopy(self._segmenter)
@@ -209,7 +210,6 @@ class ContextManager:
         for name in (
             "_output_tokens",
             "_last_user",
-            "_user_positions",
             "_history_total",
             "_history_counted",
         ):
