@@ -202,7 +202,6 @@ class ContextManager:
             "_selected",
             "_output",
             "_segmenter",
-            "_user_positions",
         ):
             setattr(other, name, copy.copy(getattr(self, name)))
         other._segmenter = copy.deepcopy(self._segmenter)
@@ -246,7 +245,13 @@ class ContextManager:
         self._output: list[Message] = []
         self._output_tokens = 0  # tokens of _output, without reply priming
         self._last_user: int | None = None
-        self._user_positions: list[int] = []  # history positions of user segments
+        # history positions of user segments, scanned incrementally (see _user_positions)
+        self._users: tuple[list[Segment] | None, int, Segment | None, list[int]] = (
+            None,
+            0,
+            None,
+            [],
+        )
         self._history_total = 0
         self._history_counted = 0
         self._covered_cache: tuple[list[str], int, set[str]] = ([], 0, set())
@@ -340,7 +345,6 @@ class ContextManager:
             measured.append(Segment(seg.messages, seg.start, tokens))
             if seg.role == "user":
                 self._last_user = start + offset
-                self._user_positions.append(start + offset)
         self._segments.extend(measured)
         return start, measured
 
@@ -977,13 +981,28 @@ class ContextManager:
         self._output_tokens = tokens
         self._selected = selected
 
+    def _user_positions(self) -> list[int]:
+        """History positions of the user segments, oldest first.
+
+        Scanned incrementally: only segments added since the last call are read, unless
+        the segment list was replaced or cut back (a reset, a rolled-back fit), which the
+        list's identity and its last scanned segment reveal.
+        """
+        segments = self._segments
+        src, n, last, users = self._users
+        if src is not segments or len(segments) < n or (n and segments[n - 1] is not last):
+            n, users = 0, []
+        users.extend(p for p in range(n, len(segments)) if segments[p].role == "user")
+        self._users = (segments, len(segments), segments[-1] if segments else None, users)
+        return users
+
     def _question_of(self, positions: set[int]) -> dict[int, int]:
         """Map each assistant segment's history position to its question's position.
 
         The question is the nearest user segment before it; an assistant segment with
         no user segment before it (a greeting) has none.
         """
-        users = self._user_positions
+        users = self._user_positions()
         segments = self._segments
         out: dict[int, int] = {}
         if not users:
