@@ -12,9 +12,10 @@ Data flow of one fit::
       otherwise: pin -> reserve -> shrink -> score -> evict to target -> compact -> inject
       -> validate (budget, pairs) -> FitReport
 
-The append-only path costs O(new messages): the previous input is compared as a list
-slice (identity comparison in C) and only new messages are segmented, counted and
-shown to strategies.
+The append-only path costs O(new messages): the previous input is recognised by its
+length and the identity of its first and last messages (a value comparison of the whole
+prefix when the objects differ; a full refit when the history was edited), and only new
+messages are segmented, counted and shown to strategies.
 """
 
 from __future__ import annotations
@@ -225,6 +226,8 @@ class ContextManager:
         self._history_total = 0
         self._history_counted = 0
         self._covered_cache: tuple[list[str], int, set[str]] = ([], 0, set())
+        # a window snapshot from a store, restored at the next fit (ctxmgr.stores.snapshot)
+        self._resume: Mapping[str, Any] | None = None
 
     # ------------------------------------------------------------------ fitting
     def fit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
@@ -267,11 +270,13 @@ class ContextManager:
 
     def _ingest(self, messages: Sequence[Message]) -> tuple[int, list[Segment]]:
         """Feed new messages; return (index of first new segment, new segments)."""
+        if self._resume is not None:
+            from ctxmgr.stores.snapshot import resume_window
+
+            snapshot, self._resume = self._resume, None
+            resume_window(self, snapshot, messages)
         n_prev = len(self._history)
-        prefix = messages[:n_prev]
-        if not isinstance(prefix, list):
-            prefix = list(prefix)
-        if n_prev and (len(messages) < n_prev or prefix != self._history):
+        if n_prev and not self._extends(messages, n_prev):
             logger.debug("history is not an extension of the previous one: full refit")
             state = self.state
             self._reset_incremental()
@@ -294,6 +299,28 @@ class ContextManager:
                 self._last_user = start + offset
         self._segments.extend(measured)
         return start, measured
+
+    def _extends(self, messages: Sequence[Message], n_prev: int) -> bool:
+        """Whether ``messages`` starts with the ``n_prev`` messages of the previous fit.
+
+        O(1) when the caller passes the same message objects as last time (frameworks
+        append to one list): the first message and the last 8 previous ones are compared by
+        identity. Otherwise the whole prefix is compared by value (O(n), in C). An edit deep
+        inside a history whose first and last 8 objects are unchanged is not seen: build
+        new message objects for an edited history, or call :meth:`reset`.
+        """
+        if len(messages) < n_prev:
+            return False
+        history = self._history
+        k = min(n_prev, 8)
+        if messages[0] is history[0] and all(
+            messages[i] is history[i] for i in range(n_prev - k, n_prev)
+        ):
+            return True
+        prefix = messages[:n_prev]
+        if not isinstance(prefix, list):
+            prefix = list(prefix)
+        return prefix == history
 
     def _fit(
         self, messages: Sequence[Message], query: str | None, use_async: bool

@@ -92,7 +92,6 @@ class RelevanceEviction(Strategy):
         self._counts: dict[str, Counter[str]] = {}
         self._cache: tuple[tuple[str, int], np.ndarray] | None = None
         self._query_state: dict[str, Any] | None = None
-        self._recalled_for = ""
         self._vectors: dict[str, Any] = {}
         self._stemmer: Any = None
         if self.options.stemmer:
@@ -120,7 +119,6 @@ class RelevanceEviction(Strategy):
             self._tokens = other._tokens
             self._counts = other._counts
             self._vectors = other._vectors
-            self._recalled_for = other._recalled_for
 
     def _doc(self, seg: Segment) -> str:
         extra = [
@@ -259,9 +257,11 @@ class RelevanceEviction(Strategy):
         if not self.options.rerank_on_new_query:
             return None
         query = window.query.strip()
-        if not query or query == self._recalled_for:
+        # per conversation, so it is saved with the session (stores, clones)
+        data = window.state.extra.setdefault(self.name, {})
+        if not query or query == data.get("recalled_for"):
             return None
-        self._recalled_for = query
+        data["recalled_for"] = query
         scores = self._history_scores(window)
         budget = window.budget.target_tokens
         out: list[int] = []
