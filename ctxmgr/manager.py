@@ -127,6 +127,8 @@ class ContextManager:
         counter: TokenCounter | str | Callable[..., int] | None = None,
         summarizer: Any = None,
         on_report: Callable[[FitReport], None] | None = None,
+        store: Any = None,
+        conversation_id: str | None = None,
         **overrides: Any,
     ) -> ContextManager:
         """Build a manager from a preset name, a config file path, a mapping or a config.
@@ -137,11 +139,28 @@ class ContextManager:
             counter: see the class docstring.
             summarizer: see the class docstring.
             on_report: see the class docstring.
+            store: keep the session state in a store: a URL (``"sqlite:///s.db"``,
+                ``"redis://..."``, ``"postgresql://..."``, ``"memory://"``) or a
+                :class:`~ctxmgr.stores.SessionStore`. Returns a
+                :class:`~ctxmgr.stores.session.StoredContextManager` that loads before and
+                saves after every fit (compare-and-swap; see ``docs/stores.md``).
+            conversation_id: the conversation's key in ``store`` (default ``"default"``).
             **overrides: top-level config keys (``max_context_tokens=8000``...).
 
         Raises:
             ConfigError: the config is invalid (naming the key and the allowed values).
         """
+        if store is not None:
+            from ctxmgr.stores.session import StoredContextManager
+
+            return StoredContextManager(
+                load_config(source, **overrides),
+                store=store,
+                conversation_id=conversation_id or "default",
+                counter=counter,
+                summarizer=summarizer,
+                on_report=on_report,
+            )
         return cls(
             load_config(source, **overrides),
             counter=counter,

@@ -18,18 +18,16 @@ import inspect
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from ctxmgr.manager import ContextManager
 from ctxmgr.messages import Message
 from ctxmgr.report import FitResult
 from ctxmgr.state import Archive, ArchivedMessage, SessionState, message_from_dict, message_to_dict
 from ctxmgr.stores.base import StoredState, StoreError, VersionConflict
 from ctxmgr.stores.snapshot import HistoryDigest, export_window
 
-if TYPE_CHECKING:
-    from ctxmgr.manager import ContextManager
-
-__all__ = ["StoredArchive", "StoredSession"]
+__all__ = ["StoredArchive", "StoredContextManager", "StoredSession"]
 
 T = TypeVar("T")
 
@@ -383,3 +381,135 @@ async def _sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+class StoredContextManager(ContextManager):
+    """A :class:`~ctxmgr.manager.ContextManager` whose state lives in a store.
+
+    Built by ``ContextManager.from_config(..., store=..., conversation_id=...)``; every
+    :meth:`fit` / :meth:`afit` runs through a :class:`StoredSession` (load, fit, save with
+    compare-and-swap, retry on conflict), and :attr:`scratchpad` edits are transactions,
+    so notes written by a tool between fits survive a concurrent fit on another worker.
+    :meth:`fork` keeps the store (the adapters' per-thread pools fork one per thread id).
+
+    Args:
+        config: a validated config.
+        store: a :class:`~ctxmgr.stores.base.SessionStore` or a store URL
+            (:func:`~ctxmgr.stores.open_store`); ``None`` for a detached manager (clones).
+        conversation_id: the conversation's key in the store.
+        max_retries: see :class:`StoredSession`.
+        **kwargs: ``counter``, ``summarizer``, ``on_report`` as for ``ContextManager``.
+
+    Raises:
+        ConfigError: as ``ContextManager``, or an unknown store URL scheme.
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        store: Any,
+        conversation_id: str = "default",
+        max_retries: int = 20,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config, **kwargs)
+        from ctxmgr.stores import open_store
+
+        self.store = open_store(store) if store is not None else None
+        self.conversation_id = conversation_id
+        self.max_retries = max_retries
+        self.session: StoredSession | None = (
+            StoredSession(self, self.store, conversation_id, max_retries=max_retries)
+            if self.store is not None
+            else None
+        )
+
+    def fit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
+        """:meth:`ContextManager.fit` on the stored conversation (load, fit, CAS save).
+
+        Raises:
+            StoreError: the store failed, or ``max_retries`` saves lost the race.
+        """
+        if self.session is None:
+            return ContextManager.fit(self, messages, query=query)
+        return self.session.transact(lambda mgr: ContextManager.fit(mgr, messages, query=query))
+
+    async def afit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
+        """Async :meth:`fit` (awaits async summarizers and ``AsyncPostgresStore``)."""
+        if self.session is None:
+            return await ContextManager.afit(self, messages, query=query)
+        return await self.session.afit(messages, query=query)
+
+    def fork(self, conversation_id: str | None = None) -> StoredContextManager:
+        """Return a manager on the same store for ``conversation_id`` (default: the same)."""
+        return type(self)(
+            self.config,
+            store=self.store,
+            conversation_id=conversation_id or self.conversation_id,
+            max_retries=self.max_retries,
+            counter=self.counter,
+            summarizer=self.summarizer,
+            on_report=self.on_report,
+        )
+
+    def clone(self) -> ContextManager:
+        """Return a detached in-memory copy (what-if fits never write to the store)."""
+        store, self.store = self.store, None
+        try:
+            return super().clone()
+        finally:
+            self.store = store
+
+    def forget(self) -> None:
+        """Delete the conversation from the store and start fresh."""
+        if self.store is not None:
+            self.store.delete(self.conversation_id)
+        self.reset()
+        if self.session is not None:
+            self.session._synced = False
+
+    @property
+    def scratchpad(self) -> Any:
+        """The scratchpad note API; writes are store transactions. ``None`` when off."""
+        pad = ContextManager.scratchpad.fget(self)  # type: ignore[attr-defined]
+        if pad is None or self.session is None:
+            return pad
+        return _TransactionalScratchpad(self.session)
+
+
+class _TransactionalScratchpad:
+    """The scratchpad API of a stored manager: reads load first, edits are transactions."""
+
+    def __init__(self, session: StoredSession) -> None:
+        self._session = session
+
+    @staticmethod
+    def _pad(mgr: ContextManager) -> Any:
+        return ContextManager.scratchpad.fget(mgr)  # type: ignore[attr-defined]
+
+    def write(self, key: str, facts: Any, pointers: Sequence[str] = ()) -> Any:
+        """See :meth:`ctxmgr.strategies.scratchpad.Scratchpad.write` (a transaction)."""
+        return self._session.transact(lambda mgr: self._pad(mgr).write(key, facts, pointers))
+
+    def update(
+        self, key: str, facts: Any = None, pointers: Any = None, *, append: bool = False
+    ) -> Any:
+        """See :meth:`ctxmgr.strategies.scratchpad.Scratchpad.update` (a transaction)."""
+        return self._session.transact(
+            lambda mgr: self._pad(mgr).update(key, facts, pointers, append=append)
+        )
+
+    def delete(self, key: str) -> bool:
+        """See :meth:`ctxmgr.strategies.scratchpad.Scratchpad.delete` (a transaction)."""
+        return bool(self._session.transact(lambda mgr: self._pad(mgr).delete(key)))
+
+    def read(self, key: str | None = None) -> str:
+        """See :meth:`ctxmgr.strategies.scratchpad.Scratchpad.read` (loads first)."""
+        self._session.sync()
+        return str(self._pad(self._session.manager).read(key))
+
+    def list(self) -> Any:
+        """See :meth:`ctxmgr.strategies.scratchpad.Scratchpad.list` (loads first)."""
+        self._session.sync()
+        return self._pad(self._session.manager).list()

@@ -66,8 +66,10 @@ class SQLiteStore:
         self.timeout = timeout
         self._local = threading.local()
         self._pid = os.getpid()
-        with self._tx() as con:
-            con.executescript(_SCHEMA)
+        try:
+            self._con().executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot create the tables of SQLite store {self.path}: {exc}") from exc
 
     def _con(self) -> sqlite3.Connection:
         if self._pid != os.getpid():  # forked: the parent's connections are not ours
