@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctxmgr.messages import Message
+from ctxmgr.stores.session import StoredContextManager
 from ctxmgr.testing import agent_history, check_tool_pairs
 
 __all__ = ["LoadResult", "history_for", "run_load"]
 
-_BASES: dict[tuple[str, str, int], Any] = {}
+_BASES: dict[tuple[str, str, int], StoredContextManager] = {}
 _CONVERSATIONS: dict[str, Any] = {}
 
 
@@ -80,14 +81,13 @@ def history_for(seed: int, turns: int, per_turn: int = 6) -> tuple[list[Message]
 
 
 def _manager(url: str, preset: str, window: int, cid: str) -> Any:
-    from ctxmgr.manager import ContextManager
+    from ctxmgr.config import load_config
 
     key = (url, preset, window)
     base = _BASES.get(key)
     if base is None:
-        base = _BASES[key] = ContextManager.from_config(
-            preset, max_context_tokens=window, store=url, conversation_id="_base"
-        )
+        config = load_config(preset, max_context_tokens=window)
+        base = _BASES[key] = StoredContextManager(config, store=url, conversation_id="_base")
     mgr = _CONVERSATIONS.get(cid)
     if mgr is None:
         mgr = _CONVERSATIONS[cid] = base.fork(conversation_id=cid)

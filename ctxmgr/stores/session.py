@@ -171,13 +171,23 @@ class StoredSession:
         self._digest = HistoryDigest()
         self._counted = 0  # history messages whose counts the store has
         self._config_key = manager.config.model_dump_json()
+        self._archive_size: int | None = None
 
     # ------------------------------------------------------------------ loading
-    def _apply(self, stored: StoredState | None, counts: Mapping[str, int] | None) -> None:
+    def _apply(
+        self,
+        stored: StoredState | None,
+        counts: Mapping[str, int] | None,
+        archive_size: int | None = None,
+    ) -> None:
         mgr = self.manager
         mgr.reset()
         cid, store = self.conversation_id, self.store
-        archive = StoredArchive(lambda: store.archive(cid), lambda: store.archive_size(cid))
+        if archive_size is None:
+            archive = StoredArchive(lambda: store.archive(cid), lambda: store.archive_size(cid))
+        else:  # an async store: the size is known, the entries need ``await store.archive``
+            self._archive_size = archive_size
+            archive = StoredArchive(self._async_entries, lambda: self._archive_size or 0)
         self._digest = HistoryDigest()
         self._counted = 0
         if stored is None:
@@ -218,7 +228,14 @@ class StoredSession:
             return
         stored = await _maybe(self.store.load(cid))
         counts = await _maybe(self.store.counts(cid)) if stored is not None else None
-        self._apply(stored, counts)
+        size = await _maybe(self.store.archive_size(cid)) if stored is not None else 0
+        self._apply(stored, counts, int(size))
+
+    def _async_entries(self) -> list[dict[str, Any]]:
+        raise StoreError(
+            f"the archive of {self.conversation_id!r} is in an async store: read it with "
+            "`await store.archive(conversation_id)`"
+        )
 
     # ------------------------------------------------------------------ saving
     def _payload(self) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], dict[str, int]]:
@@ -295,6 +312,8 @@ class StoredSession:
             )
         )
         self._committed(version)
+        if getattr(self, "_archive_size", None) is not None:
+            self._archive_size = int(await _maybe(self.store.archive_size(self.conversation_id)))
         return version
 
     def _conflict(self, attempt: int) -> float:

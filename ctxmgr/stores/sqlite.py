@@ -69,7 +69,9 @@ class SQLiteStore:
         try:
             self._con().executescript(_SCHEMA)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot create the tables of SQLite store {self.path}: {exc}") from exc
+            raise StoreError(
+                f"cannot create the tables of SQLite store {self.path}: {exc}"
+            ) from exc
 
     def _con(self) -> sqlite3.Connection:
         if self._pid != os.getpid():  # forked: the parent's connections are not ours

@@ -66,8 +66,19 @@ def redis_url() -> Iterator[str]:
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="ctxmgr-redis-")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -132,7 +143,9 @@ def postgres_url() -> Iterator[str]:
         f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c max_connections=100 -c shared_buffers=32MB"
     )
-    start = run(f"{bindir}/pg_ctl", "-D", data, "-o", options, "-l", f"{workdir}/log", "-w", "start")
+    start = run(
+        f"{bindir}/pg_ctl", "-D", data, "-o", options, "-l", f"{workdir}/log", "-w", "start"
+    )
     if start.returncode != 0:
         shutil.rmtree(workdir, ignore_errors=True)
         unavailable(f"pg_ctl start failed: {start.stderr.strip()[-300:]}")
