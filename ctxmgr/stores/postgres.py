@@ -10,6 +10,7 @@ key and reports a :class:`~ctxmgr.stores.base.VersionConflict`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -91,6 +92,8 @@ class PostgresStore:
         self.ttl = ttl
         self._local = threading.local()
         self._pid = os.getpid()
+        self._all: list[Any] = []  # every connection opened, to close them all
+        self._all_lock = threading.Lock()
         with self._tx() as cur:
             for stmt in _SCHEMA:
                 cur.execute(stmt)
@@ -106,6 +109,8 @@ class PostgresStore:
             except self._pg.Error as exc:
                 raise StoreError(f"PostgreSQL store {self.url}: {exc}") from exc
             self._local.con = con
+            with self._all_lock:
+                self._all.append(con)
         return con
 
     @contextmanager
@@ -205,11 +210,17 @@ class PostgresStore:
         return bool(n)
 
     def close(self) -> None:
-        """Close this thread's connection."""
-        con = getattr(self._local, "con", None)
-        if con is not None:
-            con.close()
-            self._local.con = None
+        """Close every connection this store opened in this process."""
+        with self._all_lock:
+            cons, self._all = self._all, []
+        if self._pid == os.getpid():
+            for con in cons:
+                con.close()
+        self._local = threading.local()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            self.close()
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r}, ttl={self.ttl})"

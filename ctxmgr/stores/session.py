@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -259,7 +261,8 @@ class StoredSession:
             "state": state_dict.to_dict(),
             "counter": mgr.counter.name,
             "config": self._config_key,
-            "window": export_window(mgr, digest),
+            # a loaded window not yet resumed by a fit (notes edited first) is kept as is
+            "window": mgr._resume if mgr._resume is not None else export_window(mgr, digest),
         }
         rows = (
             archive.pending()
@@ -368,14 +371,14 @@ class StoredSession:
             ContextOverflowError, InvalidHistoryError, StrategyError: as the manager; nothing
                 is saved and the next fit reloads.
         """
-        return self.transact(lambda mgr: mgr.fit(messages, query=query))
+        return self.transact(lambda mgr: ContextManager.fit(mgr, messages, query=query))
 
     async def afit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
         """Async :meth:`fit`: awaits async summarizers and async stores."""
         for attempt in range(self.max_retries):
             await self.async_sync()
             try:
-                result = await self.manager.afit(messages, query=query)
+                result = await ContextManager.afit(self.manager, messages, query=query)
             except BaseException:
                 self._synced = False
                 raise
@@ -402,6 +405,22 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+_STORES: dict[tuple[int, str], Any] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def _shared_store(url: str) -> Any:
+    """One store per URL and process, shared by every manager given that URL."""
+    from ctxmgr.stores import open_store
+
+    key = (os.getpid(), url)
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is None:
+            store = _STORES[key] = open_store(url)
+        return store
+
+
 class StoredContextManager(ContextManager):
     """A :class:`~ctxmgr.manager.ContextManager` whose state lives in a store.
 
@@ -413,8 +432,9 @@ class StoredContextManager(ContextManager):
 
     Args:
         config: a validated config.
-        store: a :class:`~ctxmgr.stores.base.SessionStore` or a store URL
-            (:func:`~ctxmgr.stores.open_store`); ``None`` for a detached manager (clones).
+        store: a :class:`~ctxmgr.stores.base.SessionStore`, or a store URL
+            (:func:`~ctxmgr.stores.open_store`; one store per URL and process is opened
+            and shared by every manager given that URL); ``None`` for a detached manager.
         conversation_id: the conversation's key in the store.
         max_retries: see :class:`StoredSession`.
         **kwargs: ``counter``, ``summarizer``, ``on_report`` as for ``ContextManager``.
@@ -433,9 +453,7 @@ class StoredContextManager(ContextManager):
         **kwargs: Any,
     ) -> None:
         super().__init__(config, **kwargs)
-        from ctxmgr.stores import open_store
-
-        self.store = open_store(store) if store is not None else None
+        self.store = _shared_store(store) if isinstance(store, str) else store
         self.conversation_id = conversation_id
         self.max_retries = max_retries
         self.session: StoredSession | None = (
@@ -443,6 +461,18 @@ class StoredContextManager(ContextManager):
             if self.store is not None
             else None
         )
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Load the stored conversation now (fits and note edits load it themselves).
+
+        A no-op for an async store, which loads at the first :meth:`afit`.
+
+        Raises:
+            StoreError: the store failed.
+        """
+        if self.session is not None and not inspect.iscoroutinefunction(self.store.version):
+            self.session.sync()  # an async store loads at the first afit
 
     def fit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
         """:meth:`ContextManager.fit` on the stored conversation (load, fit, CAS save).
