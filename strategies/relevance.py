@@ -20,10 +20,8 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import bm25s
-import numpy as np
 from pydantic import Field
 
 from ctxmgr.hookspecs import hookimpl
@@ -32,6 +30,21 @@ from ctxmgr.strategy import Strategy, StrategyOptions
 from ctxmgr.window import Window
 
 __all__ = ["RelevanceEviction"]
+
+if TYPE_CHECKING:
+    import bm25s
+    import numpy as np
+else:  # heavy: imported when the strategy is first configured (``import ctxmgr`` stays light)
+    bm25s = np = None
+
+
+def _import_deps() -> None:
+    global bm25s, np
+    if np is None:
+        import bm25s as _bm25s
+        import numpy as _np
+
+        bm25s, np = _bm25s, _np
 
 
 class RelevanceOptions(StrategyOptions):
@@ -88,6 +101,7 @@ class RelevanceEviction(Strategy):
 
     def __init__(self, options: StrategyOptions | None = None, *, weight: float = 1.0):
         super().__init__(options, weight=weight)
+        _import_deps()
         self._tokens: dict[str, list[str]] = {}
         self._counts: dict[str, Counter[str]] = {}
         self._cache: tuple[tuple[str, int], np.ndarray] | None = None
