@@ -95,9 +95,10 @@ def export_window(manager: ContextManager, digest: str) -> dict[str, Any]:
         out.append({"s": pos})
         i += n
     out.extend({"m": message_to_dict(msg)} for msg in output[i:])
+    # shrunk forms of the segments in the context (older ones are re-derived if recalled)
     shrunk = {
         str(pos): {"messages": [message_to_dict(x) for x in seg.messages], "tokens": seg.tokens}
-        for pos, seg in m._shrunk.items()
+        for pos, seg in ((p, m._shrunk[p]) for p in m._selected if p in m._shrunk)
     }
     return {
         "history_len": len(m._history),
@@ -136,7 +137,7 @@ def resume_window(
         pos = int(key)
         if pos >= len(segments):
             return _undo(manager)
-        msgs = tuple(message_from_dict(x) for x in item["messages"])
+        msgs = tuple(_decode(x) for x in item["messages"])
         shrunk[pos] = Segment(msgs, segments[pos].start, int(item["tokens"]))
     output: list[Message] = []
     for item in snapshot["output"]:
@@ -146,12 +147,30 @@ def resume_window(
                 return _undo(manager)
             output.extend(shrunk.get(pos, segments[pos]).messages)
         else:
-            output.append(message_from_dict(item["m"]))
+            output.append(_decode(item["m"]))
     manager._shrunk = shrunk
     manager._selected = [int(p) for p in snapshot["selected"]]
     manager._output = output
     manager._output_tokens = int(snapshot["output_tokens"])
     return True
+
+
+_PLAIN = frozenset(("role", "content", "tool_call_id", "name", "id", "metadata", "pinned"))
+
+
+def _decode(data: Mapping[str, Any]) -> Message:
+    """:func:`message_from_dict`, with a direct path for text messages without tool calls."""
+    if isinstance(data.get("content"), str) and _PLAIN.issuperset(data):
+        return Message(
+            data["role"],
+            data["content"],
+            tool_call_id=data.get("tool_call_id"),
+            name=data.get("name"),
+            id=data["id"],
+            metadata=data.get("metadata") or {},
+            pinned=bool(data.get("pinned", False)),
+        )
+    return message_from_dict(data)
 
 
 def _undo(manager: ContextManager) -> bool:
