@@ -168,7 +168,6 @@ def _response_message(message: ModelResponse, raw: dict[str, Any]) -> Message:
         role="assistant",
         content=content,
         tool_calls=tuple(calls),
-        name=message.model_name,
         id=message.provider_response_id or "",
         metadata={METADATA_KEY: {"raw": raw}},
     )
