@@ -9,8 +9,8 @@
   ``ContextManagerContext`` for ``AssistantAgent``, ``AutoGenSummarizer``,
   ``ContextTransform`` (AutoGen 0.2 ``transform_messages``), ``note_tools``.
 * :mod:`ctxmgr.adapters.openai_agents` (``pip install "ctxmgr[openai-agents]"``):
-  ``ContextFilter`` for ``RunConfig(call_model_input_filter=...)``, ``AgentsSummarizer``,
-  ``note_tools``.
+  ``ContextFilter`` for ``RunConfig(call_model_input_filter=...)``, ``ContextSession``,
+  ``AgentsSummarizer``, ``note_tools``.
 * :mod:`ctxmgr.adapters.pydantic_ai` (``pip install "ctxmgr[pydantic-ai]"``):
   ``ContextProcessor`` (history processor / ``ProcessHistory`` capability),
   ``PydanticAISummarizer``, ``note_tools``.

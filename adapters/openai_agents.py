@@ -9,7 +9,9 @@ One line installs ctxmgr into an Agents SDK app::
 about to send (session history, the run's new items, in-run tool rounds) and the agent's
 instructions; the filter returns the fitted items and leaves the instructions as they are
 (counted and pinned as the system prompt). The SDK's session and ``result.to_input_list()``
-keep the whole history; only the request is fitted.
+keep the whole history; only the request is fitted. :class:`ContextSession` is a ``Session``
+that stores every item and reads back the fitted view (a session is read once per run, so
+it bounds a turn's first model call; the filter bounds every call).
 
 ctxmgr state (running summary, notes, archive) is kept per conversation: the run context's
 ``thread_id`` / ``session_id`` / ``conversation_id`` (a key or attribute of the ``context``
@@ -46,7 +48,8 @@ from ctxmgr.adapters._common import (
 )
 
 try:
-    from agents import Agent, FunctionTool, Runner, function_tool
+    from agents import Agent, FunctionTool, Runner, SQLiteSession, function_tool
+    from agents.memory import Session, SessionABC
     from agents.run_config import CallModelData, ModelInputData
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise missing_extra("openai-agents", "the OpenAI Agents SDK (openai-agents)") from exc
@@ -61,6 +64,7 @@ __all__ = [
     "METADATA_KEY",
     "AgentsSummarizer",
     "ContextFilter",
+    "ContextSession",
     "from_messages",
     "note_tools",
     "to_messages",
@@ -423,24 +427,134 @@ class ContextFilter:
 
     async def __call__(self, data: CallModelData[Any]) -> ModelInputData:
         """Return the fitted model input for one model call."""
-        items = list(data.model_data.input)
         instructions = data.model_data.instructions
         key = self.key(data)
-        conversation = self.pool.get(key)
-        neutral = to_messages(items)
-        head = [Message.system(instructions, id=INSTRUCTIONS_ID)] if instructions else []
-        result = await conversation.manager.afit([*head, *neutral])
-        conversation.report = result.report
-        if self.on_fit is not None:
-            self.on_fit(key, result.report)
-        by_message = {m: [items[i] for i in m.metadata[METADATA_KEY]["indices"]] for m in neutral}
-        fitted: list[Any] = []
-        for message in result.messages:
-            if message.id == INSTRUCTIONS_ID:
-                continue
-            original = by_message.get(message)
-            fitted.extend(original if original is not None else _items_of(message))
+        fitted = await _afit(self.pool, key, list(data.model_data.input), instructions, self.on_fit)
         return ModelInputData(input=fitted, instructions=instructions)
+
+
+async def _afit(
+    pool: ConversationPool,
+    key: str,
+    items: list[Any],
+    instructions: str | None,
+    on_fit: Callable[[str, FitReport], None] | None,
+) -> list[Any]:
+    """Fit ``items`` (oldest first) on conversation ``key``; kept items are the objects given."""
+    conversation = pool.get(key)
+    neutral = to_messages(items)
+    head = [Message.system(instructions, id=INSTRUCTIONS_ID)] if instructions else []
+    result = await conversation.manager.afit([*head, *neutral])
+    conversation.report = result.report
+    if on_fit is not None:
+        on_fit(key, result.report)
+    by_message = {m: [items[i] for i in m.metadata[METADATA_KEY]["indices"]] for m in neutral}
+    fitted: list[Any] = []
+    for message in result.messages:
+        if message.id == INSTRUCTIONS_ID:
+            continue
+        original = by_message.get(message)
+        fitted.extend(original if original is not None else _items_of(message))
+    return fitted
+
+
+# ---------------------------------------------------------------------------------------
+# Session
+# ---------------------------------------------------------------------------------------
+class ContextSession(SessionABC):
+    """An Agents SDK ``Session`` that stores every item and reads back the fitted view.
+
+    ``add_items`` / ``pop_item`` / ``clear_session`` go to ``inner`` (default: an in-memory
+    ``SQLiteSession``), which keeps the whole history (:meth:`all_items`); ``get_items``
+    returns it fitted into the budget (oldest first). A session is read once per run, before
+    the run's own items and tool rounds: to bound every model call, also set
+    ``RunConfig(call_model_input_filter=ContextFilter...)`` or leave room for one tool round
+    (e.g. with the config's ``reserve_output_tokens``).
+
+    Args:
+        session_id: the conversation id (also the ctxmgr state key).
+        manager: the template manager; this session uses ``manager.fork()``.
+        inner: where items are stored.
+        instructions: the agent's instructions, counted and pinned (not returned).
+        on_fit: optional ``on_fit(session_id, report)`` called after each fit.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        manager: ContextManager,
+        *,
+        inner: Session | None = None,
+        instructions: str | None = None,
+        on_fit: Callable[[str, FitReport], None] | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.inner: Session = inner if inner is not None else SQLiteSession(session_id)
+        self.session_settings = self.inner.session_settings
+        self.instructions = instructions
+        self.on_fit = on_fit
+        self._pool = ConversationPool(manager, 1)
+
+    @classmethod
+    def from_config(
+        cls,
+        session_id: str,
+        config: ConfigLike | ContextManager = "agent",
+        *,
+        inner: Session | None = None,
+        instructions: str | None = None,
+        summarizer: Any = None,
+        counter: Any = None,
+        on_fit: Callable[[str, FitReport], None] | None = None,
+        **overrides: Any,
+    ) -> ContextSession:
+        """Build a session from a preset name, a TOML/YAML path or a config dict.
+
+        Args:
+            session_id: see the class docstring.
+            config: as for ``ContextManager.from_config`` (or a ready ``ContextManager``).
+            inner: see the class docstring.
+            instructions: see the class docstring.
+            summarizer: e.g. ``AgentsSummarizer(model)``.
+            counter: token counter overriding the config's.
+            on_fit: see the class docstring.
+            **overrides: config keys to override, e.g. ``max_context_tokens=8000``.
+        """
+        manager = load_manager(config, summarizer, counter, overrides)
+        return cls(session_id, manager, inner=inner, instructions=instructions, on_fit=on_fit)
+
+    @property
+    def manager(self) -> ContextManager:
+        """This session's manager (holds its running summary, notes and archive)."""
+        return self._pool.get(self.session_id).manager
+
+    @property
+    def last_report(self) -> FitReport | None:
+        """The latest FitReport, or ``None`` before the first read."""
+        return self._pool.reports().get(self.session_id)
+
+    async def get_items(self, limit: int | None = None) -> list[Any]:
+        """The fitted view of the stored items (its latest ``limit`` items when given)."""
+        items = await self.inner.get_items()
+        fitted = await _afit(self._pool, self.session_id, items, self.instructions, self.on_fit)
+        return fitted[-limit:] if limit else fitted
+
+    async def all_items(self, limit: int | None = None) -> list[Any]:
+        """Every stored item (oldest first), unfitted; the latest ``limit`` when given."""
+        return await self.inner.get_items(limit)
+
+    async def add_items(self, items: list[Any]) -> None:
+        """Store items in the inner session."""
+        await self.inner.add_items(items)
+
+    async def pop_item(self) -> Any:
+        """Remove and return the most recent stored item."""
+        return await self.inner.pop_item()
+
+    async def clear_session(self) -> None:
+        """Clear the stored items and this session's ctxmgr state."""
+        await self.inner.clear_session()
+        self._pool.reset()
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_messag
 from ctxmgr.adapters.openai_agents import (
     AgentsSummarizer,
     ContextFilter,
+    ContextSession,
     from_messages,
     note_tools,
     to_messages,
@@ -120,6 +121,38 @@ async def test_runner_thirty_turns_stay_valid() -> None:
     report = flt.last_reports["t1"]
     assert report.tokens_before > LIMIT >= report.tokens_after
     session.close()
+
+
+async def test_session_stores_everything_and_reads_the_fitted_view() -> None:
+    """``ContextSession``: all items stored; each run starts from a view within the window.
+
+    The session is read once per run, so it bounds the first model call of each turn (the
+    filter bounds in-run tool rounds, tested above).
+    """
+    session = ContextSession.from_config(
+        "t2",
+        "agent",
+        instructions=SYSTEM,
+        max_context_tokens=MAX_TOKENS,
+        reserve_output_tokens=RESERVE,
+    )
+    model = scripted(TURNS * 2)
+    agent = Agent(name="researcher", instructions=SYSTEM, model=model, tools=[search, lookup])
+    config = RunConfig(tracing_disabled=True)
+    for i in range(TURNS):
+        before = len(model.calls)
+        question = f"Turn {i}: research topic{i}"
+        await Runner.run(agent, question, session=session, run_config=config)
+        assert_well_formed(model.calls[before], question)
+        view = await session.get_items()
+        assert to_messages(view)  # converts: every item is a Responses-API item
+    stored = await session.all_items()
+    assert len(stored) == TURNS * 7
+    assert len(view) < len(stored)
+    report = session.last_report
+    assert report is not None and report.tokens_after <= LIMIT
+    await session.clear_session()
+    assert await session.all_items() == [] and session.last_report is None
 
 
 async def test_summarizer_and_note_tools() -> None:
