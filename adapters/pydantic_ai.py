@@ -487,7 +487,8 @@ class ContextProcessor:
             fresh[index] = (item, converted)
             out.extend(converted)
         cache["converted"] = fresh
-        return unique_ids(out)
+        cache["neutral"] = unique_ids(out)
+        return list(cache["neutral"])
 
     def _finish(
         self, key: str, conversation: Any, full: list[ModelMessage], result: Any
@@ -496,8 +497,7 @@ class ContextProcessor:
         if self.on_fit is not None:
             self.on_fit(key, result.report)
         fitted = [m for m in result.messages if m.id != INSTRUCTIONS_ID]
-        neutral = [m for pair in conversation.cache["converted"].values() for m in pair[1]]
-        out = _from_messages(fitted, _originals(full, unique_ids(neutral)))
+        out = _from_messages(fitted, _originals(full, conversation.cache["neutral"]))
         if out and not isinstance(out[0], ModelRequest):
             out.insert(0, ModelRequest(parts=[]))  # a history must start with a request
         conversation.cache["last_out"] = out
