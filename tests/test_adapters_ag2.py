@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("autogen.agentchat.contrib.capabilities.transform_messages")
 
@@ -274,3 +277,53 @@ def test_changed_results_regroup_and_kept_dicts_are_the_originals() -> None:
     assert out == ROUND_TRIP and all(a is b for a, b in zip(out, ROUND_TRIP, strict=True))
     injected = from_messages([Message.system("Summary", metadata={"ctxmgr": "summary"})])
     assert injected == [{"role": "system", "content": "Summary"}]
+
+
+@st.composite
+def dict_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """AG2 histories: user turns (text or parts), parallel calls with grouped responses."""
+    items: list[dict[str, Any]] = []
+    text = st.text(max_size=20)
+    for t in range(draw(st.integers(0, 4))):
+        if draw(st.booleans()):
+            items.append({"role": "user", "content": draw(text), "name": "user"})
+        else:
+            image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}
+            items.append({"role": "user", "content": [{"type": "text", "text": draw(text)}, image]})
+        calls = draw(st.integers(0, 3))
+        if calls:
+            items.append(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": f"c{t}{k}",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": json.dumps({"q": draw(text)})},
+                        }
+                        for k in range(calls)
+                    ],
+                }
+            )
+            responses = [
+                {"tool_call_id": f"c{t}{k}", "role": "tool", "content": draw(text)}
+                for k in range(calls)
+            ]
+            joined = "\n\n".join(r["content"] for r in responses)
+            items.append({"role": "tool", "content": joined, "tool_responses": responses})
+        items.append({"role": "assistant", "content": draw(text), "name": "assistant"})
+    return items
+
+
+@given(dict_histories())
+@settings(max_examples=60, deadline=None)
+def test_round_trip_property(items: list[dict[str, Any]]) -> None:
+    """Any generated history round-trips, and every tool result follows its call."""
+    neutral = to_messages(items)
+    assert from_messages(neutral) == items
+    asked: set[str] = set()
+    for message in neutral:
+        asked.update(c.id for c in message.tool_calls)
+        if message.role == "tool":
+            assert message.tool_call_id in asked

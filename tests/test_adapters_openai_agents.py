@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("agents")
 
@@ -245,3 +248,47 @@ def test_changed_items_are_rebuilt() -> None:
     back = from_messages(changed)
     assert back[6] == {"type": "function_call_output", "call_id": "c1", "output": "[cleared]"}
     assert back[:6] == ROUND_TRIP[:6] and back[7:] == ROUND_TRIP[7:]
+
+
+@st.composite
+def item_histories(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Responses-API histories: text or multimodal user turns, reasoning, parallel calls."""
+    items: list[dict[str, Any]] = []
+    text = st.text(max_size=20)
+    for t in range(draw(st.integers(0, 4))):
+        if draw(st.booleans()):
+            items.append({"role": "user", "content": draw(text)})
+        else:
+            image = {"type": "input_image", "image_url": "data:image/png;base64,AA"}
+            items.append(
+                {"role": "user", "content": [{"type": "input_text", "text": draw(text)}, image]}
+            )
+        if draw(st.booleans()):
+            summary = [{"type": "summary_text", "text": draw(text)}]
+            items.append({"id": f"rs{t}", "type": "reasoning", "summary": summary})
+        calls = draw(st.integers(0, 3))
+        for k in range(calls):
+            args = json.dumps({"q": draw(text)})
+            items.append(
+                {"type": "function_call", "call_id": f"c{t}{k}", "name": "f", "arguments": args}
+            )
+        for k in range(calls):
+            items.append(
+                {"type": "function_call_output", "call_id": f"c{t}{k}", "output": draw(text)}
+            )
+        content = [{"type": "output_text", "text": draw(text), "annotations": []}]
+        items.append({"type": "message", "role": "assistant", "id": f"m{t}", "content": content})
+    return items
+
+
+@given(item_histories())
+@settings(max_examples=60, deadline=None)
+def test_round_trip_property(items: list[dict[str, Any]]) -> None:
+    """Any generated history round-trips, and every tool result follows its call."""
+    neutral = to_messages(items)
+    assert from_messages(neutral) == items
+    asked: set[str] = set()
+    for message in neutral:
+        asked.update(c.id for c in message.tool_calls)
+        if message.role == "tool":
+            assert message.tool_call_id in asked

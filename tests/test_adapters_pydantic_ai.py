@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("pydantic_ai")
 
@@ -290,3 +292,44 @@ def test_changed_parts_are_rebuilt_in_their_request() -> None:
     without_system = from_messages(neutral[1:])
     assert [type(p) for p in without_system[0].parts] == [UserPromptPart]
     assert without_system[0].instructions == "be brief"
+
+
+@st.composite
+def model_histories(draw: st.DrawFn) -> list[ModelMessage]:
+    """pydantic-ai histories: prompts (text or image), thinking, parallel calls and returns."""
+    text = st.text(max_size=20)
+    items: list[ModelMessage] = [
+        ModelRequest(parts=[SystemPromptPart("sys", timestamp=T0)], timestamp=T0)
+    ]
+    for t in range(draw(st.integers(0, 4))):
+        content: Any = (
+            draw(text) if draw(st.booleans()) else [draw(text), ImageUrl("https://e.org/i.png")]
+        )
+        items.append(ModelRequest(parts=[UserPromptPart(content, timestamp=T0)], timestamp=T0))
+        calls = draw(st.integers(0, 3))
+        parts: list[Any] = [ThinkingPart(draw(text))] if draw(st.booleans()) else []
+        parts += [
+            ToolCallPart("f", {"q": draw(text)}, tool_call_id=f"c{t}{k}") for k in range(calls)
+        ]
+        if calls:
+            items.append(ModelResponse(parts=parts, timestamp=T0))
+            returns = [
+                ToolReturnPart("f", draw(text), tool_call_id=f"c{t}{k}", timestamp=T0)
+                for k in range(calls)
+            ]
+            items.append(ModelRequest(parts=returns, timestamp=T0))
+        items.append(ModelResponse(parts=[TextPart(draw(text))], timestamp=T0))
+    return items
+
+
+@given(model_histories())
+@settings(max_examples=40, deadline=None)
+def test_round_trip_property(items: list[ModelMessage]) -> None:
+    """Any generated history round-trips, and every tool return follows its call."""
+    neutral = to_messages(items)
+    assert from_messages(neutral) == items
+    asked: set[str] = set()
+    for message in neutral:
+        asked.update(c.id for c in message.tool_calls)
+        if message.role == "tool":
+            assert message.tool_call_id in asked
