@@ -327,3 +327,15 @@ def test_round_trip_property(items: list[dict[str, Any]]) -> None:
         asked.update(c.id for c in message.tool_calls)
         if message.role == "tool":
             assert message.tool_call_id in asked
+
+
+def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the framework, importing the adapter says which extra to install."""
+    import importlib
+    import re
+    import sys
+
+    monkeypatch.setitem(sys.modules, "autogen", None)
+    monkeypatch.delitem(sys.modules, "ctxmgr.adapters.ag2")
+    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[ag2]"')):
+        importlib.import_module("ctxmgr.adapters.ag2")

@@ -173,3 +173,15 @@ def test_note_tools_act_on_the_calling_thread() -> None:
     )
     assert "fact one" in str(hook.manager_for("notes-thread").scratchpad.read("k"))
     assert read.invoke({}, {"configurable": {"thread_id": "other"}}) == "(no notes)"
+
+
+def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the framework, importing the adapter says which extra to install."""
+    import importlib
+    import re
+    import sys
+
+    monkeypatch.setitem(sys.modules, "langgraph.prebuilt", None)
+    monkeypatch.delitem(sys.modules, "ctxmgr.adapters.langgraph")
+    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[langchain]"')):
+        importlib.import_module("ctxmgr.adapters.langgraph")

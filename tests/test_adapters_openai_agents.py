@@ -292,3 +292,15 @@ def test_round_trip_property(items: list[dict[str, Any]]) -> None:
         asked.update(c.id for c in message.tool_calls)
         if message.role == "tool":
             assert message.tool_call_id in asked
+
+
+def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the framework, importing the adapter says which extra to install."""
+    import importlib
+    import re
+    import sys
+
+    monkeypatch.setitem(sys.modules, "agents", None)
+    monkeypatch.delitem(sys.modules, "ctxmgr.adapters.openai_agents")
+    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[openai-agents]"')):
+        importlib.import_module("ctxmgr.adapters.openai_agents")

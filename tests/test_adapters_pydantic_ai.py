@@ -333,3 +333,15 @@ def test_round_trip_property(items: list[ModelMessage]) -> None:
         asked.update(c.id for c in message.tool_calls)
         if message.role == "tool":
             assert message.tool_call_id in asked
+
+
+def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the framework, importing the adapter says which extra to install."""
+    import importlib
+    import re
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pydantic_ai", None)
+    monkeypatch.delitem(sys.modules, "ctxmgr.adapters.pydantic_ai")
+    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[pydantic-ai]"')):
+        importlib.import_module("ctxmgr.adapters.pydantic_ai")
