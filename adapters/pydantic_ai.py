@@ -4,20 +4,20 @@ One line installs ctxmgr into a pydantic-ai agent::
 
     agent = Agent(model, capabilities=[ContextProcessor.from_config("agent").capability()])
 
-pydantic-ai 2.x runs history processors through the ``ProcessHistory`` capability
-(``history_processors=`` was removed in v2); :meth:`ContextProcessor.capability` builds it.
-:meth:`ContextProcessor.process` (sync) and :meth:`ContextProcessor.aprocess` (async) are
-the processors themselves, ``(ctx: RunContext, messages) -> messages``, for
-``ProcessHistory(...)`` (the same signature 1.x's ``history_processors=[...]`` took; only
-2.x is tested).
+The capability is a ``before_model_request`` hook (``Hooks``) that replaces only the request's
+messages (``request_context.messages``) with the fitted view: the run's history
+(``ctx.messages``, ``result.all_messages()``) stays whole, as pydantic-ai documents for
+request-only changes. State (ctxmgr manager) is kept per ``ctx.conversation_id``, which
+pydantic-ai carries over from ``message_history``. Instructions (``ModelRequest.instructions``
+of the latest request, which is what pydantic-ai sends) are counted and pinned as a system
+message.
 
-A processor's output replaces the run's history (``ctx.messages``), so pydantic-ai keeps only
-the fitted view. The processor therefore keeps the full history itself, per conversation
-(``ctx.conversation_id``, which pydantic-ai carries over from ``message_history``): new
-messages are those after the view it returned last; :meth:`ContextProcessor.history` returns
-everything. Instructions (``ModelRequest.instructions`` of the latest request, which is what
-pydantic-ai sends) are counted and pinned as a system message. The history holds every
-message up to the latest model request (a run's final reply joins it at the next request).
+:meth:`ContextProcessor.process` (sync) and :meth:`ContextProcessor.aprocess` (async) are
+history processors, ``(ctx: RunContext, messages) -> messages``, for ``ProcessHistory(...)``
+(pydantic-ai 2.x removed ``history_processors=``; 1.x took the same signature, only 2.x is
+tested). A processor's output replaces the run's history, so the processor keeps the full
+history itself: new messages are those after the view it returned last;
+:meth:`ContextProcessor.history` returns every message up to the latest model request.
 
 The converters :func:`to_messages` / :func:`from_messages` map ``ModelRequest`` /
 ``ModelResponse`` to :class:`~ctxmgr.messages.Message` and back without loss: a request
@@ -385,12 +385,12 @@ def _new_since(messages: Sequence[ModelMessage], last_out: Sequence[ModelMessage
 
 
 class ContextProcessor:
-    """A pydantic-ai history processor that fits each model request into the token budget.
+    """Fits each pydantic-ai model request into the token budget.
 
-    Use :meth:`capability` (pydantic-ai 2.x), or pass :meth:`process` / :meth:`aprocess`
-    to ``ProcessHistory`` or to 1.x's ``history_processors=[...]``. Message lists are oldest
-    first; the input list is not mutated. State (ctxmgr manager, full history) is kept per
-    ``ctx.conversation_id``.
+    Use :meth:`capability` (a ``before_model_request`` hook; the run's history stays whole),
+    or pass :meth:`process` / :meth:`aprocess` to ``ProcessHistory`` (the history becomes the
+    fitted view; the processor keeps the full one, :meth:`history`). Message lists are oldest
+    first; input lists are not mutated. State is kept per ``ctx.conversation_id``.
 
     Args:
         manager: the template manager; each conversation gets ``manager.fork()``.
@@ -433,10 +433,25 @@ class ContextProcessor:
         return cls(manager, max_threads=max_threads, on_fit=on_fit)
 
     def capability(self) -> Any:
-        """Return ``ProcessHistory(self.aprocess)`` for ``Agent(capabilities=[...])``."""
-        from pydantic_ai.capabilities import ProcessHistory
+        """Return the capability for ``Agent(capabilities=[...])``.
 
-        return ProcessHistory(self.aprocess)
+        ``Hooks(before_model_request=self.before_model_request)``: each model request gets the
+        fitted view, the run's history (``ctx.messages``, ``result.all_messages()``) stays
+        whole. (``ProcessHistory(self.aprocess)`` would replace the history with the view.)
+        """
+        from pydantic_ai.capabilities import Hooks
+
+        return Hooks(before_model_request=self.before_model_request)
+
+    async def before_model_request(self, ctx: RunContext[Any], request_context: Any) -> Any:
+        """A ``before_model_request`` hook: fit ``request_context.messages`` only.
+
+        The run's persistent history is not changed; the request sent is the fitted view.
+        """
+        key, conversation, full, neutral = self._prepare(ctx, request_context.messages, False)
+        result = await conversation.manager.afit(neutral)
+        request_context.messages = self._finish(key, conversation, full, result)
+        return request_context
 
     @property
     def manager(self) -> ContextManager:
@@ -462,12 +477,17 @@ class ContextProcessor:
         self.pool.reset(conversation_id)
 
     def _prepare(
-        self, ctx: RunContext[Any] | None, messages: list[ModelMessage]
+        self, ctx: RunContext[Any] | None, messages: list[ModelMessage], track: bool = True
     ) -> tuple[str, Any, list[ModelMessage], list[Message]]:
+        """Conversation key and state, the full history and its neutral form (+instructions).
+
+        With ``track``, ``messages`` is the view returned last plus new messages (a history
+        processor's output replaces the history), so the full history is rebuilt from state.
+        """
         key = str(getattr(ctx, "conversation_id", None) or DEFAULT_CONVERSATION)
         conversation = self.pool.get(key)
         cache = conversation.cache
-        start = _new_since(messages, cache.get("last_out", []))
+        start = _new_since(messages, cache.get("last_out", [])) if track else None
         full = list(messages) if start is None else [*cache["full"], *messages[start:]]
         cache["full"] = full
         neutral = self._neutral(cache, full)

@@ -2,9 +2,9 @@
 
 pydantic-ai's ``FunctionModel`` plays a scripted model for a 20-turn research session: each
 turn calls two tools in parallel (after a thinking part), whose results are large, then
-answers. ``ContextProcessor`` (a ``ProcessHistory`` capability) fits each request into a
-1,500-token window and prints what ctxmgr kept, cleared, summarized and dropped; the
-processor keeps the full history, which pydantic-ai itself replaces with the fitted view.
+answers. ``ContextProcessor.capability()`` (a ``before_model_request`` hook) fits each
+request into a 1,500-token window and prints what ctxmgr kept, cleared, summarized and
+dropped; the run's history (``result.all_messages()``) keeps every message.
 
     .venv/bin/python examples/pydantic_ai_agent.py           # the "agent" preset
     .venv/bin/python examples/pydantic_ai_agent.py fifo      # another preset or a .toml
@@ -82,9 +82,7 @@ async def main(config: str = "agent") -> None:
         result = await agent.run(f"Research topic-{i}, please.", message_history=history)
         history = result.all_messages()
     conversation = result.conversation_id
-    kept = len(processor.history(conversation))
-    print(f"\nthe processor holds all {kept} messages up to the last request; pydantic-ai's")
-    print(f"run history holds the fitted {len(history)}; ctxmgr state:")
+    print(f"\nthe run history holds all {len(history)} messages; ctxmgr state:")
     state = processor.manager_for(conversation).state
     print(f"  summary: {state.summary!r}")
     print(f"  archived messages: {len(state.archive)}")
