@@ -50,6 +50,7 @@ from ctxmgr.adapters._common import (
 try:
     from pydantic_ai import Agent, RunContext
     from pydantic_ai.messages import (
+        CompactionPart,
         ModelMessage,
         ModelMessagesTypeAdapter,
         ModelRequest,
@@ -277,6 +278,10 @@ def _foreign(message: Message) -> ModelMessage:
         parts: list[Any] = [TextPart(message.text)] if message.text else []
         parts += [ToolCallPart(c.name, c.arguments, tool_call_id=c.id) for c in message.tool_calls]
         return ModelResponse(parts=parts, metadata=marker)
+    if marker == {"ctxmgr": "summary"}:
+        # pydantic-ai's home for an application-written summary: sent as user-voice text
+        # framed as written by a separate summarization model
+        return ModelRequest(parts=[CompactionPart(message.text, metadata=marker)])
     if message.role == "system":
         return ModelRequest(parts=[SystemPromptPart(message.text, metadata=marker)])
     if message.role == "tool":
@@ -290,9 +295,10 @@ def from_messages(messages: Sequence[Message]) -> list[ModelMessage]:
 
     Messages made by :func:`to_messages` come back equal to the originals (with any content
     ctxmgr changed); consecutive parts of one ``ModelRequest`` are regrouped into one request
-    holding the parts that were kept. Other messages (e.g. an injected summary) become a
-    ``ModelRequest`` with a ``SystemPromptPart`` / ``UserPromptPart`` / ``ToolReturnPart``,
-    or a ``ModelResponse``, carrying ``metadata["ctxmgr"]``.
+    holding the parts that were kept. Other messages become a ``ModelRequest`` with a
+    ``CompactionPart`` (ctxmgr's running summary, as pydantic-ai recommends for summaries) or a
+    ``SystemPromptPart`` / ``UserPromptPart`` / ``ToolReturnPart``, or a ``ModelResponse``,
+    carrying ``metadata["ctxmgr"]`` (on the part where it has ``metadata``).
     """
     return _from_messages(messages, {})
 

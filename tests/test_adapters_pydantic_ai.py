@@ -23,6 +23,7 @@ from pydantic_ai import Agent
 from pydantic_ai.capabilities import ProcessHistory
 from pydantic_ai.messages import (
     BinaryContent,
+    CompactionPart,
     ImageUrl,
     ModelMessage,
     ModelRequest,
@@ -194,6 +195,14 @@ async def test_async_run_with_instructions_and_summarizer() -> None:
     manager = processor.manager_for(result.conversation_id)
     assert manager.state.summary == "SUMMARY: earlier turns."
     assert summarizer_script.calls  # the summary came from the model
+    summaries = [
+        p.content
+        for call in script.calls
+        for m in call
+        for p in m.parts
+        if isinstance(p, CompactionPart) and (p.metadata or {}).get("ctxmgr") == "summary"
+    ]
+    assert summaries and "SUMMARY: earlier turns." in str(summaries[-1])
 
 
 async def test_note_tools_are_pydantic_ai_tools() -> None:
