@@ -369,9 +369,10 @@ class ContextManager:
             tag = str(msg.metadata.get("ctxmgr", "appended"))
             report.injected.append(SegmentRecord((msg.id,), tokens, tag))
         out = list(self._output)
+        block_tokens = self._place_recall_block(window, out, pending_tokens + priming, report)
         if pending is not None:
             out.extend(pending.messages)
-        total = self._output_tokens + pending_tokens + priming
+        total = self._output_tokens + block_tokens + pending_tokens + priming
         if total > self.budget.effective_limit:
             raise self._overflow(total, pending)
         report.tokens_after = total
@@ -388,6 +389,44 @@ class ContextManager:
         if self.on_report is not None:
             self.on_report(report)
         return FitResult(out, report)
+
+    def _place_recall_block(
+        self, window: Window, out: list[Message], reserved: int, report: FitReport
+    ) -> int:
+        """Insert the ``ctxmgr_recall_block`` segments into ``out``; return their tokens.
+
+        The block goes just before the latest user message (or, when a strategy sets
+        ``window.scratch["recall_block_position"] = "after_system"``, after the leading
+        system messages). It is not part of the append-only prefix (``self._output``).
+        """
+        room = self.budget.effective_limit - self._output_tokens - reserved
+        block = self._call(
+            "recall_block",
+            self._pm.hook.ctxmgr_recall_block,
+            window=window,
+            selected=self._selected,
+            room=room,
+        )
+        if not block:
+            return 0
+        taken = set(self._selected)
+        segs = [self._segments[p] for p in dict.fromkeys(block) if p not in taken]
+        tokens = sum(s.tokens for s in segs)
+        if tokens > room:
+            raise StrategyError(
+                f"recall block of {tokens} tokens exceeds its room of {room}", strategy="recall"
+            )
+        at = len(out)
+        if window.scratch.get("recall_block_position") == "after_system":
+            at = next((i for i, m in enumerate(out) if m.role != "system"), len(out))
+        elif self._last_user is not None:
+            head = self._segments[self._last_user].head
+            at = next((i for i in range(len(out) - 1, -1, -1) if out[i] is head), len(out))
+        out[at:at] = [m for s in segs for m in s.messages]
+        for seg in segs:
+            report.kept.append(record(seg, "recalled for the current question"))
+        report.kept_count += len(segs)
+        return tokens
 
     def _history_tokens(self, pending_tokens: int) -> int:
         # running total of every committed segment, advanced over new segments only
