@@ -275,5 +275,14 @@ def _transcript(
     )
 
 
+def _dataset_label(src: Source, name: str, builtin_file: str) -> str:
+    """``name`` for the built-in dataset's own file (``builtin_file``), else the file's stem.
+
+    Results are grouped by this label, so another file in the same format (a held-out set)
+    gets its own rows instead of being pooled with the public dataset.
+    """
+    return name if src.path.name == builtin_file else src.path.stem
+
+
 def _first(data: Any) -> Any:
     return data[0] if isinstance(data, list) and data else None

@@ -6,7 +6,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ctxmgr.bench.loaders._common import Source, _first, _get, _record, _transcript, _typename
+from ctxmgr.bench.loaders._common import (
+    Source,
+    _dataset_label,
+    _first,
+    _get,
+    _record,
+    _transcript,
+    _typename,
+)
 from ctxmgr.bench.transcript import Probe, Transcript
 from ctxmgr.messages import Message
 
@@ -140,7 +148,7 @@ def _locomo_sample(src: Source, r: int, raw: Any) -> Transcript:
     return _transcript(
         src,
         f"locomo/{sample_id}",
-        "locomo",
+        _dataset_label(src, "locomo", "locomo10.json"),
         messages,
         probes,
         {

@@ -8,6 +8,7 @@ from typing import Any
 
 from ctxmgr.bench.loaders._common import (
     Source,
+    _dataset_label,
     _first,
     _get,
     _openai_messages,
@@ -65,8 +66,10 @@ def _load_tau(src: Source) -> list[Transcript]:
     ``kwargs`` scalar leaves (nested lists and dicts flattened; numbers as strings;
     booleans and nulls skipped) that appear in the text of tool results before
     ``position``. A value must appear as a whole token there, not glued to letters or
-    digits (so ``"no"`` is not found in ``"economy"``, nor ``"0"`` in ``"2024"``); the
-    others are in ``metadata["values_not_in_tool_results"]``.
+    digits (so ``"no"`` is not found in ``"economy"``, nor ``"0"`` in ``"2024"``), and
+    must appear nowhere in the always-kept messages (system prompt, first user message)
+    nor in the arguments of earlier tool calls: only values the policy can lose are
+    scored. The others are in ``metadata["values_not_scored"]``.
     """
     data = src.data
     if not isinstance(data, list):
@@ -89,7 +92,7 @@ def _load_tau(src: Source) -> list[Transcript]:
             _transcript(
                 src,
                 f"tau-bench/{task_id}-{trial}",
-                "tau-bench",
+                _dataset_label(src, "tau-bench", "gpt-4o-airline.json"),
                 messages,
                 [probe] if probe else [],
                 metadata,
@@ -140,8 +143,17 @@ def _tau_probe(
         if position is None:
             continue
         earlier = "\n".join(m.text for m in messages[:position] if m.role == "tool")
+        first_user = next((m for m in messages if m.role == "user"), None)
+        always_kept = "\n".join(m.text for m in messages if m.role == "system" or m is first_user)
+        earlier_args = "\n".join(c.arguments for m in messages[:position] for c in m.tool_calls)
         values = list(dict.fromkeys(_scalar_leaves(kwargs)))
-        found = tuple(v for v in values if _appears(v, earlier))
+        found = tuple(
+            v
+            for v in values
+            if _appears(v, earlier)
+            and not _appears(v, always_kept)
+            and not _appears(v, earlier_args)
+        )
         return Probe(
             kind="action",
             position=position,
@@ -151,7 +163,7 @@ def _tau_probe(
                 "action_index": k,
                 "is_last_gt_action": k == len(actions) - 1,
                 "kwargs": kwargs,
-                "values_not_in_tool_results": [v for v in values if v not in found],
+                "values_not_scored": [v for v in values if v not in found],
             },
         )
     metadata["probe_skipped"] = "the agent called none of the ground-truth actions"
