@@ -143,7 +143,8 @@ class HistoryIndex:
         self.labels = _Grow(np.int64)
         self.total_length = 0.0
         self._vec_chunks: list[np.ndarray] = []
-        self._vec_open: list[np.ndarray] = []
+        self._vec_open = np.zeros((0, 0), dtype=np.float32)  # CHUNK rows once dim is known
+        self._vec_n = 0  # rows of _vec_open in use
         self.dim = 0
 
     # ------------------------------------------------------------------ maintenance
@@ -164,7 +165,8 @@ class HistoryIndex:
         other.labels = self.labels.copy()
         other.total_length = self.total_length
         other._vec_chunks = list(self._vec_chunks)
-        other._vec_open = list(self._vec_open)
+        other._vec_open = self._vec_open.copy()
+        other._vec_n = self._vec_n
         other.dim = self.dim
         return other
 
@@ -250,45 +252,52 @@ class HistoryIndex:
         self.labels.n = k
         del self.segments[k:]
         vectors = self.vectors()
-        if vectors is not None:
-            kept = vectors[:k]
-            self._vec_chunks = [kept[i : i + CHUNK] for i in range(0, k - k % CHUNK, CHUNK)]
-            self._vec_open = list(kept[k - k % CHUNK :])
+        if vectors is not None and self.embedded > k:
+            self.drop_vectors()
+            self.add_vectors(vectors[:k])
 
     # ------------------------------------------------------------------ embeddings
     @property
     def embedded(self) -> int:
         """Number of documents with a vector (always a prefix of the history)."""
-        return len(self._vec_chunks) * CHUNK + len(self._vec_open)
+        return len(self._vec_chunks) * CHUNK + self._vec_n
 
     def add_vectors(self, vectors: np.ndarray) -> None:
         """Append unit-normalized vectors for the next documents (rows, oldest first)."""
-        for row in np.asarray(vectors, dtype=np.float32):
-            self.dim = len(row)
-            self._vec_open.append(row)
-            if len(self._vec_open) == CHUNK:
-                self._vec_chunks.append(np.stack(self._vec_open))
-                self._vec_open = []
+        rows = np.asarray(vectors, dtype=np.float32)
+        if not len(rows):
+            return
+        if self._vec_open.shape[1] != rows.shape[1]:
+            self.dim = rows.shape[1]
+            self._vec_open = np.zeros((CHUNK, self.dim), dtype=np.float32)
+            self._vec_n = 0
+        while len(rows):
+            take = min(len(rows), CHUNK - self._vec_n)
+            self._vec_open[self._vec_n : self._vec_n + take] = rows[:take]
+            self._vec_n += take
+            rows = rows[take:]
+            if self._vec_n == CHUNK:
+                self._vec_chunks.append(self._vec_open)
+                self._vec_open = np.zeros((CHUNK, self.dim), dtype=np.float32)
+                self._vec_n = 0
 
     def drop_vectors(self) -> None:
         """Forget every vector (the embedder failed: scoring falls back to BM25)."""
-        self._vec_chunks, self._vec_open, self.dim = [], [], 0
+        self._vec_chunks, self._vec_n, self.dim = [], 0, 0
+        self._vec_open = np.zeros((0, 0), dtype=np.float32)
 
     def vectors(self) -> np.ndarray | None:
         """All vectors as one (documents x dim) matrix, or ``None`` when there are none."""
         if not self.embedded:
             return None
-        parts = list(self._vec_chunks)
-        if self._vec_open:
-            parts.append(np.stack(self._vec_open))
-        return np.concatenate(parts)
+        return np.concatenate([*self._vec_chunks, self._vec_open[: self._vec_n]])
 
     def cosine(self, query: np.ndarray) -> np.ndarray:
         """Cosine of a unit query vector with every document vector, in document order."""
         q = np.asarray(query, dtype=np.float32)
         parts = [chunk @ q for chunk in self._vec_chunks]
-        if self._vec_open:
-            parts.append(np.stack(self._vec_open) @ q)
+        if self._vec_n:
+            parts.append(self._vec_open[: self._vec_n] @ q)
         return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
 
     # ------------------------------------------------------------------ scoring

@@ -31,6 +31,7 @@ import functools
 import importlib
 import importlib.util
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
@@ -52,6 +53,8 @@ __all__ = ["RelevanceEviction", "wordllama_embedder"]
 
 @functools.lru_cache(maxsize=1)
 def _wordllama() -> Any:
+    # small batches: the tokenizer's thread pool costs more than it saves
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import wordllama
     from wordllama import WordLlama
 
@@ -249,16 +252,16 @@ class RelevanceEviction(Strategy):
         if self._embed is None:
             return None
         index = self._index
-        if index.embedded < n:
-            rows = self._embed_rows([self._doc(s) for s in index.segments[index.embedded : n]])
+        texts = [self._doc(s) for s in index.segments[index.embedded : n]]
+        fresh_query = self._qvec is None or self._qvec[0] != query
+        if texts or fresh_query:
+            rows = self._embed_rows([*texts, query] if fresh_query else texts)  # one batch
             if rows is None:
                 return None
-            index.add_vectors(rows)
-        if self._qvec is None or self._qvec[0] != query:
-            q = self._embed_rows([query])
-            if q is None:
-                return None
-            self._qvec = (query, q[0])
+            index.add_vectors(rows[: len(texts)])
+            if fresh_query:
+                self._qvec = (query, rows[-1])
+        assert self._qvec is not None
         return index.cosine(self._qvec[1])[:n]
 
     def _fuse(self, lex: np.ndarray, sem: np.ndarray | None) -> np.ndarray:

@@ -270,6 +270,7 @@ def test_locomo_synthetic_order_and_evidence(tmp_path: Path) -> None:
     """Sessions sort numerically; a missing date gives "[session N]"; evidence is cleaned."""
     path = _write(tmp_path / "loco.json", [_locomo_sample(category=1)])
     (t,) = load_transcripts(path)
+    assert t.dataset == "loco"  # not the built-in locomo10.json: labelled by its file stem
     assert [m.metadata["dia_id"] for m in t.messages] == ["D1:1", "D1:2", "D2:1", "D10:1"]
     assert [m.text for m in t.messages] == [
         "[session 1 — 1 May] hi",
