@@ -316,10 +316,15 @@ class ContextManager:
             new_start=start,
         )
         hook = self._pm.hook
+        arrived = self._arrive(window, start, new_segs)
+        new_segs = self._segments[start:]
         self._call("observe", hook.ctxmgr_observe, window=window, new_segments=new_segs)
         reason = self._call(
             "wants_compaction", hook.ctxmgr_wants_compaction, window=window, new_segments=new_segs
         )
+        request = self.state.extra.pop("compaction_request", None)
+        if request is not None:
+            reason = f"requested: {request.get('reason') or 'no reason given'}"
         pending = self._segmenter.pending()
         if pending is not None:
             pending = Segment(pending.messages, pending.start, window.measure(pending.messages))
@@ -339,6 +344,7 @@ class ContextManager:
             max_context_tokens=self.budget.max_context_tokens,
             repairs=repairs,
             turn=self.state.turn,
+            offloaded=arrived,
         )
         # messages strategies append on this fit (system-prompt replay), counted up front
         appended = [
@@ -357,7 +363,8 @@ class ContextManager:
             self._output_tokens += new_tokens
             report.kept_count = len(self._selected)
         else:
-            yield from self._compact(window, pending_tokens, reason, report, use_async)
+            target = request.get("target_tokens") if request else None
+            yield from self._compact(window, pending_tokens, reason, report, use_async, target)
         room = self.budget.effective_limit - self._output_tokens - pending_tokens - priming
         for msg in appended:
             tokens = self.counter.count_message(msg)
@@ -383,11 +390,56 @@ class ContextManager:
             "compacted": report.compacted,
             "reason": report.reason,
         }
+        self._call("report", hook.ctxmgr_report, window=window, report=report)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s", report)
         if self.on_report is not None:
             self.on_report(report)
         return FitResult(out, report)
+
+    def request_compaction(self, reason: str = "", *, target_tokens: int | None = None) -> None:
+        """Ask for a compaction on the next fit, even below the trigger.
+
+        The request is kept in the session state (``state.extra["compaction_request"]``),
+        so it survives a session store between the tool call that makes it and the next
+        model call. The next fit runs the whole compaction pipeline (shrink, evict,
+        summarize, re-render notes) and reports ``reason = "requested: <reason>"``.
+
+        Args:
+            reason: why (shown in the FitReport).
+            target_tokens: compact down to at most this many tokens instead of the
+                budget's target (``None``: the budget's target; the budget's target is
+                never exceeded).
+        """
+        self.state.extra["compaction_request"] = {"reason": reason, "target_tokens": target_tokens}
+
+    def _arrive(self, window: Window, start: int, new_segs: list[Segment]) -> list[SegmentRecord]:
+        """Let ``ctxmgr_arrive`` replace new segments before anything sees them (offload).
+
+        Replacements must keep the segment's shape (checked by ``Window.replace``); the
+        originals are archived here. Returns the records of the replaced segments.
+        """
+        if not new_segs:
+            return []
+        records: list[SegmentRecord] = []
+        for changes in self._call(
+            "arrive", self._pm.hook.ctxmgr_arrive, window=window, new_segments=new_segs
+        ):
+            for offset, (messages, why, strategy) in (changes or {}).items():
+                pos = start + int(offset)
+                old = self._segments[pos]
+                try:
+                    window.replace(pos, messages, why, strategy)
+                except ValueError as exc:
+                    raise StrategyError(f"arrive: {exc}", strategy=strategy or "?") from exc
+                window.cleared.pop(pos, None)
+                freed = old.tokens - self._segments[pos].tokens
+                self._history_total += freed  # tokens_before counts the originals
+                records.append(SegmentRecord(old.ids, old.tokens, why, strategy))
+                for orig, new in zip(old.messages, messages):
+                    if orig is not new:
+                        self.state.archive.add(orig, why, self.state.turn, strategy)
+        return records
 
     def _history_tokens(self, pending_tokens: int) -> int:
         # running total of every committed segment, advanced over new segments only
@@ -422,7 +474,13 @@ class ContextManager:
         return pins
 
     def _compact(
-        self, window: Window, pending_tokens: int, reason: str, report: FitReport, use_async: bool
+        self,
+        window: Window,
+        pending_tokens: int,
+        reason: str,
+        report: FitReport,
+        use_async: bool,
+        target_tokens: int | None = None,
     ) -> Generator[Awaitable[Any], None, None]:
         hook = self._pm.hook
         report.compacted = True
@@ -453,7 +511,10 @@ class ContextManager:
                 window.pinned.setdefault(int(i), why)
         reserve = sum(r or 0 for r in self._call("reserve", hook.ctxmgr_reserve, window=window))
         priming = self.counter.reply_priming
-        avail = self.budget.target_tokens - reserve - priming - pending_tokens
+        target = self.budget.target_tokens
+        if target_tokens is not None:  # a requested compaction may aim lower
+            target = min(target, max(0, int(target_tokens)))
+        avail = target - reserve - priming - pending_tokens
         total = sum(s.tokens for s in cands)
         window.reserved = reserve + priming + pending_tokens
         if total > avail:

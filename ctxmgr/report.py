@@ -59,6 +59,11 @@ class FitReport:
         reason: why the fit compacted (``"over trigger 0.80"``), or ``"append-only"``.
         elapsed_ms: wall time of the fit in milliseconds.
         turn: the manager's turn number for this fit.
+        offloaded: segments replaced at arrival by a preview (``offload`` strategy); the
+            originals are archived and ``tokens`` is their size before.
+        loops: repeated tool calls or results noticed (``loop_guard`` strategy), as dicts
+            with ``kind`` (``"same_call"`` / ``"same_result"``), ``tool``, ``arguments``,
+            ``count`` and ``turns``.
     """
 
     tokens_before: int = 0
@@ -77,6 +82,8 @@ class FitReport:
     reason: str = "append-only"
     elapsed_ms: float = 0.0
     turn: int = 0
+    offloaded: list[SegmentRecord] = field(default_factory=list)
+    loops: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict."""

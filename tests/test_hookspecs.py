@@ -24,6 +24,8 @@ EXPECTED_HOOKS = {
     "ctxmgr_score",
     "ctxmgr_compact",
     "ctxmgr_inject",
+    "ctxmgr_arrive",
+    "ctxmgr_report",
 }
 
 
@@ -86,6 +88,7 @@ def test_hooks_with_results() -> None:
     """The hooks that return something are the documented ones."""
     assert RETURNING == [
         "ctxmgr_append",
+        "ctxmgr_arrive",
         "ctxmgr_compact",
         "ctxmgr_inject",
         "ctxmgr_pin",

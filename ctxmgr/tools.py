@@ -1,0 +1,265 @@
+"""Agent-facing context tools, framework-neutral: recall from the archive, request compaction.
+
+The agent cannot see what ctxmgr evicted, cleared or offloaded; these functions let it
+reach it again. They are views of the session state:
+
+* :func:`search_archive` ranks archived messages against a query with BM25 (Lucene
+  variant, as ``bm25s`` computes it; Robertson & Zaragoza, "The Probabilistic Relevance
+  Framework: BM25 and Beyond", 2009) using ``bm25s``'s tokenizer, English stop words and
+  the Snowball stemmer, the same text pipeline as the ``relevance`` strategy;
+* :func:`read_archived` returns one archived message by id, paged by characters so a
+  50,000-character tool result can be read in parts;
+* :func:`recall_functions` and :func:`compaction_function` wrap them as plain Python
+  functions with Google docstrings (``search_history``, ``get_message``,
+  ``compact_context``), from which each adapter builds its framework's native tools.
+
+Placeholders left by ``tool_pair_safe`` (clearing) and ``offload`` name the archive id
+to pass to ``get_message``.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ctxmgr.state import Archive, ArchivedMessage
+
+__all__ = [
+    "ArchiveHit",
+    "compaction_function",
+    "read_archived",
+    "recall_functions",
+    "search_archive",
+]
+
+#: Characters ``get_message`` returns per call unless told otherwise.
+PAGE_CHARS = 8000
+
+_K1 = 1.5
+_B = 0.75
+
+
+@dataclass(frozen=True)
+class ArchiveHit:
+    """One search result.
+
+    Attributes:
+        entry: the archived message with its reason and turn.
+        score: BM25 score (higher is better; only comparable within one search).
+    """
+
+    entry: ArchivedMessage
+    score: float
+
+    def render(self, snippet_chars: int = 240) -> str:
+        """One line per hit: id, role, tool name, turn, reason, and the start of the text."""
+        msg = self.entry.message
+        who = msg.role + (f" {msg.name}" if msg.name else "")
+        text = " ".join(msg.search_text.split())
+        if len(text) > snippet_chars:
+            text = text[: snippet_chars - 3] + "..."
+        return (
+            f"- id={msg.id} ({who}, archived at turn {self.entry.turn}: "
+            f"{self.entry.reason}; {len(msg.text)} chars): {text}"
+        )
+
+
+class _Index:
+    """Term counts of archived messages, extended as the archive grows (append-only)."""
+
+    def __init__(self) -> None:
+        self.entries: list[ArchivedMessage] = []
+        self.counts: list[Counter[str]] = []
+        self.lengths: list[int] = []
+
+
+_INDEXES: weakref.WeakKeyDictionary[Archive, _Index] = weakref.WeakKeyDictionary()
+_STEMMER: Any = None
+
+
+def _tokenize(texts: list[str]) -> list[list[str]]:
+    import bm25s
+
+    global _STEMMER
+    if _STEMMER is None:
+        import Stemmer
+
+        _STEMMER = Stemmer.Stemmer("english")
+    out = bm25s.tokenize(
+        texts, stopwords="en", stemmer=_STEMMER, return_ids=False, show_progress=False
+    )
+    return [list(t) for t in out]  # type: ignore[union-attr]
+
+
+def _index(archive: Archive) -> _Index:
+    index = _INDEXES.get(archive)
+    if index is None:
+        index = _INDEXES[archive] = _Index()
+    entries = list(archive)
+    if len(entries) < len(index.entries):  # archive replaced wholesale: start over
+        index = _INDEXES[archive] = _Index()
+    new = entries[len(index.entries) :]
+    if new:
+        for entry, tokens in zip(new, _tokenize([e.message.search_text for e in new])):
+            index.entries.append(entry)
+            index.counts.append(Counter(tokens))
+            index.lengths.append(len(tokens))
+    return index
+
+
+def search_archive(archive: Archive, query: str, k: int = 5) -> list[ArchiveHit]:
+    """Rank archived messages by BM25 relevance to ``query``.
+
+    Tokens of each archived message are computed once and cached per archive (the
+    archive only grows), so a search costs O(archive x query terms).
+
+    Args:
+        archive: the session's archive (not mutated).
+        query: free text; stop words are ignored and words stemmed.
+        k: at most this many hits (k <= 0 returns none).
+
+    Returns:
+        Hits, best first; ties go to the most recently archived. Messages sharing no term
+        with the query are left out.
+    """
+    if k <= 0:
+        return []
+    terms = set(_tokenize([query])[0]) if query.strip() else set()
+    if not terms:
+        return []
+    index = _index(archive)
+    n = len(index.entries)
+    if n == 0:
+        return []
+    avgdl = (sum(index.lengths) / n) or 1.0
+    df = {t: sum(1 for c in index.counts if t in c) for t in terms}
+    idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items() if d}
+    scored: list[tuple[float, int]] = []
+    for i, (counts, length) in enumerate(zip(index.counts, index.lengths)):
+        norm = _K1 * (1 - _B + _B * length / avgdl)
+        score = sum(w * counts[t] / (counts[t] + norm) for t, w in idf.items() if t in counts)
+        if score > 0:
+            scored.append((score, i))
+    scored.sort(key=lambda t: (-t[0], -t[1]))
+    return [ArchiveHit(index.entries[i], s) for s, i in scored[:k]]
+
+
+def _entry(archive: Archive, message_id: str) -> ArchivedMessage | None:
+    found = None
+    for entry in archive:
+        if entry.message.id == message_id:
+            found = entry
+            break
+    return found
+
+
+def read_archived(
+    archive: Archive, message_id: str, offset: int = 0, max_chars: int = PAGE_CHARS
+) -> str:
+    """Render one archived message for the agent: a header, its tool calls, a text page.
+
+    Args:
+        archive: the session's archive (not mutated).
+        message_id: the id named by a placeholder, a preview or a search hit.
+        offset: first character of the text to return.
+        max_chars: at most this many characters of text (a footer says how to read on).
+
+    Returns:
+        The rendering, or a message saying no archived message has this id.
+    """
+    entry = _entry(archive, message_id.strip())
+    if entry is None:
+        return (
+            f"no archived message has id {message_id!r}; use search_history to find ids "
+            "(ids look like 'm-0123456789abcdef' or the framework's message id)"
+        )
+    msg = entry.message
+    head = f"id={msg.id} role={msg.role}"
+    if msg.name:
+        head += f" name={msg.name}"
+    if msg.tool_call_id:
+        head += f" tool_call_id={msg.tool_call_id}"
+    head += f" (archived at turn {entry.turn}: {entry.reason})"
+    lines = [head]
+    lines.extend(f"tool call {c.id}: {c.name}({c.arguments})" for c in msg.tool_calls)
+    text = msg.text
+    offset = max(0, int(offset))
+    page = text[offset : offset + max(1, int(max_chars))]
+    end = offset + len(page)
+    if offset or end < len(text):
+        lines.append(f"[characters {offset}-{end} of {len(text)}]")
+    lines.append(page)
+    if end < len(text):
+        lines.append(f'[{len(text) - end} more characters: get_message("{msg.id}", offset={end})]')
+    return "\n".join(lines)
+
+
+def recall_functions(
+    current: Callable[[], Any], *, page_chars: int = PAGE_CHARS
+) -> list[Callable[..., str]]:
+    """Return ``[search_history, get_message]``, the recall tools' bodies.
+
+    Each call acts on the archive of ``current()``, the manager at call time. Their
+    names, signatures and Google docstrings are what frameworks build tool schemas from.
+
+    Args:
+        current: returns the manager whose archive a call reads.
+        page_chars: default page size of ``get_message``, in characters.
+    """
+
+    def search_history(query: str, k: int = 5) -> str:
+        """Search messages that were removed from your context (evicted, cleared or offloaded).
+
+        Args:
+            query: words to look for, e.g. a file name, an error message or a topic.
+            k: how many results to return, best first.
+        """
+        hits = search_archive(current().state.archive, query, k)
+        if not hits:
+            return f"no archived message matches {query!r}"
+        body = "\n".join(h.render() for h in hits)
+        return f"{len(hits)} archived messages match (read one with get_message(id)):\n{body}"
+
+    def get_message(id: str, offset: int = 0) -> str:
+        """Read the full text of a message removed from your context, by its id.
+
+        Args:
+            id: the id named in a placeholder, a preview or a search_history result.
+            offset: character offset to continue reading a long message from.
+        """
+        return read_archived(current().state.archive, id, offset, page_chars)
+
+    return [search_history, get_message]
+
+
+def compaction_function(current: Callable[[], Any]) -> Callable[..., str]:
+    """Return ``compact_context``, the body of the compaction-request tool.
+
+    The request asks the next fit to compact down to half of the last fitted context (at
+    most the budget's target), via :meth:`ctxmgr.ContextManager.request_compaction`.
+
+    Args:
+        current: returns the manager the request goes to.
+    """
+
+    def compact_context(reason: str) -> str:
+        """Ask for your context to be compacted before your next step.
+
+        Old content is summarized or archived; search_history and get_message still
+        reach it.
+
+        Args:
+            reason: why compaction helps now, e.g. "finished exploring; starting the fix".
+        """
+        manager = current()
+        last = (manager.state.last_fit or {}).get("tokens_after")
+        target = int(last) // 2 if last else None
+        manager.request_compaction(reason, target_tokens=target)
+        aim = f"about {target} tokens" if target else "the budget's target"
+        return f"compaction requested ({reason}); your next step will see a context of {aim}"
+
+    return compact_context
