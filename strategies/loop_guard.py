@@ -45,7 +45,8 @@ class LoopGuardOptions(StrategyOptions):
         note_role: role of that note (``"user"`` suits providers that reject late
             system messages).
         raise_after: raise :class:`~ctxmgr.errors.AgentLoopError` when a key is seen this
-            many times within the window (``None``: never).
+            many times within the window (``None``: never); reported from then on even
+            below ``repeats``.
     """
 
     repeats: int = Field(default=3, ge=2)
@@ -83,6 +84,7 @@ class LoopGuard(Strategy):
         turn = window.turn
         seen: list[list[Any]] = [s for s in data["seen"] if s[0] > turn - self.options.window_turns]
         found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        threshold = min(self.options.repeats, self.options.raise_after or self.options.repeats)
         for seg in new_segments:
             if not seg.is_tool_exchange:
                 continue
@@ -104,7 +106,7 @@ class LoopGuard(Strategy):
                     continue
                 seen.append([turn, kind, tool, key, event_id])
                 turns = [s[0] for s in seen if (s[1], s[2], s[3]) == (kind, tool, key)]
-                if len(turns) >= self.options.repeats:
+                if len(turns) >= threshold:
                     found[(kind, tool, key)] = {
                         "kind": kind,
                         "tool": tool,

@@ -1,0 +1,323 @@
+"""Agent-facing context tools (issue #10), at the manager level: recall, offload, clearing
+options, loop detection and compaction on request; the framework runs are in
+``test_agent_tools_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ctxmgr import AgentLoopError, Budget, ContextManager, Message, ToolCall, get_counter
+from ctxmgr.segments import Segment, segment_messages
+from ctxmgr.state import SessionState
+from ctxmgr.strategies.tool_pair_safe import ToolPairSafe
+from ctxmgr.testing import agent_history, check_tool_pairs, histories
+from ctxmgr.tools import compaction_function, read_archived, recall_functions, search_archive
+from ctxmgr.window import Window
+
+COUNTER = get_counter()
+FREED = re.compile(r"; (\d+) tokens freed\.")
+ID_IN_TEXT = re.compile(r'get_message\("([^"]+)"')
+
+
+def manager(strategies: list[dict[str, Any]], budget: int = 4000, **kw: Any) -> ContextManager:
+    flat = [
+        {k: v for k, v in s.items() if k != "options"} | s.get("options", {}) for s in strategies
+    ]
+    return ContextManager.from_config(
+        {"max_context_tokens": budget, "reserve_output_tokens": budget // 10, **kw}
+        | {"strategies": flat},
+        counter=COUNTER,
+    )
+
+
+def big_text(n_chars: int, marker: str = "MIDDLE-SECRET") -> str:
+    """``n_chars`` characters of distinct numbered words with ``marker`` in the middle."""
+    words, size, i = [], 0, 0
+    while size < n_chars:
+        words.append(f"w{i}")
+        size += len(words[-1]) + 1
+        i += 1
+    body = " ".join(words)
+    half = len(body) // 2
+    return (body[:half] + f" {marker} " + body[half:])[:n_chars]
+
+
+def tool_step(i: int, tool: str, args: dict[str, Any], result: str) -> list[Message]:
+    call = ToolCall(f"call_{i}", tool, json.dumps(args))
+    return [Message.assistant("", [call]), Message.tool(result, call.id, name=tool)]
+
+
+# -- recall ------------------------------------------------------------------------------------
+def test_search_history_finds_evicted_evidence_with_turn_and_role() -> None:
+    """Evicted evidence is found by BM25 and rendered with its id, role, name and turn."""
+    mgr = manager([{"name": "tool_pair_safe"}, {"name": "pin_and_slide"}], budget=1500)
+    history = [Message.system("You are an agent."), Message.user("Find the launch code.")]
+    evidence = "The launch code is ZEBRA-42. " + big_text(500, "filler")
+    history += tool_step(0, "read_file", {"path": "codes.txt"}, evidence)
+    for i in range(1, 30):
+        history += tool_step(i, "search", {"q": f"topic {i}"}, big_text(600, f"noise{i}"))
+        mgr.fit(history)
+    out, _ = mgr.fit(history)
+    assert all("ZEBRA-42" not in m.text for m in out), "evidence should have left the context"
+    hits = search_archive(mgr.state.archive, "what is the launch code?", k=3)
+    found = [h for h in hits if "ZEBRA-42" in h.entry.message.text]
+    assert found and found[0].entry.message is history[3]
+    line = found[0].render()
+    assert f"id={history[3].id}" in line and "(tool read_file, archived at turn" in line
+    assert f"archived at turn {found[0].entry.turn}" in line
+    search_history, get_message = recall_functions(lambda: mgr)
+    assert "ZEBRA-42" in search_history("launch code", k=3)
+    assert "ZEBRA-42" in get_message(history[3].id)
+    assert "no archived message" in get_message("m-nothere")
+    assert search_history("qqqq zzzz") == "no archived message matches 'qqqq zzzz'"
+
+
+def test_get_message_pages_a_long_message() -> None:
+    """A long archived text is read in pages; the footer names the next offset."""
+    mgr = manager([{"name": "pin_and_slide"}])
+    text = big_text(20_000)
+    msg = Message.tool(text, "c1", name="read_file")
+    mgr.state.archive.add(msg, "offloaded on arrival", 3, "offload")
+    first = read_archived(mgr.state.archive, msg.id, max_chars=8000)
+    assert text[:8000] in first and text[8000:8100] not in first
+    assert f'get_message("{msg.id}", offset=8000)' in first
+    pages = [read_archived(mgr.state.archive, msg.id, o, 8000) for o in (0, 8000, 16000)]
+    assert "".join(p.split("\n")[2] for p in pages) == text
+    assert "more characters" not in pages[-1]
+
+
+# -- offload -----------------------------------------------------------------------------------
+def test_offloaded_result_never_enters_the_context() -> None:
+    """A 50,000-character result is replaced at arrival by a preview naming its id."""
+    mgr = manager(
+        [
+            {"name": "offload", "options": {"offload_over_tokens": 1000}},
+            {"name": "tool_pair_safe"},
+            {"name": "pin_and_slide"},
+        ],
+        budget=16000,
+    )
+    huge = big_text(50_000)
+    history = [Message.system("You are an agent."), Message.user("Read the log.")]
+    history += tool_step(0, "read_file", {"path": "big.log"}, huge)
+    out, report = mgr.fit(history)
+    assert all("MIDDLE-SECRET" not in m.text and len(m.text) < 5000 for m in out)
+    preview = out[-1]
+    assert preview.metadata["ctxmgr"] == "offloaded_tool_result"
+    assert ID_IN_TEXT.findall(preview.text) == [history[-1].id]
+    assert preview.text.count(huge[:200]) == 1 and huge[-200:] in preview.text
+    assert mgr.state.archive.get(history[-1].id) is history[-1]
+    assert [r.ids for r in report.offloaded] == [tuple(m.id for m in history[-2:])]
+    assert report.tokens_before > 10_000 > report.tokens_after
+    # the next fit extends this context: the preview stays, the original never comes back
+    history += [Message.assistant("The log is long."), Message.user("Anything else?")]
+    out2, report2 = mgr.fit(history)
+    assert not report2.compacted and out2[: len(out)] == out
+    _, get_message = recall_functions(lambda: mgr)
+    assert huge[:1000] in get_message(history[3].id)
+
+
+def test_offload_thresholds_per_tool_and_exclusions() -> None:
+    """per_tool overrides the threshold (None: never), exclude_tools is never offloaded."""
+    opts = {"offload_over_tokens": 300, "per_tool": {"grep*": 2000, "cat": None}}
+    mgr = manager([{"name": "offload", "options": opts}, {"name": "pin_and_slide"}], 30000)
+    history = [Message.user("go")]
+    for i, tool in enumerate(["grep_repo", "cat", "get_message", "ls"]):
+        history += tool_step(i, tool, {}, big_text(4000, f"m{i}"))
+    out, report = mgr.fit(history)
+    kept = {m.name: "offloaded" if m.metadata.get("ctxmgr") else "whole" for m in out[1:]}
+    assert kept == {
+        None: "whole",
+        "grep_repo": "whole",
+        "cat": "whole",
+        "get_message": "whole",
+        "ls": "offloaded",
+    }
+    assert len(report.offloaded) == 1
+
+
+# -- clearing parity ---------------------------------------------------------------------------
+@given(
+    at_least=st.sampled_from([0, 300, 1200, 5000]),
+    excess=st.integers(min_value=1, max_value=8000),
+    seed=st.integers(min_value=0, max_value=20),
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_clear_at_least_clears_a_batch_of_that_size_or_nothing(
+    at_least: int, excess: int, seed: int
+) -> None:
+    """One shrink clears 0 tokens or at least ``clear_at_least`` (net of placeholders)."""
+    opts = ToolPairSafe.Options(
+        clear_at_least=at_least, keep_recent_tool_results=1, truncate_to_fit=False
+    )
+    segments, _ = segment_messages(agent_history(60, seed=seed, result_words=70))
+    segments = [Segment(s.messages, s.start, COUNTER.count_messages(s.messages)) for s in segments]
+    window = Window(list(segments), Budget(100_000), COUNTER, SessionState())
+    clearable = sum(
+        COUNTER.count_message(m) - 40
+        for s in segments[:-1]
+        for m in s.messages[1:]
+        if s.is_tool_exchange
+    )
+    ToolPairSafe(opts).ctxmgr_shrink(window=window, excess_tokens=excess)
+    freed = sum(rec.tokens - window.segments[i].tokens for i, rec in window.cleared.items())
+    assert freed == 0 or freed >= at_least
+    assert freed >= min(excess, at_least) or clearable < max(excess, at_least)
+    placeholders = [m for s in window.segments for m in s.messages if FREED.search(m.text)]
+    assert bool(placeholders) == (freed > 0)
+
+
+def test_exclude_tools_and_clear_tool_inputs() -> None:
+    """Excluded tools keep their results; cleared calls lose their arguments, archived."""
+    opts = {"exclude_tools": ["read_*"], "clear_tool_inputs": True, "keep_recent_tool_results": 1}
+    mgr = manager([{"name": "tool_pair_safe", "options": opts}, {"name": "pin_and_slide"}], 3000)
+    history = [Message.system("agent"), Message.user("go")]
+    for i in range(12):
+        tool = "read_file" if i % 3 == 0 else "search"
+        history += tool_step(i, tool, {"q": f"query number {i} " * 5}, big_text(700, f"r{i}"))
+    out, report = mgr.fit(history)
+    assert report.cleared
+    calls = {c.id: c for m in out for c in m.tool_calls}
+    results = {m.tool_call_id: m for m in out if m.role == "tool"}
+    for cid, result in results.items():
+        if result.metadata.get("ctxmgr") == "cleared_tool_result":
+            assert calls[cid].name == "search"
+            assert json.loads(calls[cid].arguments)["ctxmgr"].startswith("arguments cleared")
+            assert "query number" not in result.text
+            original = mgr.state.archive.get(result.metadata["original_id"])
+            assert original is not None and "query" not in original.text
+        elif calls[cid].name == "read_file":
+            assert result.metadata.get("ctxmgr") is None
+    heads = [m for m in out if m.metadata.get("ctxmgr") == "cleared_tool_inputs"]
+    assert heads and all(mgr.state.archive.get(h.metadata["original_id"]) for h in heads)
+    assert check_tool_pairs(out) == []
+
+
+# -- loop guard --------------------------------------------------------------------------------
+def looping(n: int, guard: dict[str, Any]) -> tuple[ContextManager, list[Any]]:
+    mgr = manager([{"name": "loop_guard", "options": guard}, {"name": "pin_and_slide"}], 20000)
+    history = [Message.user("fix the bug")]
+    reports = []
+    for i in range(n):
+        history += tool_step(i, "run_tests", {"path": "tests/", "verbose": True}, "1 failed")
+        reports.append(mgr.fit(history).report)
+    return mgr, reports
+
+
+def test_loop_guard_reports_at_the_nth_repeat() -> None:
+    """Identical calls are reported from the ``repeats``-th on, with their count."""
+    _, reports = looping(5, {"repeats": 3})
+    same = [[d["count"] for d in r.loops if d["kind"] == "same_call"] for r in reports]
+    assert same == [[], [], [3], [4], [5]]
+    loop = reports[2].loops[0]
+    assert loop["tool"] == "run_tests" and json.loads(loop["arguments"]) == {
+        "path": "tests/",
+        "verbose": True,
+    }
+    assert {d["kind"] for d in reports[2].loops} == {"same_call", "same_result"}
+
+
+def test_loop_guard_window_note_and_error() -> None:
+    """Outside the window nothing is reported; the note is appended; raise_after raises."""
+    _, reports = looping(4, {"repeats": 3, "window_turns": 2})
+    assert all(r.loops == [] for r in reports)
+    mgr, reports = looping(3, {"repeats": 3, "inject_note": True, "same_results": False})
+    notes = [i for i in reports[-1].injected if i.reason == "loop_note"]
+    assert notes and reports[-1].loops[0]["count"] == 3
+    with pytest.raises(AgentLoopError, match=r"run_tests.*3 times") as info:
+        looping(3, {"repeats": 2, "raise_after": 3})
+    assert info.value.count == 3 and info.value.tool == "run_tests"
+
+
+def test_loop_guard_error_leaves_the_manager_usable() -> None:
+    """After AgentLoopError the next fit continues from the committed context."""
+    mgr = manager(
+        [{"name": "loop_guard", "options": {"raise_after": 2}}, {"name": "pin_and_slide"}], 20000
+    )
+    history = [Message.user("go")]
+    history += tool_step(0, "ls", {}, "a b")
+    mgr.fit(history)
+    history += tool_step(1, "ls", {}, "a b")
+    with pytest.raises(AgentLoopError):
+        mgr.fit(history)
+    history += [Message.user("try something else")]
+    out, _ = mgr.fit(history)
+    assert [m.id for m in out] == [m.id for m in history]
+
+
+# -- compaction on request ---------------------------------------------------------------------
+def test_compaction_on_request() -> None:
+    """request_compaction (and the compact_context tool) compacts the next fit, then clears."""
+    mgr = manager([{"name": "tool_pair_safe"}, {"name": "pin_and_slide"}], 20000)
+    history = agent_history(40, seed=1, result_words=40)
+    out, report = mgr.fit(history)
+    assert not report.compacted
+    compact_context = compaction_function(lambda: mgr)
+    answer = compact_context("done exploring")
+    assert "compaction requested" in answer
+    history += [Message.user("now fix it")]
+    out2, report2 = mgr.fit(history)
+    assert report2.compacted and report2.reason == "requested: done exploring"
+    assert report2.tokens_after <= report.tokens_after // 2 + 50
+    assert check_tool_pairs(out2) == []
+    history += [Message.assistant("ok")]
+    _, report3 = mgr.fit(history)
+    assert not report3.compacted
+    state = mgr.state.to_dict()
+    assert json.dumps(state) and "compaction_request" not in state["extra"]
+
+
+# -- invariants with the new options -----------------------------------------------------------
+CONFIG = [
+    {"name": "offload", "options": {"offload_over_tokens": 400, "preview_tokens": 60}},
+    {"name": "loop_guard", "options": {"repeats": 2, "inject_note": True}},
+    {
+        "name": "tool_pair_safe",
+        "options": {
+            "clear_at_least": 200,
+            "clear_tool_inputs": True,
+            "exclude_tools": ["read"],
+            "keep_recent_tool_results": 1,
+        },
+    },
+    {"name": "pin_and_slide"},
+]
+
+
+@given(
+    history=histories(max_steps=30),
+    budget=st.integers(min_value=400, max_value=5000),
+    cuts=st.lists(st.integers(min_value=1, max_value=150), min_size=1, max_size=5),
+)
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+def test_invariants_hold_with_offload_clearing_and_loop_guard(
+    history: list[Message], budget: int, cuts: list[int]
+) -> None:
+    """Budget, pairs, pins and nothing lost hold with the new strategies and options."""
+    mgr = manager(CONFIG, budget)
+    for n in sorted({min(c, len(history)) for c in cuts} | {len(history)}):
+        prefix = history[:n]
+        try:
+            out, report = mgr.fit(prefix)
+        except Exception as exc:  # only an honest overflow is allowed
+            assert type(exc).__name__ == "ContextOverflowError", exc
+            return
+        assert COUNTER.count_messages(out) <= mgr.budget.effective_limit
+        assert report.tokens_after == COUNTER.count_messages(out)
+        assert check_tool_pairs(out) == []
+        ids = {(m.id, m.fingerprint) for m in out}
+        for m in prefix:
+            if m.pinned:
+                assert (m.id, m.fingerprint) in ids, "pinned message missing"
+            assert (m.id, m.fingerprint) in ids or m in mgr.state.archive, f"lost {m!r}"
