@@ -1,6 +1,7 @@
-"""Agent-facing context tools (issue #10), at the manager level: recall, offload, clearing
-options, loop detection and compaction on request; the framework runs are in
-``test_agent_tools_e2e.py``.
+"""Agent-facing context tools (issue #10) at the manager level.
+
+Recall, offload, clearing options, loop detection and compaction on request; the
+framework runs are in ``test_agent_tools_e2e.py``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ import re
 from typing import Any
 
 import pytest
+from ctxmgr.strategies.tool_pair_safe import ToolPairSafe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ctxmgr import AgentLoopError, Budget, ContextManager, Message, ToolCall, get_counter
 from ctxmgr.segments import Segment, segment_messages
 from ctxmgr.state import SessionState
-from ctxmgr.strategies.tool_pair_safe import ToolPairSafe
 from ctxmgr.testing import agent_history, check_tool_pairs, histories
 from ctxmgr.tools import compaction_function, read_archived, recall_functions, search_archive
 from ctxmgr.window import Window
@@ -228,7 +229,7 @@ def test_loop_guard_window_note_and_error() -> None:
     """Outside the window nothing is reported; the note is appended; raise_after raises."""
     _, reports = looping(4, {"repeats": 3, "window_turns": 2})
     assert all(r.loops == [] for r in reports)
-    mgr, reports = looping(3, {"repeats": 3, "inject_note": True, "same_results": False})
+    _, reports = looping(3, {"repeats": 3, "inject_note": True, "same_results": False})
     notes = [i for i in reports[-1].injected if i.reason == "loop_note"]
     assert notes and reports[-1].loops[0]["count"] == 3
     with pytest.raises(AgentLoopError, match=r"run_tests.*3 times") as info:
@@ -257,7 +258,7 @@ def test_compaction_on_request() -> None:
     """request_compaction (and the compact_context tool) compacts the next fit, then clears."""
     mgr = manager([{"name": "tool_pair_safe"}, {"name": "pin_and_slide"}], 20000)
     history = agent_history(40, seed=1, result_words=40)
-    out, report = mgr.fit(history)
+    _, report = mgr.fit(history)
     assert not report.compacted
     compact_context = compaction_function(lambda: mgr)
     answer = compact_context("done exploring")
