@@ -186,7 +186,7 @@ def test_exclude_tools_and_clear_tool_inputs() -> None:
     out, report = mgr.fit(history)
     assert report.cleared
     calls = {c.id: c for m in out for c in m.tool_calls}
-    results = {m.tool_call_id: m for m in out if m.role == "tool"}
+    results = {m.tool_call_id or "": m for m in out if m.role == "tool"}
     for cid, result in results.items():
         if result.metadata.get("ctxmgr") == "cleared_tool_result":
             assert calls[cid].name == "search"
@@ -276,7 +276,7 @@ def test_compaction_on_request() -> None:
 
 
 # -- invariants with the new options -----------------------------------------------------------
-CONFIG = [
+CONFIG: list[dict[str, Any]] = [
     {"name": "offload", "options": {"offload_over_tokens": 400, "preview_tokens": 60}},
     {"name": "loop_guard", "options": {"repeats": 2, "inject_note": True}},
     {
