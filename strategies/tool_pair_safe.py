@@ -58,6 +58,10 @@ class ToolPairSafeOptions(StrategyOptions):
         exclude_tools: tool name globs whose results are never cleared.
         clear_tool_inputs: also replace the arguments of cleared calls by a short marker
             (Anthropic's ``clear_tool_inputs``); the originals are archived.
+        clear_reasoning: at a compaction that must free room, drop reasoning parts (thinking, redacted
+            thinking, reasoning items) of messages before the latest user message; the
+            current tool loop keeps its reasoning, which Anthropic requires with tool use
+            (Anthropic's ``clear_thinking``). The originals are archived.
         max_tool_result_tokens: truncate any single tool result above this (None: never).
         truncate_to_fit: when pinned content (system prompt, current tool loop) alone
             exceeds the effective limit, truncate the largest pinned tool results (head
@@ -74,6 +78,7 @@ class ToolPairSafeOptions(StrategyOptions):
     clear_at_least: int = Field(default=0, ge=0)
     exclude_tools: list[str] = Field(default_factory=list)
     clear_tool_inputs: bool = False
+    clear_reasoning: bool = False
     max_tool_result_tokens: int | None = Field(default=None, gt=0)
     truncate_to_fit: bool = True
     min_truncated_tokens: int = Field(default=64, gt=0)
@@ -88,6 +93,15 @@ def _placeholder(result: Message, call_desc: str, tokens: int) -> Message:
     meta = dict(result.metadata)
     meta.update({"ctxmgr": "cleared_tool_result", "original_id": original})
     return Message.tool(text, result.tool_call_id or "", name=result.name, metadata=meta)
+
+
+def _without_reasoning(message: Message) -> Message:
+    if not message.reasoning or isinstance(message.content, str):
+        return message
+    parts = tuple(p for p in message.content if not p.is_reasoning)
+    meta = dict(message.metadata)
+    meta.update({"ctxmgr": "cleared_reasoning", "original_id": message.id})
+    return message.evolve(content=parts or "", metadata=meta)
 
 
 def _truncate(result: Message, keep_tokens: int, counter: Any) -> Message:
@@ -146,6 +160,8 @@ class ToolPairSafe(Strategy):
         """Clear old tool results oldest first, then truncate oversized ones."""
         opts = self.options
         need = excess_tokens
+        if opts.clear_reasoning:
+            need -= self._clear_reasoning(window)
         exchanges = [i for i, s in enumerate(window.segments) if s.is_tool_exchange]
         recent = set(exchanges[len(exchanges) - opts.keep_recent_tool_results :])
         if opts.keep_recent_tool_results == 0:
@@ -206,6 +222,17 @@ class ToolPairSafe(Strategy):
             messages = list(window.segments[i].messages)
             messages[j] = _truncate(messages[j], keep, window.counter)
             over -= window.replace(i, messages, "truncated to fit the effective limit", self.name)
+
+    def _clear_reasoning(self, window: Window) -> int:
+        """Drop reasoning parts before the latest user message; return the tokens freed."""
+        users = [i for i, seg in enumerate(window.segments) if seg.role == "user"]
+        freed = 0
+        for i in range(users[-1] if users else 0):
+            seg = window.segments[i]
+            if any(m.reasoning for m in seg.messages):
+                new = [_without_reasoning(m) for m in seg.messages]
+                freed += window.replace(i, new, "old reasoning cleared", self.name)
+        return freed
 
     def _cleared(self, window: Window, index: int) -> list[Message] | None:
         """The cleared form of segment ``index``, or ``None`` when nothing is clearable."""

@@ -284,6 +284,7 @@ CONFIG: list[dict[str, Any]] = [
         "options": {
             "clear_at_least": 200,
             "clear_tool_inputs": True,
+            "clear_reasoning": True,
             "exclude_tools": ["read"],
             "keep_recent_tool_results": 1,
         },
@@ -293,7 +294,7 @@ CONFIG: list[dict[str, Any]] = [
 
 
 @given(
-    history=histories(max_steps=30),
+    history=histories(max_steps=30, reasoning=True),
     budget=st.integers(min_value=400, max_value=5000),
     cuts=st.lists(st.integers(min_value=1, max_value=150), min_size=1, max_size=5),
 )
@@ -305,7 +306,7 @@ CONFIG: list[dict[str, Any]] = [
 def test_invariants_hold_with_offload_clearing_and_loop_guard(
     history: list[Message], budget: int, cuts: list[int]
 ) -> None:
-    """Budget, pairs, pins and nothing lost hold with the new strategies and options."""
+    """Budget, pairs, pins and nothing lost hold with the new strategies and reasoning."""
     mgr = manager(CONFIG, budget)
     for n in sorted({min(c, len(history)) for c in cuts} | {len(history)}):
         prefix = history[:n]
