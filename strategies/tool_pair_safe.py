@@ -58,10 +58,10 @@ class ToolPairSafeOptions(StrategyOptions):
         exclude_tools: tool name globs whose results are never cleared.
         clear_tool_inputs: also replace the arguments of cleared calls by a short marker
             (Anthropic's ``clear_tool_inputs``); the originals are archived.
-        clear_reasoning: at a compaction that must free room, drop reasoning parts (thinking, redacted
-            thinking, reasoning items) of messages before the latest user message; the
-            current tool loop keeps its reasoning, which Anthropic requires with tool use
-            (Anthropic's ``clear_thinking``). The originals are archived.
+        clear_reasoning: at a compaction that must free room, drop the reasoning parts
+            (thinking, redacted thinking, reasoning items) of messages before the latest
+            user message; the current tool loop keeps its reasoning, which Anthropic
+            requires with tool use (Anthropic's ``clear_thinking``). Originals archived.
         max_tool_result_tokens: truncate any single tool result above this (None: never).
         truncate_to_fit: when pinned content (system prompt, current tool loop) alone
             exceeds the effective limit, truncate the largest pinned tool results (head
