@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ctxmgr import FitReport
+from ctxmgr import FitReport, get_counter
 
 SYSTEM = "You are a careful agent."
 EVIDENCE = "The launch code is ZEBRA-42. It rotates weekly. "
@@ -196,6 +196,47 @@ def test_langchain_offloaded_result_never_enters_a_request() -> None:
     assert any(r.offloaded for r in reports)
 
 
+def test_langchain_clear_at_least_clears_one_big_batch_or_nothing() -> None:
+    """create_agent: every request that clears old results frees at least clear_at_least."""
+    from langchain_core.messages import AIMessage
+
+    at_least = 1200
+    cfg = config(
+        {"name": "tool_pair_safe", "keep_recent_tool_results": 1, "clear_at_least": at_least},
+        {"name": "pin_and_slide"},
+        budget=4000,
+    )
+
+    def script(messages: list[Any], n: int) -> Any:
+        if n <= 14:
+            return lc_call("search", {"q": f"topic {n}"}, n)
+        return AIMessage(content="done")
+
+    reports: list[FitReport] = []
+    agent, calls = langchain_agent(cfg, script, reports)
+    agent.invoke({"messages": [{"role": "user", "content": "Survey the topics."}]})
+    from ctxmgr.adapters.langchain import to_messages
+
+    counter = get_counter()
+    batches = []
+    for report, request in zip(reports, calls, strict=True):
+        sent = {m.id: m for m in to_messages(request)}
+        new = [r for r in report.cleared if r.strategy == "tool_pair_safe"]
+        if not new:
+            continue
+        # the head (the call message) is unchanged; its results follow it in the request
+        neutral = to_messages(request)
+        freed = 0
+        for rec in new:
+            start = next(i for i, m in enumerate(neutral) if m.id == rec.ids[0])
+            after = neutral[start : start + len(rec.ids)]
+            assert all(m.id in sent for m in after)
+            freed += rec.tokens - sum(counter.count_message(m) for m in after)
+        batches.append(freed)
+    assert batches, "the scenario must clear at least once"
+    assert all(freed >= at_least for freed in batches)
+
+
 def test_langchain_loop_of_identical_calls_is_reported_at_the_nth() -> None:
     """create_agent: the fit after the 3rd identical run_tests call reports the loop."""
     from langchain_core.messages import AIMessage
@@ -303,7 +344,9 @@ def autogen_setup(cfg: dict[str, Any], plan: list[tuple[str, dict[str, Any]] | s
     }
     client = ReplayChatCompletionClient(script, model_info=info)
     context = ContextManagerContext.from_config(cfg, system_message=SYSTEM)
-    tools = [FunctionTool(f, (f.__doc__ or "").splitlines()[0]) for f in (read_file, search)]
+    tools = [
+        FunctionTool(f, (f.__doc__ or "").splitlines()[0]) for f in (read_file, search, run_tests)
+    ]
     agent = AssistantAgent(
         "agent",
         client,
@@ -348,3 +391,17 @@ async def test_autogen_offloaded_result_never_enters_a_request() -> None:
     (found,) = PREVIEW_ID.findall(sent[1])
     archived = context.manager.state.archive.get(found)
     assert archived is not None and archived.text == huge_file()
+
+
+async def test_autogen_loop_of_identical_calls_is_reported_at_the_nth() -> None:
+    """AssistantAgent: the fit after the 3rd identical run_tests result reports the loop."""
+    plan: list[Any] = [("run_tests", {"path": "tests/"}), "still failing"] * 4
+    agent, client, context = autogen_setup(LOOP, plan)
+    reports: list[FitReport] = []
+    context.on_fit = reports.append
+    for _ in range(4):
+        await agent.run(task="Make the tests pass.")
+    counts = [[d["count"] for d in r.loops if d["kind"] == "same_call"] for r in reports]
+    # two fits per run: the request that calls the tool, then the reflection on its result
+    assert counts == [[], [], [], [], [], [3], [], [4]]
+    assert reports[5].loops[0]["tool"] == "run_tests"
