@@ -396,7 +396,7 @@ async def test_autogen_offloaded_result_never_enters_a_request() -> None:
 async def test_autogen_loop_of_identical_calls_is_reported_at_the_nth() -> None:
     """AssistantAgent: the fit after the 3rd identical run_tests result reports the loop."""
     plan: list[Any] = [("run_tests", {"path": "tests/"}), "still failing"] * 4
-    agent, client, context = autogen_setup(LOOP, plan)
+    agent, _, context = autogen_setup(LOOP, plan)
     reports: list[FitReport] = []
     context.on_fit = reports.append
     for _ in range(4):
