@@ -103,8 +103,10 @@ class FitReport:
             f"ctxmgr fit turn {self.turn}: {self.tokens_before} -> {self.tokens_after} tokens "
             f"(limit {self.effective_limit}, {self.reason}); kept {self.kept_count} segments, "
             f"cleared {n(self.cleared)}, dropped {n(self.dropped)}, summarized "
-            f"{n(self.summarized)}, injected {len(self.injected)}, repairs {len(self.repairs)}; "
-            f"{self.elapsed_ms:.2f} ms"
+            f"{n(self.summarized)}, injected {len(self.injected)}, repairs {len(self.repairs)}"
+            + (f", offloaded {n(self.offloaded)}" if self.offloaded else "")
+            + (f", loops {len(self.loops)}" if self.loops else "")
+            + f"; {self.elapsed_ms:.2f} ms"
         )
 
 

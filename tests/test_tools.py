@@ -117,6 +117,7 @@ def test_offloaded_result_never_enters_the_context() -> None:
     assert mgr.state.archive.get(history[-1].id) is history[-1]
     assert [r.ids for r in report.offloaded] == [tuple(m.id for m in history[-2:])]
     assert report.tokens_before > 10_000 > report.tokens_after
+    assert json.loads(json.dumps(report.to_dict()))["offloaded"][0]["strategy"] == "offload"
     # the next fit extends this context: the preview stays, the original never comes back
     history += [Message.assistant("The log is long."), Message.user("Anything else?")]
     out2, report2 = mgr.fit(history)
@@ -223,6 +224,8 @@ def test_loop_guard_reports_at_the_nth_repeat() -> None:
         "verbose": True,
     }
     assert {d["kind"] for d in reports[2].loops} == {"same_call", "same_result"}
+    assert json.loads(json.dumps(reports[2].to_dict()))["loops"] == reports[2].loops
+    assert "loops 2" in str(reports[2])
 
 
 def test_loop_guard_window_note_and_error() -> None:
