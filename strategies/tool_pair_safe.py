@@ -100,7 +100,8 @@ def _without_reasoning(message: Message) -> Message:
         return message
     parts = tuple(p for p in message.content if not p.is_reasoning)
     meta = dict(message.metadata)
-    meta.update({"ctxmgr": "cleared_reasoning", "original_id": message.id})
+    original = str(message.metadata.get("original_id") or message.id)
+    meta.update({"ctxmgr": "cleared_reasoning", "original_id": original})
     return message.evolve(content=parts or "", metadata=meta)
 
 
@@ -260,13 +261,14 @@ class ToolPairSafe(Strategy):
         if not cleared_ids:
             return None
         if opts.clear_tool_inputs:
-            marker = json.dumps({"ctxmgr": f"arguments cleared; get_message({seg.head.id!r})"})
+            original = str(seg.head.metadata.get("original_id") or seg.head.id)
+            marker = json.dumps({"ctxmgr": f"arguments cleared; get_message({original!r})"})
             head_calls = [
                 replace(c, arguments=marker) if c.id in cleared_ids else c
                 for c in seg.head.tool_calls
             ]
             meta = dict(seg.head.metadata)
-            meta.update({"ctxmgr": "cleared_tool_inputs", "original_id": seg.head.id})
+            meta.update({"ctxmgr": "cleared_tool_inputs", "original_id": original})
             new[0] = seg.head.evolve(tool_calls=tuple(head_calls), metadata=meta)
         return new
 

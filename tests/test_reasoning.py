@@ -170,3 +170,41 @@ def test_clear_reasoning_keeps_the_current_tool_loop() -> None:
     assert old and all(m.reasoning == () for m in old)
     assert all(m.metadata["ctxmgr"] == "cleared_reasoning" for m in old)
     assert all(mgr.state.archive.get(m.metadata["original_id"]).reasoning for m in old)  # type: ignore[union-attr]
+
+
+def test_cleared_reasoning_and_inputs_still_name_the_archived_original() -> None:
+    """A call message losing its reasoning and then its arguments names the true original."""
+    mgr = ContextManager.from_config(
+        {
+            "max_context_tokens": 1500,
+            "reserve_output_tokens": 100,
+            "strategies": [
+                {
+                    "name": "tool_pair_safe",
+                    "clear_reasoning": True,
+                    "clear_tool_inputs": True,
+                    "keep_recent_tool_results": 1,
+                },
+                {"name": "pin_and_slide"},
+            ],
+        },
+        counter=COUNTER,
+    )
+    thinking = ContentPart("thinking", data={"thinking": "plan " * 40, "signature": "s" * 40})
+    history = [Message.system("agent"), Message.user("task")]
+    for i in range(5):
+        call = ToolCall(f"c{i}", "read", json.dumps({"path": f"file{i}.py"}))
+        history.append(Message("assistant", (thinking,), tool_calls=(call,)))
+        history.append(Message.tool(f"line {i} " * 60, call.id))
+    history.append(Message.user("next"))
+    out, report = mgr.fit(history)
+    heads = [m for m in out if m.metadata.get("ctxmgr") == "cleared_tool_inputs"]
+    assert report.compacted and heads
+    for m in heads:
+        original = mgr.state.archive.get(m.metadata["original_id"])
+        assert (
+            original is not None
+            and original.reasoning
+            and "file" in original.tool_calls[0].arguments
+        )
+        assert m.reasoning == ()

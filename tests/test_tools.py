@@ -326,3 +326,7 @@ def test_invariants_hold_with_offload_clearing_and_loop_guard(
             if m.pinned:
                 assert (m.id, m.fingerprint) in ids, "pinned message missing"
             assert (m.id, m.fingerprint) in ids or m in mgr.state.archive, f"lost {m!r}"
+        for m in out:  # every placeholder and preview names a message get_message can read
+            original = m.metadata.get("original_id")
+            if original is not None:
+                assert mgr.state.archive.get(str(original)) is not None, f"unreachable {m!r}"
