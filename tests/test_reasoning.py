@@ -39,10 +39,17 @@ REASONING = {
     "id": "rs_68f0",
     "extras": {"signature": "s1"},
 }
+RESPONSES_ITEM = {
+    "type": "reasoning",
+    "id": "rs_0a1b",
+    "summary": [{"type": "summary_text", "text": "Compared both fixes; the second is safer."}],
+    "encrypted_content": "gAAAAABo" + "x" * 120,
+}
 BLOCKS: list[dict[str, Any]] = [
     THINKING,
     REDACTED,
     REASONING,
+    RESPONSES_ITEM,
     {"type": "text", "text": "Reading it."},
 ]
 
@@ -63,7 +70,8 @@ def test_openai_dicts_round_trip_byte_for_byte() -> None:
     ]
     messages = messages_from_openai(items)
     assert json.dumps(messages_to_openai(messages)) == json.dumps(items)
-    assert [p.type for p in messages[1].reasoning] == ["thinking", "redacted_thinking", "reasoning"]
+    kinds = [p.type for p in messages[1].reasoning]
+    assert kinds == ["thinking", "redacted_thinking", "reasoning", "reasoning"]
     restored = [message_from_dict(json.loads(json.dumps(message_to_dict(m)))) for m in messages]
     assert json.dumps(messages_to_openai(restored)) == json.dumps(items)
     assert [m.fingerprint for m in restored] == [m.fingerprint for m in messages]
@@ -81,7 +89,7 @@ def test_langchain_round_trip_byte_for_byte() -> None:
         additional_kwargs={"reasoning_content": "deep thoughts"},
     )
     neutral = to_message(original)
-    assert len(neutral.reasoning) == 3
+    assert len(neutral.reasoning) == 4
     back = from_message(neutral)
     assert json.dumps(back.content) == json.dumps(BLOCKS)
     assert back.additional_kwargs == original.additional_kwargs
@@ -131,8 +139,19 @@ def test_reasoning_is_counted() -> None:
         tuple(messages_from_openai([{"role": "assistant", "content": BLOCKS}])[0].content),
     )
     extra = COUNTER.count_message(with_thinking) - COUNTER.count_message(plain)
-    readable = COUNTER.count_text(THINKING["thinking"]) + COUNTER.count_text(REASONING["reasoning"])
-    opaque = (len(THINKING["signature"]) + len(REDACTED["data"])) // 4
+    readable = sum(
+        COUNTER.count_text(t)
+        for t in (
+            THINKING["thinking"],
+            REASONING["reasoning"],
+            RESPONSES_ITEM["summary"][0]["text"],
+        )
+    )
+    opaque = (
+        len(THINKING["signature"])
+        + len(REDACTED["data"])
+        + len(RESPONSES_ITEM["encrypted_content"])
+    ) // 4
     assert extra >= readable + opaque - 4
 
 
