@@ -69,12 +69,12 @@ class ArchiveHit:
 
 
 class _Index:
-    """Term counts of archived messages, extended as the archive grows (append-only)."""
+    """An inverted index of archived messages, extended as the archive grows (append-only)."""
 
     def __init__(self) -> None:
         self.entries: list[ArchivedMessage] = []
-        self.counts: list[Counter[str]] = []
         self.lengths: list[int] = []
+        self.postings: dict[str, list[tuple[int, int]]] = {}  # term -> [(doc, tf)]
 
 
 _INDEXES: weakref.WeakKeyDictionary[Archive, _Index] = weakref.WeakKeyDictionary()
@@ -105,17 +105,19 @@ def _index(archive: Archive) -> _Index:
     new = entries[len(index.entries) :]
     if new:
         for entry, tokens in zip(new, _tokenize([e.message.search_text for e in new])):
+            doc = len(index.entries)
             index.entries.append(entry)
-            index.counts.append(Counter(tokens))
             index.lengths.append(len(tokens))
+            for term, tf in Counter(tokens).items():
+                index.postings.setdefault(term, []).append((doc, tf))
     return index
 
 
 def search_archive(archive: Archive, query: str, k: int = 5) -> list[ArchiveHit]:
     """Rank archived messages by BM25 relevance to ``query``.
 
-    Tokens of each archived message are computed once and cached per archive (the
-    archive only grows), so a search costs O(archive x query terms).
+    Each archived message is tokenized once into an inverted index kept per archive (the
+    archive only grows), so a search costs O(postings of the query terms).
 
     Args:
         archive: the session's archive (not mutated).
@@ -136,16 +138,17 @@ def search_archive(archive: Archive, query: str, k: int = 5) -> list[ArchiveHit]
     if n == 0:
         return []
     avgdl = (sum(index.lengths) / n) or 1.0
-    df = {t: sum(1 for c in index.counts if t in c) for t in terms}
-    idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items() if d}
-    scored: list[tuple[float, int]] = []
-    for i, (counts, length) in enumerate(zip(index.counts, index.lengths)):
-        norm = _K1 * (1 - _B + _B * length / avgdl)
-        score = sum(w * counts[t] / (counts[t] + norm) for t, w in idf.items() if t in counts)
-        if score > 0:
-            scored.append((score, i))
-    scored.sort(key=lambda t: (-t[0], -t[1]))
-    return [ArchiveHit(index.entries[i], s) for s, i in scored[:k]]
+    scores: dict[int, float] = {}
+    for term in terms:
+        postings = index.postings.get(term, ())
+        if not postings:
+            continue
+        idf = math.log(1 + (n - len(postings) + 0.5) / (len(postings) + 0.5))
+        for doc, tf in postings:
+            norm = _K1 * (1 - _B + _B * index.lengths[doc] / avgdl)
+            scores[doc] = scores.get(doc, 0.0) + idf * tf / (tf + norm)
+    best = sorted(scores.items(), key=lambda t: (-t[1], -t[0]))[:k]
+    return [ArchiveHit(index.entries[doc], score) for doc, score in best if score > 0]
 
 
 def _entry(archive: Archive, message_id: str) -> ArchivedMessage | None:

@@ -80,6 +80,34 @@ def test_search_history_finds_evicted_evidence_with_turn_and_role() -> None:
     assert search_history("qqqq zzzz") == "no archived message matches 'qqqq zzzz'"
 
 
+@pytest.mark.parametrize("query", ["cat food", "support group", "bird morning park"])
+def test_search_scores_equal_bm25s_lucene(query: str) -> None:
+    """search_archive's scores equal bm25s.BM25(method="lucene") with k1=1.5, b=0.75."""
+    import bm25s
+
+    from ctxmgr.state import Archive
+    from ctxmgr.tools import _tokenize
+
+    docs = [
+        "the cat sat on the mat",
+        "dogs chase cats in the park every morning",
+        "a bird sings",
+        "cat cat cat food for the hungry cat",
+        "Caroline went to the LGBTQ support group yesterday",
+    ]
+    archive = Archive()
+    for i, doc in enumerate(docs):
+        archive.add(Message.user(doc), "evicted", i)
+    hits = search_archive(archive, query, k=10)
+    ours = {docs.index(h.entry.message.text): h.score for h in hits}
+    retriever = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
+    retriever.index(_tokenize(docs), show_progress=False)
+    known = [t for t in set(_tokenize([query])[0]) if t in retriever.vocab_dict]
+    expected = retriever.get_scores(known)
+    assert ours and all(ours[i] == pytest.approx(expected[i], rel=1e-5) for i in ours)
+    assert {i for i, v in enumerate(expected) if v > 0} == set(ours)
+
+
 def test_get_message_pages_a_long_message() -> None:
     """A long archived text is read in pages; the footer names the next offset."""
     mgr = manager([{"name": "pin_and_slide"}])
