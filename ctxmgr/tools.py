@@ -152,12 +152,7 @@ def search_archive(archive: Archive, query: str, k: int = 5) -> list[ArchiveHit]
 
 
 def _entry(archive: Archive, message_id: str) -> ArchivedMessage | None:
-    found = None
-    for entry in archive:
-        if entry.message.id == message_id:
-            found = entry
-            break
-    return found
+    return next((e for e in archive if e.message.id == message_id), None)
 
 
 def read_archived(

@@ -40,7 +40,8 @@ class LoopGuardOptions(StrategyOptions):
         repeats: report a call (or result) seen this many times within the window.
         window_turns: how many recent turns (fits) count.
         same_results: also report identical results of the same tool (even with
-            different arguments).
+            different arguments). Tools whose normal answer is a short constant
+            (``"OK"``) repeat it legitimately; turn this off for them.
         inject_note: append a short note to the context when a loop is reported.
         note_role: role of that note (``"user"`` suits providers that reject late
             system messages).
