@@ -35,14 +35,14 @@ class OffloadOptions(StrategyOptions):
     Attributes:
         offload_over_tokens: offload a tool result larger than this many tokens.
         per_tool: tool name glob -> threshold in tokens, overriding
-            ``offload_over_tokens``; ``None`` never offloads that tool. First match wins.
+            ``offload_over_tokens``. First match wins.
         preview_tokens: tokens of head and tail kept in the preview (split evenly).
-        exclude_tools: tool name globs never offloaded. The recall tool ``get_message``
-            pages its output itself, and offloading it would loop.
+        exclude_tools: tool name globs never offloaded. The default excludes the recall
+            tools: ``get_message`` pages its output itself, and offloading it would loop.
     """
 
     offload_over_tokens: int = Field(default=4000, gt=0)
-    per_tool: dict[str, int | None] = Field(default_factory=dict)
+    per_tool: dict[str, int] = Field(default_factory=dict)
     preview_tokens: int = Field(default=300, ge=0)
     exclude_tools: list[str] = Field(default_factory=lambda: ["get_message", "search_history"])
 

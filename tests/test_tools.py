@@ -155,8 +155,12 @@ def test_offloaded_result_never_enters_the_context() -> None:
 
 
 def test_offload_thresholds_per_tool_and_exclusions() -> None:
-    """per_tool overrides the threshold (None: never), exclude_tools is never offloaded."""
-    opts = {"offload_over_tokens": 300, "per_tool": {"grep*": 2000, "cat": None}}
+    """per_tool overrides the threshold; exclude_tools are never offloaded."""
+    opts = {
+        "offload_over_tokens": 300,
+        "per_tool": {"grep*": 2000},
+        "exclude_tools": ["cat", "get_message"],
+    }
     mgr = manager([{"name": "offload", "options": opts}, {"name": "pin_and_slide"}], 30000)
     history = [Message.user("go")]
     for i, tool in enumerate(["grep_repo", "cat", "get_message", "ls"]):
