@@ -405,3 +405,40 @@ async def test_autogen_loop_of_identical_calls_is_reported_at_the_nth() -> None:
     # two fits per run: the request that calls the tool, then the reflection on its result
     assert counts == [[], [], [], [], [], [3], [], [4]]
     assert reports[5].loops[0]["tool"] == "run_tests"
+
+
+async def test_llamaindex_offload_applies_from_the_next_run() -> None:
+    """FunctionAgent: later runs see only the preview (the in-run scratchpad bypasses memory).
+
+    The 50,000 characters reach the LLM once, in their own run, as documented.
+    """
+    pytest.importorskip("llama_index.core")
+    from ctxmgr.adapters.llamaindex import ContextMemory
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.base.llms.types import ChatMessage, MessageRole, ToolCallBlock
+    from llama_index.core.llms.mock import MockFunctionCallingLLM
+    from llama_index.core.tools import FunctionTool
+
+    calls: list[list[ChatMessage]] = []
+
+    def script(messages: Sequence[ChatMessage], **kwargs: Any) -> ChatMessage:
+        calls.append(list(messages))
+        if messages[-1].role == MessageRole.USER and "big.log" in (messages[-1].content or ""):
+            block = ToolCallBlock(
+                tool_call_id="c1", tool_name="read_file", tool_kwargs={"path": "big.log"}
+            )
+            return ChatMessage(role="assistant", blocks=[block])
+        return ChatMessage(role="assistant", content="ok")
+
+    memory = ContextMemory.from_config(OFFLOAD, system_prompt=SYSTEM)
+    agent = FunctionAgent(
+        tools=[FunctionTool.from_defaults(fn=read_file)],
+        llm=MockFunctionCallingLLM(response_generator=script),
+    )
+    await agent.run(user_msg="Read big.log", memory=memory)
+    first_run = len(calls)
+    await agent.run(user_msg="Summarize what you read", memory=memory)
+    text = ["\n".join(m.content or "" for m in c) for c in calls]
+    assert "MIDDLE-SECRET" in text[first_run - 1]  # the documented in-run limitation
+    assert all("MIDDLE-SECRET" not in t for t in text[first_run:])
+    assert PREVIEW_ID.findall(text[first_run])
