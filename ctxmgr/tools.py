@@ -6,7 +6,8 @@ reach it again. They are views of the session state:
 * :func:`search_archive` ranks archived messages against a query with BM25 (Lucene
   variant, as ``bm25s`` computes it; Robertson & Zaragoza, "The Probabilistic Relevance
   Framework: BM25 and Beyond", 2009) using ``bm25s``'s tokenizer, English stop words and
-  the Snowball stemmer, the same text pipeline as the ``relevance`` strategy;
+  the Snowball stemmer, the same text pipeline as the ``relevance`` strategy; blended with
+  cosine similarity when the manager's ``relevance`` strategy has an ``embedder``;
 * :func:`read_archived` returns one archived message by id, paged by characters so a
   50,000-character tool result can be read in parts;
 * :func:`recall_functions` and :func:`compaction_function` wrap them as plain Python
@@ -75,6 +76,7 @@ class _Index:
         self.entries: list[ArchivedMessage] = []
         self.lengths: list[int] = []
         self.postings: dict[str, list[tuple[int, int]]] = {}  # term -> [(doc, tf)]
+        self.vectors: list[Any] = []  # embeddings, filled on the first hybrid search
 
 
 _INDEXES: weakref.WeakKeyDictionary[Archive, _Index] = weakref.WeakKeyDictionary()
@@ -113,29 +115,38 @@ def _index(archive: Archive) -> _Index:
     return index
 
 
-def search_archive(archive: Archive, query: str, k: int = 5) -> list[ArchiveHit]:
-    """Rank archived messages by BM25 relevance to ``query``.
+def search_archive(
+    archive: Archive,
+    query: str,
+    k: int = 5,
+    *,
+    embed: Callable[[list[str]], Any] | None = None,
+    semantic_weight: float = 0.5,
+) -> list[ArchiveHit]:
+    """Rank archived messages by BM25 relevance to ``query``, optionally hybrid.
 
     Each archived message is tokenized once into an inverted index kept per archive (the
-    archive only grows), so a search costs O(postings of the query terms).
+    archive only grows), so a BM25 search costs O(postings of the query terms). With
+    ``embed``, the score is ``(1 - w) * bm25 / max(bm25) + w * max(0, cosine)``, each
+    message embedded once (O(archive) vector work per search).
 
     Args:
         archive: the session's archive (not mutated).
         query: free text; stop words are ignored and words stemmed.
         k: at most this many hits (k <= 0 returns none).
+        embed: ``f(texts) -> vectors``, e.g. the ``relevance`` strategy's ``embedder``.
+        semantic_weight: ``w`` above, in [0, 1].
 
     Returns:
-        Hits, best first; ties go to the most recently archived. Messages sharing no term
-        with the query are left out.
+        Hits, best first; ties go to the most recently archived. Messages scoring 0 (no
+        shared term and, with ``embed``, no positive similarity) are left out.
     """
-    if k <= 0:
+    if k <= 0 or not query.strip():
         return []
-    terms = set(_tokenize([query])[0]) if query.strip() else set()
-    if not terms:
-        return []
+    terms = set(_tokenize([query])[0])
     index = _index(archive)
     n = len(index.entries)
-    if n == 0:
+    if n == 0 or (not terms and embed is None):
         return []
     avgdl = (sum(index.lengths) / n) or 1.0
     scores: dict[int, float] = {}
@@ -147,8 +158,33 @@ def search_archive(archive: Archive, query: str, k: int = 5) -> list[ArchiveHit]
         for doc, tf in postings:
             norm = _K1 * (1 - _B + _B * index.lengths[doc] / avgdl)
             scores[doc] = scores.get(doc, 0.0) + idf * tf / (tf + norm)
+    if embed is not None:
+        scores = _hybrid(index, query, scores, embed, semantic_weight)
     best = sorted(scores.items(), key=lambda t: (-t[1], -t[0]))[:k]
     return [ArchiveHit(index.entries[doc], score) for doc, score in best if score > 0]
+
+
+def _hybrid(
+    index: _Index,
+    query: str,
+    bm25: dict[int, float],
+    embed: Callable[[list[str]], Any],
+    weight: float,
+) -> dict[int, float]:
+    import numpy as np
+
+    todo = [e.message.search_text for e in index.entries[len(index.vectors) :]]
+    if todo:
+        index.vectors.extend(np.asarray(v, dtype=float) for v in embed(todo))
+    matrix = np.stack(index.vectors)
+    qvec = np.asarray(embed([query])[0], dtype=float)
+    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(qvec) or 1.0)
+    cosine = np.maximum(0.0, matrix @ qvec / np.where(norms == 0, 1.0, norms))
+    top = max(bm25.values(), default=0.0) or 1.0
+    return {
+        doc: (1 - weight) * bm25.get(doc, 0.0) / top + weight * float(cosine[doc])
+        for doc in range(len(index.entries))
+    }
 
 
 def _entry(archive: Archive, message_id: str) -> ArchivedMessage | None:
@@ -216,7 +252,8 @@ def recall_functions(
             query: words to look for, e.g. a file name, an error message or a topic.
             k: how many results to return, best first.
         """
-        hits = search_archive(current().state.archive, query, k)
+        manager = current()
+        hits = search_archive(manager.state.archive, query, k, embed=_embedder(manager))
         if not hits:
             return f"no archived message matches {query!r}"
         body = "\n".join(h.render() for h in hits)
@@ -232,6 +269,15 @@ def recall_functions(
         return read_archived(current().state.archive, id, offset, page_chars)
 
     return [search_history, get_message]
+
+
+def _embedder(manager: Any) -> Callable[[list[str]], Any] | None:
+    """The embedding function of the manager's ``relevance`` strategy, if it has one."""
+    for strategy in getattr(manager, "strategies", ()):
+        embed = getattr(strategy, "_embed", None) if strategy.name == "relevance" else None
+        if embed is not None:
+            return embed  # type: ignore[no-any-return]
+    return None
 
 
 def compaction_function(current: Callable[[], Any]) -> Callable[..., str]:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from ctxmgr import AgentLoopError, Budget, ContextManager, Message, ToolCall, get_counter
 from ctxmgr.segments import Segment, segment_messages
-from ctxmgr.state import SessionState
+from ctxmgr.state import Archive, SessionState
 from ctxmgr.testing import agent_history, check_tool_pairs, histories
 from ctxmgr.tools import compaction_function, read_archived, recall_functions, search_archive
 from ctxmgr.window import Window
@@ -85,7 +85,6 @@ def test_search_scores_equal_bm25s_lucene(query: str) -> None:
     """search_archive's scores equal bm25s.BM25(method="lucene") with k1=1.5, b=0.75."""
     import bm25s
 
-    from ctxmgr.state import Archive
     from ctxmgr.tools import _tokenize
 
     docs = [
@@ -106,6 +105,41 @@ def test_search_scores_equal_bm25s_lucene(query: str) -> None:
     expected = retriever.get_scores(known)
     assert ours and all(ours[i] == pytest.approx(expected[i], rel=1e-5) for i in ours)
     assert {i for i, v in enumerate(expected) if v > 0} == set(ours)
+
+
+SYNONYMS = [{"car", "automobile", "vehicle"}, {"red", "crimson"}, {"dog", "puppy"}]
+
+
+def synonym_embed(texts: list[str]) -> list[list[float]]:
+    """A toy embedding: one dimension per synonym group (deterministic, offline)."""
+    out = []
+    for text in texts:
+        words = set(re.findall(r"\w+", text.lower()))
+        out.append([float(len(words & group)) for group in SYNONYMS])
+    return out
+
+
+def test_hybrid_search_finds_synonyms_bm25_misses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the relevance strategy's embedder, search_history blends in cosine similarity."""
+    import sys
+    import types
+
+    archive_texts = ["my car is crimson", "the puppy sleeps", "tax forms are due"]
+    bm25_only = Archive()
+    for i, text in enumerate(archive_texts):
+        bm25_only.add(Message.user(text), "evicted", i)
+    assert search_archive(bm25_only, "red automobile") == []
+    hits = search_archive(bm25_only, "red automobile", embed=synonym_embed)
+    assert [h.entry.message.text for h in hits] == ["my car is crimson"]
+    module = types.ModuleType("ctxmgr_test_embed")
+    module.embed = synonym_embed  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ctxmgr_test_embed", module)
+    mgr = manager([{"name": "relevance", "options": {"embedder": "ctxmgr_test_embed:embed"}}])
+    for i, text in enumerate(archive_texts):
+        mgr.state.archive.add(Message.user(text), "evicted", i)
+    search_history, _ = recall_functions(lambda: mgr)
+    assert "my car is crimson" in search_history("red automobile")
+    assert "puppy" not in search_history("red automobile")
 
 
 def test_get_message_pages_a_long_message() -> None:
