@@ -102,7 +102,9 @@ def _index(archive: Archive) -> _Index:
     if index is None:
         index = _INDEXES[archive] = _Index()
     entries = list(archive)
-    if len(entries) < len(index.entries):  # archive replaced wholesale: start over
+    n = len(index.entries)
+    if len(entries) < n or (n and entries[n - 1] is not index.entries[-1]):
+        # the archive was rolled back (a failed fit) or replaced: start over
         index = _INDEXES[archive] = _Index()
     new = entries[len(index.entries) :]
     if new:

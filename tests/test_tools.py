@@ -315,8 +315,10 @@ def test_loop_guard_error_leaves_the_manager_usable() -> None:
     history += tool_step(0, "ls", {}, "a b")
     mgr.fit(history)
     history += tool_step(1, "ls", {}, "a b")
-    with pytest.raises(AgentLoopError):
+    with pytest.raises(AgentLoopError) as info:
         mgr.fit(history)
+    assert [m.id for m in info.value.result.messages] == [m.id for m in history]
+    assert info.value.result.report.loops[0]["count"] == 2
     history += [Message.user("try something else")]
     out, _ = mgr.fit(history)
     assert [m.id for m in out] == [m.id for m in history]

@@ -43,7 +43,11 @@ _WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{5,}")
 
 
 def _cfg(budget: int, *strategies: dict[str, Any]) -> dict[str, Any]:
-    return {"max_context_tokens": budget, "reserve_output_tokens": 1000, "strategies": strategies}
+    return {
+        "max_context_tokens": budget,
+        "reserve_output_tokens": 1000,
+        "strategies": list(strategies),
+    }
 
 
 #: The configs compared: no management, observation masking (keep the last tool results),
