@@ -24,7 +24,7 @@ from pydantic import Field
 
 from ctxmgr.errors import AgentLoopError
 from ctxmgr.hookspecs import hookimpl
-from ctxmgr.messages import Message
+from ctxmgr.messages import Message, Role
 from ctxmgr.report import FitReport
 from ctxmgr.segments import Segment
 from ctxmgr.strategy import Strategy, StrategyOptions
@@ -43,8 +43,8 @@ class LoopGuardOptions(StrategyOptions):
             different arguments). Tools whose normal answer is a short constant
             (``"OK"``) repeat it legitimately; turn this off for them.
         inject_note: append a short note to the context when a loop is reported.
-        note_role: role of that note (``"user"`` suits providers that reject late
-            system messages).
+        note_role: role of that note; ``"auto"`` (default) takes the provider profile's
+            injection role (``user`` for Anthropic and Gemini, ``system`` for OpenAI).
         raise_after: raise :class:`~ctxmgr.errors.AgentLoopError` when a key is seen this
             many times within the window (``None``: never); reported from then on even
             below ``repeats``.
@@ -54,7 +54,7 @@ class LoopGuardOptions(StrategyOptions):
     window_turns: int = Field(default=20, ge=1)
     same_results: bool = True
     inject_note: bool = False
-    note_role: Literal["system", "user"] = "user"
+    note_role: Literal["auto", "system", "user"] = "auto"
     raise_after: int | None = Field(default=None, ge=2)
 
 
@@ -72,6 +72,11 @@ class LoopGuard(Strategy):
     summary = "reports repeated identical tool calls/results; optional note or AgentLoopError"
     Options = LoopGuardOptions
     options: LoopGuardOptions
+
+    def bind(self, manager: Any) -> None:
+        """Resolve ``note_role = "auto"`` from the manager's provider profile."""
+        role = self.options.note_role
+        self._role = manager.profile.injection_role if role == "auto" else role
 
     def _data(self, window: Window) -> dict[str, Any]:
         data: dict[str, Any] = window.state.extra.setdefault(self.name, {})
@@ -137,7 +142,8 @@ class LoopGuard(Strategy):
             f"[ctxmgr loop guard: you have {what} in the last {self.options.window_turns} "
             "turns. Repeating it will not give new information; try a different approach.]"
         )
-        return [Message(self.options.note_role, text, metadata={"ctxmgr": "loop_note"})]
+        role: Role = getattr(self, "_role", "user")  # unbound (no manager): user
+        return [Message(role, text, metadata={"ctxmgr": "loop_note"})]
 
     @hookimpl
     def ctxmgr_report(self, window: Window, report: FitReport) -> None:

@@ -306,6 +306,20 @@ def test_loop_guard_window_note_and_error() -> None:
     assert info.value.count == 3 and info.value.tool == "run_tests"
 
 
+@pytest.mark.parametrize(("provider", "role"), [("openai", "system"), ("anthropic", "user")])
+def test_loop_note_role_follows_the_provider_profile(provider: str, role: str) -> None:
+    """note_role = "auto": the profile's injection role; the context stays valid for it."""
+    guard = {"name": "loop_guard", "repeats": 2, "inject_note": True, "same_results": False}
+    mgr = manager([guard, {"name": "pin_and_slide"}], 20000, provider=provider)
+    history = [Message.system("agent"), Message.user("fix the bug")]
+    for i in range(2):
+        history += tool_step(i, "run_tests", {"path": "tests/"}, f"{i} failed")
+        out, report = mgr.fit(history)
+    notes = [m for m in out if m.metadata.get("ctxmgr") == "loop_note"]
+    assert report.loops and len(notes) == 1 and notes[0].role == role
+    assert check_tool_pairs(out) == []
+
+
 def test_loop_guard_error_leaves_the_manager_usable() -> None:
     """After AgentLoopError the next fit continues from the committed context."""
     mgr = manager(
