@@ -442,3 +442,82 @@ async def test_llamaindex_offload_applies_from_the_next_run() -> None:
     assert "MIDDLE-SECRET" in text[first_run - 1]  # the documented in-run limitation
     assert all("MIDDLE-SECRET" not in t for t in text[first_run:])
     assert PREVIEW_ID.findall(text[first_run])
+
+
+# =========================================================================================
+# pydantic-ai, OpenAI Agents SDK, AG2
+# =========================================================================================
+def evicted_manager_history() -> list[Any]:
+    """A history whose fit at RECALL's budget evicts (or clears) the launch code."""
+    from ctxmgr import Message, ToolCall
+
+    history = [Message.system(SYSTEM), Message.user("Find the launch code.")]
+    for i, (tool, result) in enumerate(
+        [("read_file", read_file("codes.txt"))]
+        + [("search", search(f"topic {j}")) for j in range(8)]
+    ):
+        call = ToolCall(f"k{i}", tool, "{}")
+        history += [Message.assistant("", [call]), Message.tool(result, call.id, name=tool)]
+    return history
+
+
+async def test_pydantic_ai_agent_recalls_through_context_tools() -> None:
+    """pydantic-ai: search_history and get_message act on the run's conversation archive."""
+    pytest.importorskip("pydantic_ai")
+    from ctxmgr.adapters.pydantic_ai import ContextProcessor, context_tools
+    from pydantic_ai import Agent
+    from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    processor = ContextProcessor.from_config(RECALL)
+    out, _ = processor.manager_for("conv").fit(evicted_manager_history())
+    assert all("ZEBRA-42" not in m.text for m in out)
+    returns: list[str] = []
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        assert [t.name for t in info.function_tools] == [
+            "search_history", "get_message", "compact_context",
+        ]  # fmt: skip
+        last = messages[-1].parts[-1]
+        content = str(getattr(last, "content", ""))
+        if not returns:
+            returns.append("")
+            return ModelResponse(parts=[ToolCallPart("search_history", {"query": "launch code"})])
+        if len(returns) == 1:
+            returns.append(content)
+            (found,) = HIT_ID.findall(content)[:1]
+            return ModelResponse(parts=[ToolCallPart("get_message", {"id": found})])
+        returns.append(content)
+        return ModelResponse(parts=[TextPart("done")])
+
+    agent: Agent[None, str] = Agent(FunctionModel(model), tools=context_tools(processor))
+    result = await agent.run("What was the launch code?", conversation_id="conv")
+    assert result.output == "done"
+    assert "ZEBRA-42" in returns[2]
+
+
+async def test_openai_agents_and_ag2_context_tools() -> None:
+    """Agents SDK FunctionTools and AG2 Tools reach the archive of their conversation."""
+    pytest.importorskip("agents")
+    pytest.importorskip("autogen")
+    from agents.tool_context import ToolContext
+    from ctxmgr.adapters import ag2, openai_agents
+
+    flt = openai_agents.ContextFilter.from_config(RECALL)
+    flt.manager_for("k").fit(evicted_manager_history())
+    tools = {t.name: t for t in openai_agents.context_tools(flt, key="k")}
+    assert list(tools) == ["search_history", "get_message", "compact_context"]
+    args = json.dumps({"query": "launch code"})
+    ctx = ToolContext(None, tool_name="search_history", tool_call_id="t1", tool_arguments=args)
+    found = await tools["search_history"].on_invoke_tool(ctx, args)
+    assert "ZEBRA-42" in str(found)
+    with pytest.raises(ValueError, match="needs the conversation key"):
+        openai_agents.context_tools(flt)
+
+    transform = ag2.ContextTransform.from_config(RECALL)
+    mgr = transform.manager
+    mgr.fit(evicted_manager_history())
+    ag2_tools = {t.name: t for t in ag2.context_tools(mgr)}
+    assert "ZEBRA-42" in ag2_tools["search_history"].func(query="launch code")
+    assert "compaction requested" in ag2_tools["compact_context"].func(reason="done")
+    assert mgr.state.extra["compaction_request"]["reason"] == "done"
