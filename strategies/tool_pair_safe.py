@@ -65,11 +65,13 @@ class ToolPairSafeOptions(StrategyOptions):
             https://docs.claude.com/en/docs/build-with-claude/context-editing).
         exclude_tools: tool name globs whose results are never cleared.
         clear_tool_inputs: also replace the arguments of cleared calls by a short marker
-            (Anthropic's ``clear_tool_inputs``); the originals are archived.
+            (Anthropic's ``clear_tool_inputs``); the originals are archived. A pinned call
+            message keeps its arguments.
         clear_reasoning: at a compaction that must free room, drop the reasoning parts
             (thinking, redacted thinking, reasoning items) of messages before the latest
             user message; the current tool loop keeps its reasoning, which Anthropic
-            requires with tool use (Anthropic's ``clear_thinking``). Originals archived.
+            requires with tool use (Anthropic's ``clear_thinking``). Originals archived;
+            pinned messages keep theirs.
         max_tool_result_tokens: truncate any single tool result above this (None: never).
         truncate_to_fit: when pinned content (system prompt, current tool loop) alone
             exceeds the effective limit, truncate the pinned tool exchanges' results in
@@ -110,8 +112,8 @@ def _placeholder(result: Message, call_desc: str, tokens: int) -> Message:
 
 
 def _without_reasoning(message: Message) -> Message:
-    if not message.reasoning or isinstance(message.content, str):
-        return message
+    if not message.reasoning or isinstance(message.content, str) or message.pinned:
+        return message  # pinned means verbatim
     parts = tuple(p for p in message.content if not p.is_reasoning)
     meta = dict(message.metadata)
     original = str(message.metadata.get("original_id") or message.id)
@@ -291,7 +293,7 @@ class ToolPairSafe(Strategy):
         freed = 0
         for i in range(users[-1] if users else 0):
             seg = window.segments[i]
-            if any(m.reasoning for m in seg.messages):
+            if any(m.reasoning and not m.pinned for m in seg.messages):
                 new = [_without_reasoning(m) for m in seg.messages]
                 freed += window.replace(i, new, "old reasoning cleared", self.name)
         return freed
@@ -323,7 +325,7 @@ class ToolPairSafe(Strategy):
             cleared_ids.add(msg.tool_call_id or "")
         if not cleared_ids:
             return None
-        if opts.clear_tool_inputs:
+        if opts.clear_tool_inputs and not seg.head.pinned:  # pinned means verbatim
             original = str(seg.head.metadata.get("original_id") or seg.head.id)
             marker = json.dumps({"ctxmgr": f"arguments cleared; get_message({original!r})"})
             head_calls = [

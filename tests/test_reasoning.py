@@ -227,3 +227,35 @@ def test_cleared_reasoning_and_inputs_still_name_the_archived_original() -> None
             and "file" in original.tool_calls[0].arguments
         )
         assert m.reasoning == ()
+
+
+def test_pinned_messages_keep_their_reasoning_and_arguments() -> None:
+    """Pinned means verbatim: clear_reasoning and clear_tool_inputs leave pinned calls alone."""
+    mgr = ContextManager.from_config(
+        {
+            "max_context_tokens": 1500,
+            "reserve_output_tokens": 100,
+            "strategies": [
+                {
+                    "name": "tool_pair_safe",
+                    "clear_reasoning": True,
+                    "clear_tool_inputs": True,
+                    "keep_recent_tool_results": 0,
+                },
+                {"name": "pin_and_slide"},
+            ],
+        },
+        counter=COUNTER,
+    )
+    thinking = ContentPart("thinking", data={"thinking": "plan " * 40, "signature": "s" * 40})
+    history = [Message.system("agent"), Message.user("task")]
+    for i in range(5):
+        call = ToolCall(f"c{i}", "read", json.dumps({"path": f"file{i}.py"}))
+        head = Message("assistant", (thinking,), tool_calls=(call,), pinned=i == 0)
+        history += [head, Message.tool(f"line {i} " * 60, call.id)]
+    history.append(Message.user("next"))
+    out, report = mgr.fit(history)
+    assert report.compacted
+    assert history[2] in out and history[2].reasoning  # the pinned call, verbatim
+    others = [m for m in out if m.role == "assistant" and m is not history[2]]
+    assert others and all(m.reasoning == () for m in others)
