@@ -9,7 +9,7 @@ file, a preview and the path left behind) and of the OpenAI Agents SDK's
 arrival, so the prompt-cache prefix never contains the full text.
 
 Open tool steps (a parallel call still waiting for some results) are offloaded once they
-close.
+close. A result marked ``pinned=True`` is never offloaded (pinned means verbatim).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Offload(Strategy):
             new = list(seg.messages)
             changed = False
             for j, msg in enumerate(seg.messages[1:], start=1):
-                if msg.metadata.get("ctxmgr"):
+                if msg.metadata.get("ctxmgr") or msg.pinned:  # pinned means verbatim
                     continue
                 tool = names.get(msg.tool_call_id or "", msg.name or "tool")
                 limit = self.threshold(tool)

@@ -199,6 +199,11 @@ def test_offload_thresholds_per_tool_and_exclusions() -> None:
     history = [Message.user("go")]
     for i, tool in enumerate(["grep_repo", "cat", "get_message", "ls"]):
         history += tool_step(i, tool, {}, big_text(4000, f"m{i}"))
+    pinned = ToolCall("call_p", "ls", "{}")
+    history += [
+        Message.assistant("", [pinned]),
+        Message.tool(big_text(4000, "pinned"), pinned.id, name="ls_pinned", pinned=True),
+    ]
     out, report = mgr.fit(history)
     kept = {m.name: "offloaded" if m.metadata.get("ctxmgr") else "whole" for m in out[1:]}
     assert kept == {
@@ -207,6 +212,7 @@ def test_offload_thresholds_per_tool_and_exclusions() -> None:
         "cat": "whole",
         "get_message": "whole",
         "ls": "offloaded",
+        "ls_pinned": "whole",
     }
     assert len(report.offloaded) == 1
 
