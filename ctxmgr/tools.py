@@ -97,13 +97,17 @@ def _tokenize(texts: list[str]) -> list[list[str]]:
     return [list(t) for t in out]  # type: ignore[union-attr]
 
 
+def _key(entry: ArchivedMessage) -> tuple[str, str]:
+    return entry.message.id, entry.message.fingerprint
+
+
 def _index(archive: Archive) -> _Index:
     index = _INDEXES.get(archive)
     if index is None:
         index = _INDEXES[archive] = _Index()
     entries = list(archive)
     n = len(index.entries)
-    if len(entries) < n or (n and entries[n - 1] is not index.entries[-1]):
+    if len(entries) < n or (n and _key(entries[n - 1]) != _key(index.entries[-1])):
         # the archive was rolled back (a failed fit) or replaced: start over
         index = _INDEXES[archive] = _Index()
     new = entries[len(index.entries) :]

@@ -344,6 +344,28 @@ def test_loop_guard_error_leaves_the_manager_usable() -> None:
     assert [m.id for m in out] == [m.id for m in history]
 
 
+def test_a_stored_session_saves_the_fit_that_raised_agent_loop_error() -> None:
+    """Stores keep the committed fit behind AgentLoopError, so the loop is not re-raised."""
+    from ctxmgr.stores import MemoryStore, StoredSession
+
+    store = MemoryStore()
+    guard = [{"name": "loop_guard", "options": {"raise_after": 2}}, {"name": "pin_and_slide"}]
+    history = [Message.user("go")]
+    history += tool_step(0, "ls", {}, "a b")
+    StoredSession(manager(guard, 20000), store, "c").fit(history)
+    history += tool_step(1, "ls", {}, "a b")
+    with pytest.raises(AgentLoopError):
+        StoredSession(manager(guard, 20000), store, "c").fit(history)
+    history += [Message.user("try something else")]
+    worker = StoredSession(manager(guard, 20000), store, "c")
+    out, report = worker.fit(history)  # another worker continues: the loop is known
+    assert report.loops == [] and [m.id for m in out] == [m.id for m in history]
+    search_history, _ = recall_functions(lambda: worker.manager)
+    assert search_history("nothing archived here") == (
+        "no archived message matches 'nothing archived here'"
+    )
+
+
 # -- compaction on request ---------------------------------------------------------------------
 def test_compaction_on_request() -> None:
     """request_compaction (and the compact_context tool) compacts the next fit, then clears."""
