@@ -626,7 +626,7 @@ class ContextManager:
             self._output_tokens += new_tokens
             report.kept_count = len(self._selected)
         else:
-            target = request.get("target_tokens") if request else None
+            target = self._requested_target(request)
             yield from self._compact(window, pending_tokens, reason, report, use_async, target)
         room = self.budget.effective_limit - self._output_tokens - pending_tokens - priming
         for msg in appended:
@@ -672,7 +672,13 @@ class ContextManager:
             raise loop
         return FitResult(out, report)
 
-    def request_compaction(self, reason: str = "", *, target_tokens: int | None = None) -> None:
+    def request_compaction(
+        self,
+        reason: str = "",
+        *,
+        target_tokens: int | None = None,
+        target_fraction: float | None = None,
+    ) -> None:
         """Ask for a compaction on the next fit, even below the trigger.
 
         The request is kept in the session state (``state.extra["compaction_request"]``),
@@ -685,8 +691,29 @@ class ContextManager:
             target_tokens: compact down to at most this many tokens instead of the
                 budget's target (``None``: the budget's target; the budget's target is
                 never exceeded).
+            target_fraction: compact down to at most this share of the previous fit's
+                context (``0.5``: half), resolved at the next fit from the session state.
+
+        Raises:
+            ValueError: ``target_fraction`` is not in (0, 1].
         """
-        self.state.extra["compaction_request"] = {"reason": reason, "target_tokens": target_tokens}
+        if target_fraction is not None and not 0 < target_fraction <= 1:
+            raise ValueError(f"target_fraction must be in (0, 1], got {target_fraction}")
+        self.state.extra["compaction_request"] = {
+            "reason": reason,
+            "target_tokens": target_tokens,
+            "target_fraction": target_fraction,
+        }
+
+    def _requested_target(self, request: Mapping[str, Any] | None) -> int | None:
+        """The token target of a compaction request (absolute and/or relative), or None."""
+        if not request:
+            return None
+        targets = [request["target_tokens"]] if request.get("target_tokens") is not None else []
+        last = (self.state.last_fit or {}).get("tokens_after")
+        if request.get("target_fraction") is not None and last:
+            targets.append(int(float(request["target_fraction"]) * int(last)))
+        return min(targets) if targets else None
 
     def _arrive(self, window: Window, start: int, new_segs: list[Segment]) -> list[SegmentRecord]:
         """Let ``ctxmgr_arrive`` replace new segments before anything sees them (offload).

@@ -290,7 +290,8 @@ def compaction_function(current: Callable[[], Any]) -> Callable[..., str]:
     """Return ``compact_context``, the body of the compaction-request tool.
 
     The request asks the next fit to compact down to half of the last fitted context (at
-    most the budget's target), via :meth:`ctxmgr.ContextManager.request_compaction`.
+    most the budget's target), via :meth:`ctxmgr.ContextManager.request_compaction` with
+    ``target_fraction=0.5`` (resolved at that fit, so it holds on any worker of a store).
 
     Args:
         current: returns the manager the request goes to.
@@ -305,11 +306,10 @@ def compaction_function(current: Callable[[], Any]) -> Callable[..., str]:
         Args:
             reason: why compaction helps now, e.g. "finished exploring; starting the fix".
         """
-        manager = current()
-        last = (manager.state.last_fit or {}).get("tokens_after")
-        target = int(last) // 2 if last else None
-        manager.request_compaction(reason, target_tokens=target)
-        aim = f"about {target} tokens" if target else "the budget's target"
-        return f"compaction requested ({reason}); your next step will see a context of {aim}"
+        current().request_compaction(reason, target_fraction=0.5)
+        return (
+            f"compaction requested ({reason}); your next step will see about half of the "
+            "current context"
+        )
 
     return compact_context

@@ -366,6 +366,29 @@ def test_a_stored_session_saves_the_fit_that_raised_agent_loop_error() -> None:
     )
 
 
+def test_compaction_requested_on_one_worker_reaches_the_next_fit_on_another() -> None:
+    """With a store, compact_context is a transaction: another worker's fit honours it."""
+    from ctxmgr.stores import MemoryStore
+
+    store = MemoryStore()
+    config = {
+        "max_context_tokens": 20000,
+        "strategies": [{"name": "tool_pair_safe"}, {"name": "pin_and_slide"}],
+    }
+
+    def worker() -> ContextManager:
+        return ContextManager.from_config(config, store=store, conversation_id="c")
+
+    a, b = worker(), worker()
+    history = agent_history(40, seed=4, result_words=40)
+    _, first = a.fit(history)
+    compaction_function(lambda: b)("switching tasks")
+    history += [Message.user("now the next task")]
+    out, report = a.fit(history)
+    assert report.compacted and report.reason == "requested: switching tasks"
+    assert report.tokens_after <= first.tokens_after // 2 and check_tool_pairs(out) == []
+
+
 # -- compaction on request ---------------------------------------------------------------------
 def test_compaction_on_request() -> None:
     """request_compaction (and the compact_context tool) compacts the next fit, then clears."""
@@ -373,6 +396,8 @@ def test_compaction_on_request() -> None:
     history = agent_history(40, seed=1, result_words=40)
     _, report = mgr.fit(history)
     assert not report.compacted
+    with pytest.raises(ValueError, match="target_fraction"):
+        mgr.request_compaction("x", target_fraction=0)
     compact_context = compaction_function(lambda: mgr)
     answer = compact_context("done exploring")
     assert "compaction requested" in answer

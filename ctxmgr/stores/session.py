@@ -562,6 +562,27 @@ class StoredContextManager(ContextManager):
         if self.session is not None:
             self.session._synced = False
 
+    def request_compaction(
+        self,
+        reason: str = "",
+        *,
+        target_tokens: int | None = None,
+        target_fraction: float | None = None,
+    ) -> None:
+        """:meth:`ContextManager.request_compaction` as a store transaction.
+
+        So a ``compact_context`` tool call on one worker reaches the next fit on any.
+
+        Raises:
+            ValueError: ``target_fraction`` is not in (0, 1].
+            StoreError: the store failed, or ``max_retries`` saves lost the race.
+        """
+        kw: dict[str, Any] = {"target_tokens": target_tokens, "target_fraction": target_fraction}
+        if self.session is None:
+            ContextManager.request_compaction(self, reason, **kw)
+            return
+        self.session.transact(lambda mgr: ContextManager.request_compaction(mgr, reason, **kw))
+
     @property
     def scratchpad(self) -> Any:
         """The scratchpad note API; writes are store transactions. ``None`` when off."""
