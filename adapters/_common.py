@@ -16,6 +16,8 @@ from ctxmgr.errors import ConfigError
 from ctxmgr.messages import ContentPart, Message
 
 if TYPE_CHECKING:
+    from ctxmgr.adapters._provider import ManagerSpec, ModelFacts
+
     from ctxmgr import ContextManager
     from ctxmgr.report import FitReport
 
@@ -102,20 +104,63 @@ class ConversationPool:
     """One conversation (a forked manager) per key; least recently used dropped past a bound.
 
     Args:
-        base: the template manager; each new key gets ``base.fork()``.
+        base: the template manager; each new key gets ``base.fork()``. A
+            :class:`~ctxmgr.adapters._provider.ManagerSpec` builds it once :meth:`resolve`
+            learns the framework's model (window, tokenizer, provider).
         max_threads: at most this many conversations are kept; ``None`` for no bound.
 
     Raises:
         ValueError: ``max_threads`` is below 1.
     """
 
-    def __init__(self, base: ContextManager, max_threads: int | None = None) -> None:
+    def __init__(self, base: ContextManager | ManagerSpec, max_threads: int | None = None) -> None:
         if max_threads is not None and max_threads < 1:
             raise ValueError(f"max_threads must be >= 1 or None, got {max_threads}")
-        self.base = base
+        from ctxmgr.adapters._provider import ManagerSpec
+
+        self._spec = base if isinstance(base, ManagerSpec) else None
+        self._base: ContextManager | None = None if self._spec is not None else base  # type: ignore[assignment]
+        self._facts: ModelFacts | None = None
         self.max_threads = max_threads
         self._items: OrderedDict[str, Conversation] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def base(self) -> ContextManager:
+        """The template manager (built from the config alone if no model was seen yet).
+
+        Raises:
+            ConfigError: built from a config that cannot size the window before the model
+                is known; the message says to pass ``max_context_tokens``.
+        """
+        if self._base is None:
+            assert self._spec is not None
+            self._base = self._spec.build(self._facts)
+        return self._base
+
+    @property
+    def spec(self) -> ManagerSpec | None:
+        """The spec the template is built from, or ``None`` for a ready manager."""
+        return self._spec
+
+    def resolve(self, facts: ModelFacts) -> None:
+        """Build the template manager for the model ``facts`` describe (once per model).
+
+        Conversations that have not fitted yet follow the new template; ones with state keep
+        their manager. A no-op for a pool built from a ready manager.
+
+        Raises:
+            ConfigError: the window is unknown (see ``ManagerSpec.build``).
+        """
+        if self._spec is None or self._facts == facts:
+            return
+        built = self._spec.build(facts)
+        with self._lock:
+            self._facts = facts
+            self._base = built
+            for item in self._items.values():
+                if item.manager.state.turn == 0 and item.report is None:
+                    item.manager = built.fork()
 
     def get(self, key: str) -> Conversation:
         """Return conversation ``key``, created (with a fresh fork) on first use."""

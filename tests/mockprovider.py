@@ -87,12 +87,16 @@ import tiktoken
 
 __all__ = [
     "FACTOR",
+    "SYSTEM_PROMPT",
     "MockProvider",
     "Recorded",
     "Reply",
     "Script",
     "ToolsThenText",
     "Turn",
+    "big_result",
+    "problems",
+    "question",
 ]
 
 FACTOR = {"openai": 1.0, "anthropic": 1.2, "gemini": 1.2}
@@ -148,6 +152,7 @@ class Recorded:
     status: int = 200
     error: str | None = None
     stream: bool = False
+    expect_user: str | None = None
 
     @property
     def text(self) -> str:
@@ -587,6 +592,7 @@ class MockProvider:
         self.script: Script = script or ToolsThenText()
         self.requests: list[Recorded] = []
         self.overflow_at: set[int] = set()
+        self.current_user: str | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
@@ -691,6 +697,7 @@ class MockProvider:
             return 404, {"Content-Type": "application/json"}, b'{"error": "not found"}'
         stream = bool(body.get("stream")) or bool(gemini and gemini.group(3).startswith("stream"))
         record = Recorded(provider, route, body, [], 0, stream=stream)
+        record.expect_user = self.current_user
         with self._lock:
             self.requests.append(record)
             number = len(self.requests)
@@ -938,6 +945,60 @@ class MockProvider:
             return _json(response)
         data = f"data: {json.dumps(response)}\n\n"
         return 200, {"Content-Type": "text/event-stream"}, data.encode()
+
+
+# ---------------------------------------------------------------------------------------
+# The end-to-end workload and its checks
+# ---------------------------------------------------------------------------------------
+SYSTEM_PROMPT = (
+    "You are the shipping desk of ACME Logistics. Answer in one sentence and always cite the "
+    "record number you used."
+)
+"""The system prompt of every end-to-end run (asserted in every request)."""
+
+
+def question(n: int) -> str:
+    """The n-th user question of a run."""
+    return f"Question {n}: where is shipment {n} now, and when does it reach depot {n % 7}?"
+
+
+def big_result(query: str, tokens: int = 1500) -> str:
+    """A deterministic tool result of about ``tokens`` cl100k tokens (at most ``tokens``)."""
+    words = [f"record {query}:"]
+    i = 0
+    while True:
+        words.append(f"line {i} depot {i % 13} pallet {i * 7 % 101} status ok;")
+        i += 1
+        if i % 20 == 0 and _tok(" ".join(words)) >= tokens - 20:
+            break
+    text = " ".join(words)
+    ids = _ENC.encode(text)[:tokens]
+    return _ENC.decode(ids)
+
+
+def problems(server: MockProvider, *, turns: int) -> list[str]:
+    """Everything wrong with a finished run, as readable lines (empty = clean).
+
+    Checks: no request rejected; every request within ``server.window`` in the server's own
+    count; the system prompt and the current user question in every request; at least one
+    request per turn.
+    """
+    out: list[str] = []
+    for n, rec in enumerate(server.requests, 1):
+        where = f"request {n} ({rec.provider}, {rec.tokens} tokens)"
+        if rec.status != 200:
+            out.append(f"{where}: rejected {rec.status}: {rec.error}")
+            continue
+        if rec.tokens > server.window:
+            out.append(f"{where}: over the {server.window}-token window")
+        if SYSTEM_PROMPT not in rec.text:
+            out.append(f"{where}: system prompt missing (roles {rec.roles})")
+        if rec.expect_user and rec.expect_user not in rec.text:
+            out.append(f"{where}: latest user message {rec.expect_user[:20]!r} missing")
+    asked = {r.expect_user for r in server.requests if r.expect_user}
+    if len(asked) < turns:
+        out.append(f"only {len(asked)} of {turns} turns reached the server")
+    return out
 
 
 def _json(payload: Mapping[str, Any]) -> tuple[int, dict[str, str], bytes]:

@@ -1,0 +1,133 @@
+"""LlamaIndex through the real provider clients against the mock provider server.
+
+Same workload and checks as ``test_provider_e2e_langchain.py``: 30 turns, two parallel
+1,500-token tool results per turn, a 3,000-token window in the server's own count.
+LlamaIndex's OpenAI and Anthropic LLMs are exercised (no Gemini LLM package is installed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+pytest.importorskip("llama_index.llms.openai")
+
+from ctxmgr.adapters.llamaindex import ContextMemory
+from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent, ReActAgent
+from llama_index.core.chat_engine import SimpleChatEngine
+from llama_index.llms.anthropic import Anthropic
+from llama_index.llms.openai import OpenAI
+from mockprovider import SYSTEM_PROMPT, MockProvider, Reply, Turn, big_result, problems, question
+
+from ctxmgr.config import PRESETS
+
+TURNS = 30
+WINDOW = 3000
+PROVIDERS = ("openai", "anthropic")
+
+
+def lookup(query: str) -> str:
+    """Look up a shipment record.
+
+    Args:
+        query: what to look up.
+    """
+    return big_result(query)
+
+
+def llm_of(provider: str, server: MockProvider) -> Any:
+    """The real LlamaIndex LLM of ``provider``, talking to ``server``."""
+    if provider == "openai":
+        return OpenAI(
+            model="gpt-4o", api_base=server.openai_base_url, api_key="test", max_retries=0
+        )
+    return Anthropic(
+        model="claude-sonnet-4-5", base_url=server.base_url, api_key="test", max_retries=0
+    )
+
+
+@pytest.fixture
+def server() -> Any:
+    with MockProvider(window=WINDOW) as srv:
+        yield srv
+
+
+async def _run_agent(server: MockProvider, agent: Any, memory: ContextMemory) -> None:
+    for n in range(TURNS):
+        server.current_user = question(n)
+        await agent.run(question(n), memory=memory)
+
+
+@pytest.mark.parametrize(("provider", "preset"), [(p, s) for p in PROVIDERS for s in PRESETS])
+def test_function_agent(server: MockProvider, provider: str, preset: str) -> None:
+    """FunctionAgent (streaming, the default) with llm=memory.wrap(llm): 30 tool turns."""
+    memory = ContextMemory.from_config(preset, max_context_tokens=WINDOW)
+    agent = FunctionAgent(
+        tools=[lookup], llm=memory.wrap(llm_of(provider, server)), system_prompt=SYSTEM_PROMPT
+    )
+    asyncio.run(_run_agent(server, agent, memory))
+    assert problems(server, turns=TURNS) == []
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_agent_workflow(server: MockProvider, provider: str) -> None:
+    """AgentWorkflow of one FunctionAgent (non-streaming) with the wrapped LLM."""
+    memory = ContextMemory.from_config("agent", max_context_tokens=WINDOW)
+    agent = FunctionAgent(
+        name="desk",
+        description="Answers shipping questions.",
+        tools=[lookup],
+        llm=memory.wrap(llm_of(provider, server)),
+        system_prompt=SYSTEM_PROMPT,
+        streaming=False,
+    )
+    workflow = AgentWorkflow(agents=[agent], root_agent="desk")
+    asyncio.run(_run_agent(server, workflow, memory))
+    assert problems(server, turns=TURNS) == []
+
+
+class _ReActScript:
+    """ReAct text protocol: an Action line first, then an Answer after the Observation."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, turns: list[Turn], tool_names: list[str]) -> Reply:
+        last = turns[-1].text if turns else ""
+        if "Observation:" in last.rsplit("Question", 1)[-1] or "Observation" in turns[-1].role:
+            return Reply(text="Thought: I can answer.\nAnswer: Answer.", stop="end")
+        self.n += 1
+        return Reply(
+            text=(
+                "Thought: I need the record.\nAction: lookup\n"
+                f'Action Input: {{"query": "q{self.n}"}}'
+            ),
+            stop="end",
+        )
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_react_agent(provider: str) -> None:
+    """ReActAgent (text tool protocol) with the wrapped LLM: the tool round is inside the fit."""
+    with MockProvider(window=WINDOW, script=_ReActScript()) as server:
+        memory = ContextMemory.from_config("agent", max_context_tokens=WINDOW)
+        agent = ReActAgent(
+            tools=[lookup], llm=memory.wrap(llm_of(provider, server)), system_prompt=SYSTEM_PROMPT
+        )
+        asyncio.run(_run_agent(server, agent, memory))
+        assert problems(server, turns=TURNS) == []
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_simple_chat_engine(server: MockProvider, provider: str) -> None:
+    """SimpleChatEngine with llm=memory.wrap(llm): 30 turns of 1,500-token user messages."""
+    memory = ContextMemory.from_config("agent", max_context_tokens=WINDOW)
+    engine = SimpleChatEngine.from_defaults(
+        llm=memory.wrap(llm_of(provider, server)), memory=memory, system_prompt=SYSTEM_PROMPT
+    )
+    for n in range(TURNS):
+        server.current_user = question(n)
+        engine.chat(f"{question(n)}\n{big_result(f'u{n}', 1200)}")
+    assert problems(server, turns=TURNS) == []
