@@ -32,13 +32,15 @@ class SummarizeOptions(StrategyOptions):
         summarizer: ``"extractive"`` (offline default), or ``"module:attribute"`` naming a
             summarizer object or a zero-argument factory. A summarizer passed to the
             manager (``summarizer=``) wins over this.
-        role: role of the injected summary message.
+        role: role of the injected summary message; ``"auto"`` (default) takes the
+            provider profile's injection role (``system`` for OpenAI, ``user`` for
+            Anthropic and Gemini, which allow system content only at the top).
     """
 
     max_summary_tokens: int = Field(default=512, gt=0)
     max_summary_fraction: float = Field(default=0.15, gt=0, le=0.5)
     summarizer: str = "extractive"
-    role: Literal["system", "user"] = "system"
+    role: Literal["auto", "system", "user"] = "auto"
 
 
 def _load(spec: str) -> Any:
@@ -67,6 +69,8 @@ class Summarize(Strategy):
     def bind(self, manager: Any) -> None:
         """Pick the summarizer: the manager's, the configured one, or the extractive one."""
         self._fallback = ExtractiveSummarizer(manager.counter.count_text)
+        role = self.options.role
+        self._role = manager.profile.injection_role if role == "auto" else role
         if manager.summarizer is not None:
             self._summarizer = manager.summarizer
         elif self.options.summarizer == "extractive":
@@ -144,7 +148,7 @@ class Summarize(Strategy):
         if not window.state.summary:
             return None
         message = Message(
-            self.options.role,
+            getattr(self, "_role", "system"),
             SUMMARY_HEADER + window.state.summary,
             metadata={"ctxmgr": "summary"},
         )
