@@ -636,6 +636,71 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
 # ---------------------------------------------------------------------------------------
 # The model boundary
 # ---------------------------------------------------------------------------------------
+def _merged_user_turns(messages: Any) -> Any:
+    """Merge consecutive ``user`` messages of an Anthropic request (tool results first)."""
+    if not isinstance(messages, list):
+        return messages
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if out and message.get("role") == "user" and out[-1].get("role") == "user":
+            blocks = [*_blocks(out[-1]["content"]), *_blocks(message["content"])]
+            blocks.sort(key=lambda b: 0 if b.get("type") == "tool_result" else 1)
+            out[-1] = {**out[-1], "content": blocks}
+        else:
+            out.append(message)
+    return out
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content.strip() else []
+    return [dict(block) for block in content]
+
+
+class _MergingMessages:
+    """``AsyncAnthropic.messages`` whose ``create`` merges consecutive user turns."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def create(self, **kwargs: Any) -> Any:
+        kwargs["messages"] = _merged_user_turns(kwargs.get("messages"))
+        return self._inner.create(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _MergingAnthropic:
+    """An ``AsyncAnthropic`` proxy whose ``messages.create`` merges consecutive user turns."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.messages = _MergingMessages(inner.messages)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _merge_anthropic_user_turns(client: Any) -> None:
+    """Make autogen-ext's Anthropic client send one user turn where it would send two.
+
+    That client sends a ``FunctionExecutionResultMessage`` and the ``UserMessage`` after it
+    as two consecutive ``user`` messages, which the Messages API's alternation rule rejects
+    (https://docs.anthropic.com/en/api/messages); AutoGen's types cannot hold both in one
+    message, so the merge happens on the wire: the client's ``AsyncAnthropic`` is replaced
+    by a proxy (installed once) that merges them, ``tool_result`` blocks first.
+    """
+    inner = getattr(client, "_client", None)
+    if (
+        "anthropic" in type(client).__module__.lower()
+        and inner is not None
+        and hasattr(inner, "messages")
+        and not isinstance(inner, _MergingAnthropic)
+    ):
+        client._client = _MergingAnthropic(inner)  # type: ignore[attr-defined]
+
+
 def _tool_schemas(tools: Sequence[Any]) -> list[Mapping[str, Any]] | None:
     """AutoGen tools (``Tool`` objects or ``ToolSchema`` dicts) as OpenAI function tools."""
     out: list[Mapping[str, Any]] = []
@@ -667,6 +732,7 @@ class ContextModelClient(ChatCompletionClient):
     def __init__(self, client: ChatCompletionClient, context: ContextManagerContext) -> None:
         self.client = client
         self.context = context
+        _merge_anthropic_user_turns(client)
 
     def _fail(self, overflow: ProviderOverflow) -> Exception:
         return overflow_error(overflow, self.context.manager)

@@ -625,6 +625,35 @@ class ContextMemory(BaseChatStoreMemory):
 # ---------------------------------------------------------------------------------------
 # The model boundary
 # ---------------------------------------------------------------------------------------
+_OBSERVATION = "Observation:"
+
+
+def _pin_react_question(messages: list[Message]) -> list[Message]:
+    """Pin the question of a ReAct step: its tool results come back as user messages.
+
+    ``ReActAgent`` sends each tool result as a *user* message ``"Observation: ..."``, so the
+    core's "latest user message" would be the observation and the question itself could be
+    evicted mid-run. When user observations follow the latest real user message, that
+    message is returned pinned (``pinned=True``, same id), so it is kept and counted.
+    """
+    question = None
+    observed = False
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if message.role != "user":
+            continue
+        if message.text.lstrip().startswith(_OBSERVATION):
+            observed = True
+            continue
+        question = i
+        break
+    if question is None or not observed or messages[question].pinned:
+        return messages
+    out = list(messages)
+    out[question] = messages[question].evolve(pinned=True, id=messages[question].id)
+    return out
+
+
 class ContextLLM(FunctionCallingLLM):
     """A LlamaIndex LLM that fits every chat request before the wrapped LLM sends it.
 
@@ -671,7 +700,7 @@ class ContextLLM(FunctionCallingLLM):
 
     def _prepare(self, messages: Sequence[ChatMessage], tools: Any) -> tuple[Any, list[Message]]:
         session = self._session()
-        neutral = _to_messages(list(messages), session.cache)
+        neutral = _pin_react_question(_to_messages(list(messages), session.cache))
         self._last = (neutral, list(messages), tools)
         return session, neutral
 

@@ -72,6 +72,7 @@ tokenizers are not cl100k, and the deliberate difference makes the client's cali
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import math
@@ -88,6 +89,7 @@ import tiktoken
 __all__ = [
     "FACTOR",
     "SYSTEM_PROMPT",
+    "UNCLOSED_CLIENT_SOCKETS",
     "MockProvider",
     "Recorded",
     "Reply",
@@ -98,6 +100,16 @@ __all__ = [
     "problems",
     "question",
 ]
+
+UNCLOSED_CLIENT_SOCKETS = (
+    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning",
+    "ignore:Exception ignored in. <function _SelectorTransport.__del__"
+    ":pytest.PytestUnraisableExceptionWarning",
+    "ignore:Exception ignored in. <function BaseEventLoop.__del__"
+    ":pytest.PytestUnraisableExceptionWarning",
+    "ignore:unclosed:ResourceWarning",
+)
+"""``filterwarnings`` for provider SDK clients a test does not close (not ctxmgr's sockets)."""
 
 FACTOR = {"openai": 1.0, "anthropic": 1.2, "gemini": 1.2}
 """Server token count = cl100k chat count x this factor, per provider."""
@@ -633,6 +645,10 @@ class MockProvider:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        # Provider SDK clients the test dropped still hold sockets to this server: collect them
+        # now, so their ResourceWarnings land in the test that used the server (see
+        # UNCLOSED_CLIENT_SOCKETS) rather than in whichever test runs the next collection.
+        gc.collect()
 
     def __enter__(self) -> MockProvider:
         return self.start()
@@ -730,8 +746,8 @@ class MockProvider:
             )
         if provider == "responses":
             return _openai_error(
-                f"Your input exceeds the context window of this model ({tokens} tokens > "
-                f"{self.window}). Please adjust your input and try again.",
+                "Your input exceeds the context window of this model. Please adjust your "
+                "input and try again.",
                 param="input",
                 code="context_length_exceeded",
             )

@@ -18,13 +18,22 @@ from autogen_agentchat.agents import AssistantAgent
 from autogen_ext.models.anthropic import AnthropicChatCompletionClient
 from autogen_ext.models.openai import OpenAIChatCompletionClient
 from ctxmgr.adapters.autogen import ContextManagerContext
-from mockprovider import SYSTEM_PROMPT, MockProvider, big_result, problems, question
+from mockprovider import (
+    SYSTEM_PROMPT,
+    UNCLOSED_CLIENT_SOCKETS,
+    MockProvider,
+    big_result,
+    problems,
+    question,
+)
 
 from ctxmgr.config import PRESETS
 
 TURNS = 30
 WINDOW = 3000
 PROVIDERS = ("openai", "anthropic")
+
+pytestmark = [pytest.mark.filterwarnings(f) for f in UNCLOSED_CLIENT_SOCKETS]
 
 
 async def lookup(query: str) -> str:

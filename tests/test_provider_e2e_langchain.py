@@ -28,13 +28,22 @@ from langchain_core.runnables.history import RunnableWithMessageHistory
 from langchain_core.tools import tool
 from langchain_google_genai import ChatGoogleGenerativeAI
 from langchain_openai import ChatOpenAI
-from mockprovider import SYSTEM_PROMPT, MockProvider, big_result, problems, question
+from mockprovider import (
+    SYSTEM_PROMPT,
+    UNCLOSED_CLIENT_SOCKETS,
+    MockProvider,
+    big_result,
+    problems,
+    question,
+)
 
 from ctxmgr.config import PRESETS
 
 TURNS = 30
 WINDOW = 3000
 PROVIDERS = ("openai", "responses", "anthropic", "gemini")
+
+pytestmark = [pytest.mark.filterwarnings(f) for f in UNCLOSED_CLIENT_SOCKETS]
 
 
 @tool

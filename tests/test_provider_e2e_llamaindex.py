@@ -19,13 +19,32 @@ from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent, ReActA
 from llama_index.core.chat_engine import SimpleChatEngine
 from llama_index.llms.anthropic import Anthropic
 from llama_index.llms.openai import OpenAI
-from mockprovider import SYSTEM_PROMPT, MockProvider, Reply, Turn, big_result, problems, question
+from mockprovider import (
+    SYSTEM_PROMPT,
+    UNCLOSED_CLIENT_SOCKETS,
+    MockProvider,
+    Reply,
+    Turn,
+    big_result,
+    problems,
+    question,
+)
 
 from ctxmgr.config import PRESETS
 
 TURNS = 30
 WINDOW = 3000
 PROVIDERS = ("openai", "anthropic")
+
+pytestmark = [
+    *(pytest.mark.filterwarnings(f) for f in UNCLOSED_CLIENT_SOCKETS),
+    # llama-index-workflows inspects agent instances with inspect.getmembers(), which
+    # touches pydantic's deprecated instance attributes (as in test_adapters_llamaindex.py)
+    pytest.mark.filterwarnings(
+        "ignore:Accessing the 'model_(computed_)?fields' attribute on the instance is "
+        "deprecated:pydantic.warnings.PydanticDeprecatedSince211"
+    ),
+]
 
 
 def lookup(query: str) -> str:
@@ -122,12 +141,16 @@ def test_react_agent(provider: str) -> None:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_simple_chat_engine(server: MockProvider, provider: str) -> None:
-    """SimpleChatEngine with llm=memory.wrap(llm): 30 turns of 1,500-token user messages."""
+    """SimpleChatEngine with llm=memory.wrap(llm): 30 turns of 600-token user messages.
+
+    (The first user message is pinned as the task: with 1,500-token messages the pinned one
+    plus the latest would not fit a 3,000-token window at all.)
+    """
     memory = ContextMemory.from_config("agent", max_context_tokens=WINDOW)
     engine = SimpleChatEngine.from_defaults(
         llm=memory.wrap(llm_of(provider, server)), memory=memory, system_prompt=SYSTEM_PROMPT
     )
     for n in range(TURNS):
         server.current_user = question(n)
-        engine.chat(f"{question(n)}\n{big_result(f'u{n}', 1200)}")
+        engine.chat(f"{question(n)}\n{big_result(f'u{n}', 600)}")
     assert problems(server, turns=TURNS) == []
