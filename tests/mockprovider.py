@@ -96,7 +96,12 @@ __all__ = [
     "Script",
     "ToolsThenText",
     "Turn",
+    "alookup",
+    "autogen_client",
     "big_result",
+    "langchain_model",
+    "llamaindex_llm",
+    "lookup",
     "problems",
     "question",
 ]
@@ -596,7 +601,8 @@ class MockProvider:
     Attributes:
         requests: every request received, in order (:class:`Recorded`).
         overflow_at: 1-based request numbers answered with the context-length error
-            regardless of their size (to test recovery).
+            regardless of their size (to test recovery); the error claims
+            ``max(count, window + 1)`` tokens.
     """
 
     def __init__(self, window: int = 3000, script: Script | None = None) -> None:
@@ -720,8 +726,10 @@ class MockProvider:
         try:
             record.turns = parse(body)
             record.tokens = self.count(record.turns, tools, provider)
-            if record.tokens > self.window or number in self.overflow_at:
+            if record.tokens > self.window:
                 raise self._overflow(provider, record.tokens)
+            if number in self.overflow_at:  # forced: claim one token over the window
+                raise self._overflow(provider, max(record.tokens, self.window + 1))
         except Rejected as exc:
             record.status, record.error = exc.status, exc.message
             return exc.status, {"Content-Type": "application/json"}, json.dumps(exc.body).encode()
@@ -1015,6 +1023,94 @@ def problems(server: MockProvider, *, turns: int) -> list[str]:
     if len(asked) < turns:
         out.append(f"only {len(asked)} of {turns} turns reached the server")
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# The real clients, pointed at a server (frameworks imported on use)
+# ---------------------------------------------------------------------------------------
+def langchain_model(provider: str, server: MockProvider) -> Any:
+    """The real LangChain chat model for ``provider``, talking to ``server``.
+
+    ``provider``: ``openai``, ``responses`` (OpenAI Responses API), ``anthropic``, ``gemini``.
+    """
+    if provider in ("openai", "responses"):
+        from langchain_openai import ChatOpenAI
+
+        return ChatOpenAI(
+            model="gpt-4o",
+            base_url=server.openai_base_url,
+            api_key="test",  # type: ignore[arg-type]
+            max_retries=0,
+            use_responses_api=provider == "responses",
+        )
+    if provider == "anthropic":
+        from langchain_anthropic import ChatAnthropic
+
+        return ChatAnthropic(  # type: ignore[call-arg]
+            model="claude-sonnet-4-5",
+            base_url=server.base_url,
+            api_key="test",  # type: ignore[arg-type]
+            max_retries=0,
+        )
+    from langchain_google_genai import ChatGoogleGenerativeAI
+
+    return ChatGoogleGenerativeAI(
+        model="gemini-2.5-flash",
+        google_api_key="test",  # type: ignore[arg-type]
+        base_url=server.base_url,
+        max_retries=0,
+    )
+
+
+def llamaindex_llm(provider: str, server: MockProvider) -> Any:
+    """The real LlamaIndex LLM for ``provider`` (``openai``, ``anthropic``)."""
+    if provider == "openai":
+        from llama_index.llms.openai import OpenAI
+
+        return OpenAI(
+            model="gpt-4o", api_base=server.openai_base_url, api_key="test", max_retries=0
+        )
+    from llama_index.llms.anthropic import Anthropic
+
+    return Anthropic(
+        model="claude-sonnet-4-5", base_url=server.base_url, api_key="test", max_retries=0
+    )
+
+
+def autogen_client(provider: str, server: MockProvider) -> Any:
+    """The real autogen-ext model client for ``provider`` (``openai``, ``anthropic``)."""
+    if provider == "openai":
+        from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+        return OpenAIChatCompletionClient(
+            model="gpt-4o-2024-08-06",  # the resolved name: no "model mismatch" warning
+            base_url=server.openai_base_url,
+            api_key="test",
+            max_retries=0,
+        )
+    from autogen_ext.models.anthropic import AnthropicChatCompletionClient
+
+    return AnthropicChatCompletionClient(
+        model="claude-sonnet-4-5", base_url=server.base_url, api_key="test", max_retries=0
+    )
+
+
+def lookup(query: str) -> str:
+    """Look up a shipment record.
+
+    Args:
+        query: what to look up.
+    """
+    return big_result(query)
+
+
+async def alookup(query: str) -> str:
+    """Look up a shipment record.
+
+    Args:
+        query: what to look up.
+    """
+    return big_result(query)
 
 
 def _json(payload: Mapping[str, Any]) -> tuple[int, dict[str, str], bytes]:

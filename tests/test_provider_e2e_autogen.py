@@ -14,15 +14,13 @@ import pytest
 
 pytest.importorskip("autogen_ext.models.openai")
 
+import mockprovider
 from autogen_agentchat.agents import AssistantAgent
-from autogen_ext.models.anthropic import AnthropicChatCompletionClient
-from autogen_ext.models.openai import OpenAIChatCompletionClient
 from ctxmgr.adapters.autogen import ContextManagerContext
 from mockprovider import (
     SYSTEM_PROMPT,
     UNCLOSED_CLIENT_SOCKETS,
     MockProvider,
-    big_result,
     problems,
     question,
 )
@@ -36,23 +34,8 @@ PROVIDERS = ("openai", "anthropic")
 pytestmark = [pytest.mark.filterwarnings(f) for f in UNCLOSED_CLIENT_SOCKETS]
 
 
-async def lookup(query: str) -> str:
-    """Look up a shipment record."""
-    return big_result(query)
-
-
-def client_of(provider: str, server: MockProvider) -> Any:
-    """The real autogen-ext client of ``provider``, talking to ``server``."""
-    if provider == "openai":
-        return OpenAIChatCompletionClient(
-            model="gpt-4o-2024-08-06",  # the resolved name: no "model mismatch" warning
-            base_url=server.openai_base_url,
-            api_key="test",
-            max_retries=0,
-        )
-    return AnthropicChatCompletionClient(
-        model="claude-sonnet-4-5", base_url=server.base_url, api_key="test", max_retries=0
-    )
+lookup = mockprovider.alookup
+client_of = mockprovider.autogen_client
 
 
 @pytest.fixture

@@ -15,24 +15,21 @@ import pytest
 
 pytest.importorskip("langchain_openai")
 
+import mockprovider
 from ctxmgr.adapters.langchain import (
     ContextMiddleware,
     ContextRunnable,
 )
 from langchain.agents import create_agent
-from langchain_anthropic import ChatAnthropic
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables.history import RunnableWithMessageHistory
 from langchain_core.tools import tool
-from langchain_google_genai import ChatGoogleGenerativeAI
-from langchain_openai import ChatOpenAI
 from mockprovider import (
     SYSTEM_PROMPT,
     UNCLOSED_CLIENT_SOCKETS,
     MockProvider,
-    big_result,
     problems,
     question,
 )
@@ -46,39 +43,8 @@ PROVIDERS = ("openai", "responses", "anthropic", "gemini")
 pytestmark = [pytest.mark.filterwarnings(f) for f in UNCLOSED_CLIENT_SOCKETS]
 
 
-@tool
-def lookup(query: str) -> str:
-    """Look up a shipment record.
-
-    Args:
-        query: what to look up.
-    """
-    return big_result(query)
-
-
-def chat_model(provider: str, server: MockProvider) -> Any:
-    """The real LangChain chat model of ``provider``, talking to ``server``."""
-    if provider in ("openai", "responses"):
-        return ChatOpenAI(
-            model="gpt-4o",
-            base_url=server.openai_base_url,
-            api_key="test",  # type: ignore[arg-type]
-            max_retries=0,
-            use_responses_api=provider == "responses",
-        )
-    if provider == "anthropic":
-        return ChatAnthropic(  # type: ignore[call-arg]
-            model="claude-sonnet-4-5",
-            base_url=server.base_url,
-            api_key="test",  # type: ignore[arg-type]
-            max_retries=0,
-        )
-    return ChatGoogleGenerativeAI(
-        model="gemini-2.5-flash",
-        google_api_key="test",  # type: ignore[arg-type]
-        base_url=server.base_url,
-        max_retries=0,
-    )
+lookup = tool(mockprovider.lookup)
+chat_model = mockprovider.langchain_model
 
 
 @pytest.fixture

@@ -14,11 +14,10 @@ import pytest
 
 pytest.importorskip("llama_index.llms.openai")
 
+import mockprovider
 from ctxmgr.adapters.llamaindex import ContextMemory
 from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent, ReActAgent
 from llama_index.core.chat_engine import SimpleChatEngine
-from llama_index.llms.anthropic import Anthropic
-from llama_index.llms.openai import OpenAI
 from mockprovider import (
     SYSTEM_PROMPT,
     UNCLOSED_CLIENT_SOCKETS,
@@ -47,24 +46,8 @@ pytestmark = [
 ]
 
 
-def lookup(query: str) -> str:
-    """Look up a shipment record.
-
-    Args:
-        query: what to look up.
-    """
-    return big_result(query)
-
-
-def llm_of(provider: str, server: MockProvider) -> Any:
-    """The real LlamaIndex LLM of ``provider``, talking to ``server``."""
-    if provider == "openai":
-        return OpenAI(
-            model="gpt-4o", api_base=server.openai_base_url, api_key="test", max_retries=0
-        )
-    return Anthropic(
-        model="claude-sonnet-4-5", base_url=server.base_url, api_key="test", max_retries=0
-    )
+lookup = mockprovider.lookup
+llm_of = mockprovider.llamaindex_llm
 
 
 @pytest.fixture
