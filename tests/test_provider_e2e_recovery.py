@@ -21,8 +21,8 @@ from langchain.agents import create_agent
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.tools import tool
 from mockprovider import (
-    UNCLOSED_CLIENT_SOCKETS,
     SYSTEM_PROMPT,
+    UNCLOSED_CLIENT_SOCKETS,
     MockProvider,
     alookup,
     autogen_client,
