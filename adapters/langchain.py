@@ -6,14 +6,20 @@ One line installs ctxmgr into a LangChain app:
 
       agent = create_agent(model, tools, middleware=[ContextMiddleware.from_config("agent")])
 
-* LCEL chains::
+* LCEL chains (the runnable fits the prompt, then calls the model)::
 
-      chain = prompt | ContextRunnable.from_config("agent") | model
+      chain = prompt | ContextRunnable.from_config("agent", model=model)
 
 * ``RunnableWithMessageHistory``::
 
-      get_history = ManagedChatMessageHistory.session_factory("agent")
+      get_history = ManagedChatMessageHistory.session_factory("agent", model=model)
       chain = RunnableWithMessageHistory(runnable, get_history)
+
+The model's name, context window (``profile["max_input_tokens"]``) and provider size the
+budget unless the config sets ``max_context_tokens`` / ``model`` / ``provider``; the tools
+bound to the call are counted; the reply's ``usage_metadata`` calibrates the next fit and
+its stop reason grows the reply reserve after a cut; a provider's context-length refusal is
+refit and retried once (middleware and ``ContextRunnable(model=...)``).
 
 Every entry point keeps one ctxmgr state per conversation (a ``mgr.fork()`` per
 ``thread_id`` / ``session_id``), sends the model the fitted view, and leaves the full history

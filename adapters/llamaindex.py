@@ -1,23 +1,28 @@
 """LlamaIndex adapter: a chat memory that keeps the full history and returns what fits.
 
-One line installs ctxmgr into a LlamaIndex app::
+Two lines install ctxmgr into a LlamaIndex app: keep the memory, wrap the LLM::
 
-    engine = SimpleChatEngine.from_defaults(llm=llm, memory=ContextMemory.from_config("agent"))
-    await agent.run(user_msg, memory=ContextMemory.from_config("agent"))  # FunctionAgent etc.
+    memory = ContextMemory.from_config("agent")
+    engine = SimpleChatEngine.from_defaults(llm=memory.wrap(llm), memory=memory)
+    agent = FunctionAgent(tools=tools, llm=memory.wrap(llm))  # AgentWorkflow, ReActAgent too
+    await agent.run(user_msg, memory=memory)
+
+The wrapped LLM (:class:`ContextLLM`) fits every request where it is sent, with what the
+engine or agent adds after the memory (its ``system_prompt``, the current run's tool calls
+and results) and the tool definitions; the window, tokenizer and provider come from
+``llm.metadata``; the reply's usage calibrates the next fit; a context-length refusal is
+refit and retried once.
 
 :class:`ContextMemory` stores every message in its chat store (nothing is lost);
 ``get()`` / ``aget()`` return the fitted view. ctxmgr state is kept per session
 (``chat_store_key``; :meth:`ContextMemory.for_session` gives a sibling memory for another
 session sharing the store).
 
-What the memory cannot see: LlamaIndex engines and agents add their ``system_prompt``
-*outside* the memory, where ctxmgr cannot count or protect it. Give it to the memory instead
-(``ContextMemory.from_config("agent", system_prompt="...")``, and no ``system_prompt`` on
-the engine/agent): it is then the first message of every fitted view, pinned and counted.
-Likewise ``FunctionAgent`` / ``AgentWorkflow`` keep the tool calls and results of the
-*current* run in their own scratchpad and append them after ``memory.get()``; they join the
-stored history when the run ends. Leave room for one run's tool round with
-``headroom_tokens=``.
+Without ``wrap``, the memory alone cannot see what the engine or agent adds *outside* it
+(their ``system_prompt``; ``FunctionAgent`` / ``AgentWorkflow`` append the current run's tool
+calls and results after ``memory.get()``): give the system prompt to the memory
+(``system_prompt=``), size it with ``llm=`` or ``max_context_tokens=``, and leave room for one
+tool round with ``headroom_tokens=``.
 
 The converters :func:`to_message` / :func:`from_message` map ``ChatMessage`` to ctxmgr's
 neutral :class:`~ctxmgr.messages.Message` and back without loss: every content block
