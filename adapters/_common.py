@@ -192,6 +192,21 @@ class ConversationPool:
         with self._lock:
             return {k: c.report for k, c in self._items.items() if c.report is not None}
 
+    def template(self) -> ContextManager:
+        """The template manager, or a stand-in with the same strategies while unsized.
+
+        For checks that need only the strategy list (e.g. "has a scratchpad") before the
+        framework's model was seen.
+        """
+        try:
+            return self.base
+        except ConfigError:
+            if self._spec is None:
+                raise
+            from ctxmgr.adapters._provider import ModelFacts
+
+            return self._spec.build(ModelFacts(window=128_000))
+
     def keys(self) -> list[str]:
         """Keys of the conversations that currently have state."""
         with self._lock:

@@ -442,6 +442,7 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
         self._manager: ContextManager | None = None if self._spec is not None else manager  # type: ignore[assignment]
         self._facts: ModelFacts | None = None
         self._wrapped = False
+        self._last_request: tuple[list[Message], list[LLMMessage], Any] = ([], [], None)
         self.system_message = system_message
         self.on_fit = on_fit
         self.last_report: FitReport | None = None
@@ -463,6 +464,12 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
     def manager(self, value: ContextManager) -> None:
         self._manager = value
 
+    def _template(self) -> ContextManager:
+        """The manager, or (window still unknown) a stand-in with the same strategies."""
+        if self._manager is None and self._spec is not None and not self._spec.sized:
+            return self._spec.build(ModelFacts(window=128_000))
+        return self.manager
+
     def resolve(self, facts: ModelFacts) -> None:
         """Build the manager for the model ``facts`` describe, unless it already has state."""
         if self._spec is None or self._facts == facts:
@@ -482,7 +489,9 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
         come from ``client``'s model unless the config sets them.
 
         Args:
-            client: any AutoGen ``ChatCompletionClient``; not mutated.
+            client: any AutoGen ``ChatCompletionClient``. Not mutated, except that an
+                autogen-ext Anthropic client's ``AsyncAnthropic`` is replaced once by a
+                proxy that merges consecutive user turns (see ``ContextModelClient``).
 
         Raises:
             ConfigError: the model's window is unknown (pass ``max_context_tokens``).
@@ -553,7 +562,9 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
             summarizer = AutoGenSummarizer(
                 ChatCompletionClient.load_component(config.summarizer_client)
             )
-        manager = load_manager(config.ctxmgr_config, summarizer, None, {})
+        manager = manager_source(
+            config.ctxmgr_config, summarizer, None, None, "ContextManagerContext"
+        )
         return cls(
             manager,
             system_message=config.system_message,
@@ -986,6 +997,7 @@ def note_tools(manager: ContextManager | ContextManagerContext) -> list[Function
         ConfigError: the manager has no ``scratchpad`` strategy configured.
     """
     functions = note_functions(
-        lambda: manager.manager if isinstance(manager, ContextManagerContext) else manager
+        lambda: manager.manager if isinstance(manager, ContextManagerContext) else manager,
+        manager._template() if isinstance(manager, ContextManagerContext) else manager,
     )
     return [FunctionTool(fn, _NOTE_DESCRIPTIONS[fn.__name__], name=fn.__name__) for fn in functions]

@@ -652,10 +652,7 @@ class _PerThread:
 
     def _template(self) -> ContextManager:
         """The template, or (window still unknown) a stand-in with the same strategies."""
-        pool = self._fitter.pool
-        if pool.spec is not None and not pool.spec.sized:
-            return pool.spec.build(ModelFacts(window=128_000))
-        return pool.base
+        return self._fitter.pool.template()
 
     @property
     def last_reports(self) -> dict[str, FitReport]:

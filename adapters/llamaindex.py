@@ -46,7 +46,6 @@ from ctxmgr.adapters._common import (
     ConversationPool,
     adapter_metadata,
     content_parts,
-    load_manager,
     missing_extra,
     note_functions,
     restore_originals,
@@ -554,7 +553,7 @@ class ContextMemory(BaseChatStoreMemory):
     # -- manager access ---------------------------------------------------------------------
     def _pool(self) -> ConversationPool:
         if self._sessions is None:  # built directly, not through from_config: preset "agent"
-            self._sessions = ConversationPool(load_manager("agent", None, None, {}))
+            self._sessions = ConversationPool(ManagerSpec("agent", adapter="ContextMemory"))
         return self._sessions
 
     @property
@@ -982,6 +981,7 @@ def note_tools(manager: ContextManager | ContextMemory) -> list[FunctionTool]:
         ConfigError: the manager has no ``scratchpad`` strategy configured.
     """
     functions = note_functions(
-        lambda: manager.manager if isinstance(manager, ContextMemory) else manager
+        lambda: manager.manager if isinstance(manager, ContextMemory) else manager,
+        manager._pool().template() if isinstance(manager, ContextMemory) else manager,
     )
     return [FunctionTool.from_defaults(fn=fn) for fn in functions]

@@ -103,6 +103,7 @@ __all__ = [
     "llamaindex_llm",
     "lookup",
     "problems",
+    "report_problems",
     "question",
 ]
 
@@ -1022,6 +1023,26 @@ def problems(server: MockProvider, *, turns: int) -> list[str]:
     asked = {r.expect_user for r in server.requests if r.expect_user}
     if len(asked) < turns:
         out.append(f"only {len(asked)} of {turns} turns reached the server")
+    return out
+
+
+def report_problems(
+    manager: Any, provider: str, *, tools: bool = True, usage: bool = True
+) -> list[str]:
+    """What is wrong with a run's ctxmgr state and last FitReport (empty = fine).
+
+    ``usage``: the provider's reported usage was fed back (calibration samples exist, and
+    for Anthropic and Gemini, which the server counts x1.2, the factor is above 1.05).
+    ``tools``: the tool definitions were counted in the last fit.
+    """
+    out: list[str] = []
+    state = manager.state.extra.get("ctxmgr.provider") or {}
+    if usage and not state.get("samples"):
+        out.append("usage not recorded (no calibration samples)")
+    if usage and FACTOR.get(provider, 1.0) > 1 and manager.calibration < 1.05:
+        out.append(f"calibration {manager.calibration} < 1.05 for a x1.2 provider")
+    if tools and not (manager.state.last_fit or {}).get("tools_tokens"):
+        out.append("tool definitions not counted (tools_tokens == 0)")
     return out
 
 

@@ -23,6 +23,7 @@ from mockprovider import (
     MockProvider,
     problems,
     question,
+    report_problems,
 )
 
 from ctxmgr.config import PRESETS
@@ -44,7 +45,9 @@ def server() -> Any:
         yield srv
 
 
-async def _run(server: MockProvider, provider: str, preset: str, **agent_kwargs: Any) -> None:
+async def _run(
+    server: MockProvider, provider: str, preset: str, **agent_kwargs: Any
+) -> ContextManagerContext:
     context = ContextManagerContext.from_config(preset, max_context_tokens=WINDOW)
     agent = AssistantAgent(
         "desk",
@@ -56,13 +59,15 @@ async def _run(server: MockProvider, provider: str, preset: str, **agent_kwargs:
     for n in range(TURNS):
         server.current_user = question(n)
         await agent.run(task=question(n))
+    return context
 
 
 @pytest.mark.parametrize(("provider", "preset"), [(p, s) for p in PROVIDERS for s in PRESETS])
 def test_assistant_agent(server: MockProvider, provider: str, preset: str) -> None:
     """AssistantAgent with its own system message, context.wrap(client): 30 tool turns."""
-    asyncio.run(_run(server, provider, preset, system_message=SYSTEM_PROMPT))
+    context = asyncio.run(_run(server, provider, preset, system_message=SYSTEM_PROMPT))
     assert problems(server, turns=TURNS) == []
+    assert report_problems(context.manager, provider) == []
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

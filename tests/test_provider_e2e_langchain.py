@@ -32,6 +32,7 @@ from mockprovider import (
     MockProvider,
     problems,
     question,
+    report_problems,
 )
 
 from ctxmgr.config import PRESETS
@@ -71,6 +72,7 @@ def test_create_agent(server: MockProvider, provider: str, preset: str) -> None:
         out = agent.invoke({"messages": [*messages, HumanMessage(question(n))]})
         messages = out["messages"]
     assert problems(server, turns=TURNS) == []
+    assert report_problems(middleware.manager_for("default"), provider) == []
 
 
 def _tool_round(reply: AIMessage) -> list[ToolMessage]:
@@ -84,7 +86,8 @@ def test_lcel(server: MockProvider, provider: str) -> None:
         [("system", SYSTEM_PROMPT), MessagesPlaceholder("history")]
     )
     model = chat_model(provider, server).bind_tools([lookup])
-    chain = prompt | ContextRunnable.from_config("agent", model=model, max_context_tokens=WINDOW)
+    runnable = ContextRunnable.from_config("agent", model=model, max_context_tokens=WINDOW)
+    chain = prompt | runnable
     history: list[BaseMessage] = []
     for n in range(TURNS):
         server.current_user = question(n)
@@ -97,6 +100,7 @@ def test_lcel(server: MockProvider, provider: str) -> None:
                 break
             history.extend(_tool_round(reply))
     assert problems(server, turns=TURNS) == []
+    assert report_problems(runnable.manager_for("default"), provider) == []
 
 
 class _History(BaseChatMessageHistory):
@@ -121,8 +125,9 @@ def test_runnable_with_message_history(server: MockProvider, provider: str) -> N
     )
     model = chat_model(provider, server).bind_tools([lookup])
     sessions: dict[str, _History] = {}
+    runnable = ContextRunnable.from_config("agent", model=model, max_context_tokens=WINDOW)
     chain = RunnableWithMessageHistory(
-        prompt | ContextRunnable.from_config("agent", model=model, max_context_tokens=WINDOW),
+        prompt | runnable,
         lambda sid: sessions.setdefault(sid, _History()),
         input_messages_key="input",
         history_messages_key="history",
@@ -137,3 +142,4 @@ def test_runnable_with_message_history(server: MockProvider, provider: str) -> N
                 break
             turn_input = list(_tool_round(reply))
     assert problems(server, turns=TURNS) == []
+    assert report_problems(runnable.manager_for("s1"), provider) == []

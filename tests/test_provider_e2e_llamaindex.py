@@ -27,6 +27,7 @@ from mockprovider import (
     big_result,
     problems,
     question,
+    report_problems,
 )
 
 from ctxmgr.config import PRESETS
@@ -71,6 +72,8 @@ def test_function_agent(server: MockProvider, provider: str, preset: str) -> Non
     )
     asyncio.run(_run_agent(server, agent, memory))
     assert problems(server, turns=TURNS) == []
+    # llama-index's OpenAI LLM streams without usage (no stream_options.include_usage)
+    assert report_problems(memory.manager, provider, usage=provider != "openai") == []
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -88,6 +91,7 @@ def test_agent_workflow(server: MockProvider, provider: str) -> None:
     workflow = AgentWorkflow(agents=[agent], root_agent="desk")
     asyncio.run(_run_agent(server, workflow, memory))
     assert problems(server, turns=TURNS) == []
+    assert report_problems(memory.manager, provider) == []
 
 
 class _ReActScript:
@@ -137,3 +141,4 @@ def test_simple_chat_engine(server: MockProvider, provider: str) -> None:
         server.current_user = question(n)
         engine.chat(f"{question(n)}\n{big_result(f'u{n}', 600)}")
     assert problems(server, turns=TURNS) == []
+    assert report_problems(memory.manager, provider, tools=False) == []

@@ -24,6 +24,7 @@ from mockprovider import (
     SYSTEM_PROMPT,
     UNCLOSED_CLIENT_SOCKETS,
     MockProvider,
+    Reply,
     alookup,
     autogen_client,
     langchain_model,
@@ -156,3 +157,63 @@ def test_autogen_wrapper_recovers() -> None:
 
         asyncio.run(run())
         _recovered_once(server, reports)
+
+
+def _cut_first(turns: Any, tools: Any) -> Reply:
+    """Every reply is a text; the first is cut for length."""
+    _cut_first.calls += 1  # type: ignore[attr-defined]
+    return Reply(text="Partial answer", stop="length" if _cut_first.calls == 1 else "end")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("framework", ["langchain", "llamaindex", "autogen"])
+def test_reply_cut_for_length_grows_the_reserve(framework: str) -> None:
+    """A reply cut for length grows the reply reserve of the next fit, reported.
+
+    Anthropic's ``stop_reason == "max_tokens"`` (LangChain) and OpenAI's
+    ``finish_reason == "length"`` (LlamaIndex raw response, AutoGen ``CreateResult``).
+    """
+    _cut_first.calls = 0  # type: ignore[attr-defined]
+    reports: list[FitReport] = []
+    with MockProvider(window=TOLD, script=_cut_first) as server:
+        if framework == "langchain":
+            from ctxmgr.adapters.langchain import ContextRunnable
+
+            runnable = ContextRunnable.from_config(
+                "agent",
+                model=langchain_model("anthropic", server),
+                max_context_tokens=TOLD,
+                on_fit=lambda _key, report: reports.append(report),
+            )
+            for n in range(2):
+                runnable.invoke([("system", SYSTEM), ("user", question(n))])
+        elif framework == "llamaindex":
+            from ctxmgr.adapters.llamaindex import ContextMemory
+            from llama_index.core.chat_engine import SimpleChatEngine
+
+            memory = ContextMemory.from_config(
+                "agent", max_context_tokens=TOLD, on_fit=lambda _key, r: reports.append(r)
+            )
+            engine = SimpleChatEngine.from_defaults(
+                llm=memory.wrap(llamaindex_llm("openai", server)), memory=memory
+            )
+            for n in range(2):
+                engine.chat(question(n))
+        else:
+            from autogen_agentchat.agents import AssistantAgent
+            from ctxmgr.adapters.autogen import ContextManagerContext
+
+            context = ContextManagerContext.from_config(
+                "agent", max_context_tokens=TOLD, on_fit=reports.append
+            )
+            agent = AssistantAgent(
+                "desk", context.wrap(autogen_client("openai", server)), model_context=context
+            )
+
+            async def run() -> None:
+                for n in range(2):
+                    await agent.run(task=question(n))
+
+            asyncio.run(run())
+    assert len(reports) == 2
+    assert reports[1].reserve_tokens > reports[0].reserve_tokens
+    assert reports[1].notes
