@@ -170,3 +170,35 @@ def test_manager_spec_unknown_model_says_what_to_pass() -> None:
     assert "ContextMiddleware" in str(info.value)
     with pytest.raises(ConfigError, match="max_context_tokens"):
         ManagerSpec("agent").build(None)
+
+
+def test_middleware_sizes_the_window_from_the_agent_model(mock_provider: MockProvider) -> None:
+    """from_config("agent") with no window: the agent's model sizes it at the first call.
+
+    The window is ChatAnthropic's ``profile["max_input_tokens"]``, the provider profile is
+    Anthropic's and the model name picks the tokenizer.
+    """
+    from ctxmgr.adapters.langchain import ContextMiddleware
+    from langchain.agents import create_agent
+    from mockprovider import langchain_model
+
+    mock_provider.window = 300_000
+    model = langchain_model("anthropic", mock_provider)
+    middleware = ContextMiddleware.from_config("agent")
+    agent = create_agent(model, [], system_prompt="Be brief.", middleware=[middleware])
+    agent.invoke({"messages": [("user", "hi")]})
+    manager = middleware.manager_for("default")
+    assert manager.budget.max_context_tokens == model.profile["max_input_tokens"]
+    assert manager.profile.name == "anthropic"
+    assert manager.config.model == "claude-sonnet-4-5"
+
+
+def test_fitting_step_without_a_model_says_what_to_pass() -> None:
+    """ContextRunnable without model= or a window: ConfigError naming max_context_tokens."""
+    from ctxmgr.adapters.langchain import ContextRunnable
+
+    runnable = ContextRunnable.from_config("agent")
+    with pytest.raises(ConfigError, match="max_context_tokens"):
+        runnable.invoke([("user", "hi")])
+    sized = ContextRunnable.from_config("agent", max_context_tokens=8000)
+    assert len(sized.invoke([("user", "hi")])) == 1
