@@ -121,6 +121,7 @@ class ConversationPool:
         self._spec = base if isinstance(base, ManagerSpec) else None
         self._base: ContextManager | None = None if self._spec is not None else base  # type: ignore[assignment]
         self._facts: ModelFacts | None = None
+        self._built: dict[ModelFacts, ContextManager] = {}  # one template per model seen
         self.max_threads = max_threads
         self._items: OrderedDict[str, Conversation] = OrderedDict()
         self._lock = threading.Lock()
@@ -154,7 +155,9 @@ class ConversationPool:
         """
         if self._spec is None or self._facts == facts:
             return
-        built = self._spec.build(facts)
+        built = self._built.get(facts)
+        if built is None:
+            built = self._built[facts] = self._spec.build(facts)
         with self._lock:
             self._facts = facts
             self._base = built
