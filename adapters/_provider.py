@@ -180,7 +180,8 @@ class ManagerSpec:
         config: what ``ContextManager.from_config`` accepts (preset, path, mapping).
         summarizer: summarizer for the manager.
         counter: token counter for the manager.
-        overrides: config keys to override.
+        overrides: config keys to override; ``store`` and ``conversation_id`` are passed to
+            ``ContextManager.from_config`` as such (a stored session).
         adapter: the adapter's name, for error messages.
 
     Raises:
@@ -197,7 +198,11 @@ class ManagerSpec:
     ) -> None:
         from ctxmgr.config import load_config
 
-        self.config: CtxmgrConfig = load_config(config, **dict(overrides or {}))
+        keys = dict(overrides or {})
+        # not config keys: where the session state lives (see ContextManager.from_config)
+        self.store = keys.pop("store", None)
+        self.conversation_id = keys.pop("conversation_id", None)
+        self.config: CtxmgrConfig = load_config(config, **keys)
         self.summarizer = summarizer
         self.counter = counter
         self.adapter = adapter
@@ -239,7 +244,13 @@ class ManagerSpec:
 
         cfg = self.config_for(facts)
         try:
-            return ContextManager(cfg, counter=self.counter, summarizer=self.summarizer)
+            return ContextManager.from_config(
+                cfg,
+                counter=self.counter,
+                summarizer=self.summarizer,
+                store=self.store,
+                conversation_id=self.conversation_id,
+            )
         except ConfigError as exc:
             if exc.key != "max_context_tokens":
                 raise

@@ -408,6 +408,8 @@ def _with_headroom(manager: ContextManager, headroom: int) -> ContextManager:
         summarizer=manager.summarizer,
         on_report=manager.on_report,
         reserve_output_tokens=manager.budget.reserve_output_tokens + headroom,
+        store=getattr(manager, "store", None),
+        conversation_id=getattr(manager, "conversation_id", None),
     )
 
 
@@ -486,7 +488,12 @@ class ContextMemory(BaseChatStoreMemory):
         """
         source = manager_source(config, summarizer, counter, overrides, "ContextMemory")
         if isinstance(source, ManagerSpec):
-            spec = _HeadroomSpec(source.config, source.summarizer, source.counter, None)
+            spec = _HeadroomSpec(
+                source.config,
+                source.summarizer,
+                source.counter,
+                {"store": source.store, "conversation_id": source.conversation_id},
+            )
             spec.adapter = (
                 "ContextMemory (give the agent or engine llm=memory.wrap(llm), or pass "
                 "max_context_tokens=)"

@@ -61,6 +61,7 @@ PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "gemini")
 PLACEHOLDER_TEXT = "(conversation continues)"
 
 _MERGE_SEPARATOR = "\n\n"
+_THINKING = frozenset({"thinking", "redacted_thinking"})
 
 
 def provider_for_model(model: str | None) -> str:
@@ -88,7 +89,9 @@ def merge_messages(first: Message, second: Message) -> Message:
     """Merge two consecutive messages of one role into one message of that role.
 
     Text contents are joined by a blank line; if either is multimodal the parts are
-    concatenated. The tool calls of both are kept in order (in a fitted context only the
+    concatenated, the later message's thinking blocks first (Anthropic requires an
+    assistant turn with ``tool_use`` to start with its thinking blocks when extended
+    thinking is on). The tool calls of both are kept in order (in a fitted context only the
     second can carry calls, since calls are followed by their results). ``pinned`` is
     true if either is pinned. Metadata is taken from the message carrying tool calls
     (else the second), plus ``ctxmgr_merged``: the ids of the merged originals (a merged
@@ -109,7 +112,12 @@ def merge_messages(first: Message, second: Message) -> Message:
         else:
             content = first.content or second.content
     else:
-        content = _parts(first) + _parts(second)
+        head, tail = _parts(first), _parts(second)
+        # Anthropic: an assistant turn with tool_use starts with its thinking blocks
+        thinking = tuple(p for p in tail if p.type in _THINKING)
+        if thinking:
+            tail = tuple(p for p in tail if p.type not in _THINKING)
+        content = thinking + head + tail
     ids = list(first.metadata.get("ctxmgr_merged", (first.id,)))
     ids.extend(second.metadata.get("ctxmgr_merged", (second.id,)))
     base = first if first.tool_calls and not second.tool_calls else second
@@ -165,8 +173,10 @@ class ProviderProfile:
 
         Applied by the manager as the last step of every fit. Leading system messages are
         kept as they are; later system messages become user messages (when
-        ``system_only_at_top``); consecutive same-role user/assistant messages are merged
-        (:func:`merge_messages`, when ``requires_alternation``); a placeholder user turn
+        ``system_only_at_top``, keeping only the ``ctxmgr`` marker of their metadata plus
+        ``ctxmgr_role = "system"``, so adapters convert them by role); consecutive
+        same-role user/assistant messages are merged (:func:`merge_messages`, when
+        ``requires_alternation``); a placeholder user turn
         is inserted before a leading assistant turn (when ``first_message_user``). Tool
         pairs are not touched (segmentation keeps them valid). Kept messages are the same
         objects; ``messages`` (oldest first) is not mutated.
@@ -245,7 +255,9 @@ class Normalizer:
                     self._emit(m)
                     continue
                 if p.system_only_at_top:
-                    meta = dict(m.metadata)
+                    # adapters' own metadata would rebuild a system message: keep only
+                    # ctxmgr's marker, so the message converts back by its new role
+                    meta = {k: v for k, v in m.metadata.items() if k == "ctxmgr"}
                     meta["ctxmgr_role"] = "system"
                     m = m.evolve(role="user", metadata=meta, id=m.id)
                     role = "user"

@@ -159,6 +159,38 @@ def test_merge_messages_concatenates_multimodal_parts() -> None:
     assert merged.pinned
 
 
+def test_merge_keeps_thinking_blocks_first_in_the_tool_turn() -> None:
+    """Merging text into a thinking + tool_use turn keeps the thinking block first."""
+    thinking = ContentPart("thinking", data={"thinking": "plan", "signature": "sig"})
+    call = ToolCall("c1", "search", "{}")
+    turn = Message("assistant", (thinking, ContentPart("text", "Searching.")), tool_calls=(call,))
+    merged = merge_messages(Message.assistant("Let me check."), turn)
+    assert [p.type for p in merged.content] == ["thinking", "text", "text"]
+    assert merged.content[1].text == "Let me check." and merged.tool_calls == (call,)
+
+
+def test_clone_is_independent_and_keeps_calibration() -> None:
+    """A clone carries the calibration; fitting it leaves the original's fits unchanged."""
+    history = chat_history(40)
+
+    def run(mgr: ContextManager) -> None:
+        _, report = mgr.fit(history[:30])
+        mgr.record_usage(input_tokens=report.tokens_after * 6 // 5)
+
+    mgr = ContextManager.from_config("fifo", max_context_tokens=1500, provider="anthropic")
+    run(mgr)
+    other = mgr.clone()
+    assert other.calibration == mgr.calibration > 1.0
+    other.fit(history)
+    other.fit(history[:5])
+    reference = ContextManager.from_config("fifo", max_context_tokens=1500, provider="anthropic")
+    run(reference)
+    for n in (33, 37, 41):
+        out, _ = mgr.fit(history[:n])
+        expected, _ = reference.fit(history[:n])
+        assert [m.id for m in out] == [m.id for m in expected]
+
+
 def test_streaming_normalizer_rolls_back_to_a_mark() -> None:
     """mark/rollback restores the normalized output exactly, merged last message included."""
     norm = ANTHROPIC.normalizer(COUNTER.count_message)
@@ -454,12 +486,25 @@ def _check(mgr: ContextManager, history: list[Message], out: list[Message], toke
     history=histories(max_steps=30),
     budget=st.integers(min_value=300, max_value=5000),
     cuts=st.lists(st.integers(min_value=1, max_value=120), min_size=1, max_size=5),
+    greeting=st.booleans(),
 )
 @SETTINGS
 def test_every_preset_obeys_every_provider(
-    provider: str, preset: str, history: list[Message], budget: int, cuts: list[int]
+    provider: str,
+    preset: str,
+    history: list[Message],
+    budget: int,
+    cuts: list[int],
+    greeting: bool,
 ) -> None:
-    """Growing prefixes of any history: no wire-rule violation, within budget, nothing lost."""
+    """Growing prefixes of any history: no wire-rule violation, within budget, nothing lost.
+
+    With ``greeting`` the conversation opens with an assistant turn (a chat UI greeting),
+    which Anthropic and Gemini refuse as a first message.
+    """
+    if greeting:
+        at = next((i for i, m in enumerate(history) if m.role == "user"), 0)
+        history = [*history[:at], Message.assistant("Hello! How can I help?"), *history[at:]]
     mgr = ContextManager.from_config(
         preset,
         max_context_tokens=budget,

@@ -27,6 +27,7 @@ PUBLIC = [
     "FitResult",
     "Injection",
     "InvalidHistoryError",
+    "InvalidStateError",
     "Message",
     "Note",
     "ProviderProfile",
@@ -92,7 +93,7 @@ def test_version_matches_distribution_metadata() -> None:
     """ctxmgr.__version__ equals the installed distribution's version."""
     from importlib.metadata import version
 
-    assert version("ctxmgr") == ctxmgr.__version__
+    assert version("ctxmgr-llm") == ctxmgr.__version__
 
 
 def _fresh_modules(code: str) -> list[str]:
