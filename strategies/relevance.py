@@ -103,7 +103,11 @@ def wordllama_embedder(texts: list[str]) -> np.ndarray:
         raise ImportError(
             'the semantic scorer needs wordllama: pip install "ctxmgr[semantic]"'
         ) from exc
-    return np.asarray(model.embed(texts, norm=True), dtype=np.float32)
+    rows = np.asarray(model.embed(texts, norm=False), dtype=np.float32)
+    # normalize here: a text with no known token pools to a zero vector, which stays zero
+    # (WordLlama's own norm=True divides it by 0 and warns)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)  # type: ignore[no-any-return]
 
 
 def _semantic_available() -> bool:
