@@ -24,9 +24,9 @@ EXPECTED_HOOKS = {
     "ctxmgr_score",
     "ctxmgr_compact",
     "ctxmgr_inject",
+    "ctxmgr_recall_block",
     "ctxmgr_arrive",
     "ctxmgr_report",
-    "ctxmgr_recall_block",
 }
 
 
