@@ -185,6 +185,8 @@ def resume_window(
     manager._snapshot_codec = codec  # type: ignore[attr-defined]  # read by StoredSession
     manager._shrunk = shrunk
     manager._selected = [int(p) for p in snapshot["selected"]]
+    for pos in manager._selected:  # in the context: exact counts, as the writer had them
+        manager._exact(pos)
     manager._output = output
     manager._output_tokens = int(snapshot["output_tokens"])
     return True
