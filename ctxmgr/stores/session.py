@@ -369,26 +369,41 @@ class StoredSession:
                 time.sleep(self._conflict(attempt))
         raise self._give_up()
 
-    def fit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
+    def fit(
+        self,
+        messages: Sequence[Message],
+        *,
+        query: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> FitResult:
         """:meth:`ContextManager.fit` on the stored conversation, then save it.
 
         Args:
             messages: the full history so far, oldest first (not mutated).
             query: see :meth:`ContextManager.fit`.
+            tools: see :meth:`ContextManager.fit`.
 
         Raises:
             StoreError: the store failed, or every attempt lost the race.
             ContextOverflowError, InvalidHistoryError, StrategyError: as the manager; nothing
                 is saved and the next fit reloads.
         """
-        return self.transact(lambda mgr: ContextManager.fit(mgr, messages, query=query))
+        return self.transact(
+            lambda mgr: ContextManager.fit(mgr, messages, query=query, tools=tools)
+        )
 
-    async def afit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
+    async def afit(
+        self,
+        messages: Sequence[Message],
+        *,
+        query: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> FitResult:
         """Async :meth:`fit`: awaits async summarizers and async stores."""
         for attempt in range(self.max_retries):
             await self.async_sync()
             try:
-                result = await ContextManager.afit(self.manager, messages, query=query)
+                result = await ContextManager.afit(self.manager, messages, query=query, tools=tools)
             except BaseException:
                 self._synced = False
                 raise
@@ -484,21 +499,35 @@ class StoredContextManager(ContextManager):
         if self.session is not None and not inspect.iscoroutinefunction(self.store.version):
             self.session.sync()  # an async store loads at the first afit
 
-    def fit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
+    def fit(
+        self,
+        messages: Sequence[Message],
+        *,
+        query: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> FitResult:
         """:meth:`ContextManager.fit` on the stored conversation (load, fit, CAS save).
 
         Raises:
             StoreError: the store failed, or ``max_retries`` saves lost the race.
         """
         if self.session is None:
-            return ContextManager.fit(self, messages, query=query)
-        return self.session.transact(lambda mgr: ContextManager.fit(mgr, messages, query=query))
+            return ContextManager.fit(self, messages, query=query, tools=tools)
+        return self.session.transact(
+            lambda mgr: ContextManager.fit(mgr, messages, query=query, tools=tools)
+        )
 
-    async def afit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
+    async def afit(
+        self,
+        messages: Sequence[Message],
+        *,
+        query: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> FitResult:
         """Async :meth:`fit` (awaits async summarizers and ``AsyncPostgresStore``)."""
         if self.session is None:
-            return await ContextManager.afit(self, messages, query=query)
-        return await self.session.afit(messages, query=query)
+            return await ContextManager.afit(self, messages, query=query, tools=tools)
+        return await self.session.afit(messages, query=query, tools=tools)
 
     def fork(self, conversation_id: str | None = None) -> StoredContextManager:
         """Return a manager on the same store for ``conversation_id`` (default: the same)."""
