@@ -84,6 +84,28 @@ def cold_fits(reps: int = 5) -> dict[str, float]:
     return out
 
 
+def cold_tail_ab(reps: int = 7) -> dict[str, float]:
+    """The fifo cold fit with and without the tail rule, interleaved (no stored counts)."""
+    history = agent_history(5000, seed=1)
+    tail = ContextManager._cold_tail
+    times: dict[str, list[float]] = {"from the tail": [], "counting everything": []}
+    try:
+        for _ in range(reps):
+            for label in times:
+                ContextManager._cold_tail = (  # type: ignore[method-assign]
+                    tail if label == "from the tail" else (lambda self, segments: 0)
+                )
+                mgr = ContextManager.from_config(
+                    "fifo", max_context_tokens=128_000, counter=get_counter()
+                )
+                t0 = time.perf_counter()
+                mgr.fit(history)
+                times[label].append((time.perf_counter() - t0) * 1000)
+    finally:
+        ContextManager._cold_tail = tail  # type: ignore[method-assign]
+    return {label: statistics.median(v) for label, v in times.items()}
+
+
 def append_at(n: int = 100_000, reps: int = 300) -> float:
     source = agent_history(n + reps, seed=1)
     history = source[:n]
@@ -168,6 +190,8 @@ def main() -> None:
     if not args.skip_fits:
         for label, ms in cold_fits().items():
             print(f"cold fit, 5,000 messages, 128k, {label}: {ms:.1f} ms (median)")
+        for label, ms in cold_tail_ab().items():
+            print(f"cold fit A/B, fifo, 5,000 messages, 128k, no counts, {label}: {ms:.1f} ms")
         print(f"append one message at 100,000 messages, fifo, 8k: {append_at():.3f} ms (median)")
         for label, value in startup().items():
             shown = f"{value:.0f} ms (median)" if isinstance(value, float) else value
