@@ -290,6 +290,11 @@ class StoredSession:
         archive = self.manager.state.archive
         if isinstance(archive, StoredArchive):
             archive.committed()
+        elif self._archive_size is None:  # a state loaded in memory (load_state): now stored
+            cid, store = self.conversation_id, self.store
+            self.manager.state.archive = StoredArchive(
+                lambda: store.archive(cid), lambda: store.archive_size(cid)
+            )
 
     def save(self) -> int:
         """Save the manager's state now (after edits outside a fit).
