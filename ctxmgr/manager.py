@@ -1040,8 +1040,12 @@ class ContextManager:
         if not block:
             return out, total
         taken = set(self._selected)
-        segs = [self._segments[p] for p in dict.fromkeys(block) if p not in taken]
+        chosen = [p for p in dict.fromkeys(block) if p not in taken]
+        estimated = not self._estimated.isdisjoint(chosen)  # a cold fit's unread segments
+        segs = [self._exact(p) for p in chosen]
         tokens = sum(s.tokens for s in segs)
+        while estimated and segs and tokens > room:  # chosen on estimates: keep what fits
+            tokens -= segs.pop().tokens
         if not segs:
             return out, total
         if tokens > room:
