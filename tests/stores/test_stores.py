@@ -191,8 +191,8 @@ def test_sqlite_store_is_wal_and_refuses_memory(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "factory", "extra"),
     [
-        ("redis", lambda: RedisStore("redis://127.0.0.1:1/0"), "ctxmgr[redis]"),
-        ("psycopg", lambda: PostgresStore("postgresql://x@127.0.0.1:1/x"), "ctxmgr[postgres]"),
+        ("redis", lambda: RedisStore("redis://127.0.0.1:1/0"), "ctxmgr-llm[redis]"),
+        ("psycopg", lambda: PostgresStore("postgresql://x@127.0.0.1:1/x"), "ctxmgr-llm[postgres]"),
     ],
 )
 def test_missing_client_names_the_extra(
