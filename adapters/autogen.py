@@ -106,6 +106,7 @@ __all__ = [
     "ContextTransform",
     "UnsupportedContentWarning",
     "from_messages",
+    "context_tools",
     "note_tools",
     "to_messages",
 ]
@@ -1001,3 +1002,26 @@ def note_tools(manager: ContextManager | ContextManagerContext) -> list[Function
         manager._template() if isinstance(manager, ContextManagerContext) else manager,
     )
     return [FunctionTool(fn, _NOTE_DESCRIPTIONS[fn.__name__], name=fn.__name__) for fn in functions]
+
+
+def context_tools(manager: ContextManager | ContextManagerContext) -> list[FunctionTool]:
+    """Return the ``search_history``, ``get_message`` and ``compact_context`` tools.
+
+    ``search_history`` ranks archived (evicted, cleared, offloaded) messages by BM25,
+    ``get_message`` reads one by id in pages, ``compact_context`` requests a compaction
+    on the next fit (see :mod:`ctxmgr.tools`).
+
+    Args:
+        manager: a ``ContextManager`` (or a :class:`ContextManagerContext`, meaning its
+            manager) the tools act on.
+    """
+    from ctxmgr.tools import compaction_function, recall_functions
+
+    def current() -> ContextManager:
+        return manager.manager if isinstance(manager, ContextManagerContext) else manager
+
+    functions = [*recall_functions(current), compaction_function(current)]
+    return [
+        FunctionTool(fn, (fn.__doc__ or fn.__name__).strip().splitlines()[0], name=fn.__name__)
+        for fn in functions
+    ]

@@ -111,6 +111,7 @@ __all__ = [
     "ManagedChatMessageHistory",
     "from_message",
     "from_messages",
+    "context_tools",
     "note_tools",
     "to_message",
     "to_messages",
@@ -727,6 +728,9 @@ class ContextMiddleware(_PerThread, AgentMiddleware):  # type: ignore[type-arg]
         register_note_tools: add ``write_note`` / ``update_note`` / ``delete_note`` /
             ``read_notes`` to the agent's tools, acting on the calling thread's scratchpad
             (the config must have the ``scratchpad`` strategy).
+        register_context_tools: add ``search_history`` / ``get_message`` (recall from
+            the archive) and ``compact_context`` (see :func:`context_tools`), acting on
+            the calling thread's manager.
 
     Attributes:
         last_reports: the latest :class:`~ctxmgr.report.FitReport` per thread id.
@@ -739,10 +743,13 @@ class ContextMiddleware(_PerThread, AgentMiddleware):  # type: ignore[type-arg]
         max_threads: int | None = 10_000,
         on_fit: FitCallback | None = None,
         register_note_tools: bool = False,
+        register_context_tools: bool = False,
     ) -> None:
         super().__init__()
         self._fitter = _Fitter(manager, max_threads=max_threads, on_fit=on_fit)
         self.tools = note_tools(self) if register_note_tools else []
+        if register_context_tools:
+            self.tools = [*self.tools, *context_tools(self)]
 
     @classmethod
     def from_config(
@@ -754,6 +761,7 @@ class ContextMiddleware(_PerThread, AgentMiddleware):  # type: ignore[type-arg]
         max_threads: int | None = 10_000,
         on_fit: FitCallback | None = None,
         register_note_tools: bool = False,
+        register_context_tools: bool = False,
         **overrides: Any,
     ) -> ContextMiddleware:
         """Build the middleware from a preset name, a TOML/YAML path or a config dict.
@@ -765,6 +773,7 @@ class ContextMiddleware(_PerThread, AgentMiddleware):  # type: ignore[type-arg]
             max_threads: see the class docstring.
             on_fit: see the class docstring.
             register_note_tools: see the class docstring.
+            register_context_tools: see the class docstring.
             **overrides: config keys to override, e.g. ``max_context_tokens=8000``. Unset
                 ``model`` / ``max_context_tokens`` / ``provider`` are taken from the agent's
                 chat model at its first call.
@@ -775,6 +784,7 @@ class ContextMiddleware(_PerThread, AgentMiddleware):  # type: ignore[type-arg]
             max_threads=max_threads,
             on_fit=on_fit,
             register_note_tools=register_note_tools,
+            register_context_tools=register_context_tools,
         )
 
     def threads(self) -> list[str]:
@@ -1222,4 +1232,35 @@ def note_tools(manager: ContextManager | ContextMiddleware | ContextRunnable) ->
         functions = note_functions(lambda: manager.manager_for_config(None), manager._template())
     else:
         functions = note_functions(lambda: manager)
+    return [StructuredTool.from_function(fn, parse_docstring=True) for fn in functions]
+
+
+def context_tools(
+    manager: ContextManager | ContextMiddleware | ContextRunnable,
+) -> list[BaseTool]:
+    """Return the context tools ``search_history``, ``get_message`` and ``compact_context``.
+
+    ``search_history`` ranks archived (evicted, cleared, offloaded) messages by BM25,
+    ``get_message`` reads one by id in pages, ``compact_context`` requests a compaction
+    on the next model call (see :mod:`ctxmgr.tools`).
+
+    Args:
+        manager: a ``ContextManager``, or a :class:`ContextMiddleware` /
+            :class:`ContextRunnable`, in which case each call acts on the calling thread's
+            manager (from the run's config).
+    """
+    from ctxmgr.tools import compaction_function, recall_functions
+
+    if isinstance(manager, (ContextMiddleware, ContextRunnable)):
+        source = manager
+
+        def current() -> ContextManager:
+            return source.manager_for_config(None)
+    else:
+        fixed = manager
+
+        def current() -> ContextManager:
+            return fixed
+
+    functions = [*recall_functions(current), compaction_function(current)]
     return [StructuredTool.from_function(fn, parse_docstring=True) for fn in functions]

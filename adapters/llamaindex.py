@@ -105,6 +105,7 @@ __all__ = [
     "UnsupportedContentWarning",
     "from_message",
     "from_messages",
+    "context_tools",
     "note_tools",
     "to_message",
     "to_messages",
@@ -991,4 +992,25 @@ def note_tools(manager: ContextManager | ContextMemory) -> list[FunctionTool]:
         lambda: manager.manager if isinstance(manager, ContextMemory) else manager,
         manager._pool().template() if isinstance(manager, ContextMemory) else manager,
     )
+    return [FunctionTool.from_defaults(fn=fn) for fn in functions]
+
+
+def context_tools(manager: ContextManager | ContextMemory) -> list[FunctionTool]:
+    """Return the ``search_history``, ``get_message`` and ``compact_context`` tools.
+
+    ``search_history`` ranks archived (evicted, cleared, offloaded) messages by BM25,
+    ``get_message`` reads one by id in pages, ``compact_context`` requests a compaction
+    on the next fit (see :mod:`ctxmgr.tools`).
+
+    Args:
+        manager: a ``ContextManager``, or a :class:`ContextMemory`, in which case they act
+            on the manager of the memory's current session (``chat_store_key`` at call
+            time).
+    """
+    from ctxmgr.tools import compaction_function, recall_functions
+
+    def current() -> ContextManager:
+        return manager.manager if isinstance(manager, ContextMemory) else manager
+
+    functions = [*recall_functions(current), compaction_function(current)]
     return [FunctionTool.from_defaults(fn=fn) for fn in functions]
