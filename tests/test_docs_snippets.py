@@ -24,17 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("README.md", "docs/adapters.md")
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.M | re.S)
 
-# Snippets of the adapters that do not yet take the window from the framework's model
-# (OpenAI Agents SDK, pydantic-ai, LangGraph prebuilt, AG2): they are fragments (``model``,
-# ``assistant``, ``previous`` undefined) and their ``from_config("agent")`` needs
-# ``max_context_tokens``. Listed here so the gap is visible; test_fragments_still_fragments
-# fails as soon as one of them runs, so the list cannot go stale.
-FRAGMENT_MARKERS = ("ContextFilter", "ContextProcessor", "ContextHook", "ctxmgr.adapters.ag2")
-
-
-def _fragment(code: str) -> bool:
-    return any(marker in code for marker in FRAGMENT_MARKERS)
-
 
 def snippets(page: str) -> list[tuple[str, str]]:
     """``(language, code)`` of every fenced block of ``page``, in order."""
@@ -66,7 +55,7 @@ def test_snippets_run(
         named = re.match(r"#\s*(\S+\.toml)\s*$", first)
         if lang == "toml" and named:
             (tmp_path / named.group(1)).write_text(code, encoding="utf-8")
-        if lang != "python" or _fragment(code):
+        if lang != "python":
             continue
         compiled = compile(
             code, f"{page}[snippet {n}]", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
@@ -79,10 +68,3 @@ def test_snippets_run(
         ran += 1
     assert ran
     assert [r.error for r in mock_provider.rejected] == []
-
-
-def test_fragments_are_listed() -> None:
-    """The snippets left out above exist (the markers match), and are the only ones."""
-    left_out = [c for p in PAGES for lang, c in snippets(p) if lang == "python" and _fragment(c)]
-    assert 1 <= len(left_out) <= 5
-    assert all("ContextMiddleware" not in c and "ContextMemory" not in c for c in left_out)
