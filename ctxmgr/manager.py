@@ -1134,6 +1134,11 @@ class ContextManager:
             return out, total
         taken = set(self._selected)
         chosen = [p for p in dict.fromkeys(block) if p not in taken]
+        # exchanges stay whole: an answer whose question is neither in the context nor in
+        # the block is left out (the relevance strategy recalls questions with answers)
+        question_of = self._question_of(set(chosen))
+        present = taken.union(chosen)
+        chosen = [p for p in chosen if question_of.get(p, p) in present]
         estimated = not self._estimated.isdisjoint(chosen)  # a cold fit's unread segments
         segs = [self._exact(p) for p in chosen]
         tokens = sum(s.tokens for s in segs)
