@@ -416,7 +416,9 @@ class ContextManager:
         self, messages: Sequence[Message], query: str | None, use_async: bool
     ) -> Generator[Awaitable[Any], None, FitResult]:
         t0 = time.perf_counter()
-        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+        if type(messages) is not list and (
+            isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence)
+        ):
             raise InvalidHistoryError(
                 "fit() argument 'messages' must be a list of ctxmgr.Message (oldest first), "
                 f"got {type(messages).__name__}; convert OpenAI dicts with messages_from_openai",
