@@ -90,6 +90,12 @@ class CtxmgrConfig(BaseModel):
         history_policy: ``"repair"`` or ``"strict"`` for malformed histories.
         protect_recent: how many of the newest segments are never evicted (>= 1).
         context_windows: overrides of the model registry, ``{model name: tokens}``.
+        provider: wire rules the fitted context must obey (:mod:`ctxmgr.providers`):
+            ``"openai"``, ``"anthropic"``, ``"gemini"``, or ``"auto"`` (from ``model``:
+            ``claude*`` anthropic, ``gemini*`` gemini, else openai).
+        reserve_growth: multiplier applied to the reply reserve each time a reply is cut
+            for length (:meth:`ContextManager.record_stop`); the reserve is capped at half
+            the context window. ``1.0`` turns growth off.
         strategies: the pipeline, in order.
     """
 
@@ -106,6 +112,8 @@ class CtxmgrConfig(BaseModel):
     history_policy: Literal["repair", "strict"] = "repair"
     protect_recent: int = Field(default=1, ge=1)
     context_windows: dict[str, int] = Field(default_factory=dict)
+    provider: Literal["auto", "openai", "anthropic", "gemini"] = "auto"
+    reserve_growth: float = Field(default=1.5, ge=1.0, le=10.0)
     strategies: list[StrategyConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -35,7 +35,9 @@ class SummarizeOptions(StrategyOptions):
         summarizer: ``"extractive"`` (offline default), or ``"module:attribute"`` naming a
             summarizer object or a zero-argument factory. A summarizer passed to the
             manager (``summarizer=``) wins over this.
-        role: role of the injected summary message.
+        role: role of the injected summary message; ``"auto"`` (default) takes the
+            provider profile's injection role (``system`` for OpenAI, ``user`` for
+            Anthropic and Gemini, which allow system content only at the top).
         timeout_s: seconds a summarizer call may take before the extractive summary is
             used instead (``None``: wait as long as it takes). A synchronous summarizer
             runs in a worker thread for the timeout; the thread is abandoned, not killed,
@@ -45,7 +47,7 @@ class SummarizeOptions(StrategyOptions):
     max_summary_tokens: int = Field(default=512, gt=0)
     max_summary_fraction: float = Field(default=0.15, gt=0, le=0.5)
     summarizer: str = "extractive"
-    role: Literal["system", "user"] = "system"
+    role: Literal["auto", "system", "user"] = "auto"
     timeout_s: float | None = Field(default=None, gt=0)
 
 
@@ -110,6 +112,9 @@ class Summarize(Strategy):
     def bind(self, manager: Any) -> None:
         """Pick the summarizer: the manager's, the configured one, or the extractive one."""
         self._fallback = ExtractiveSummarizer(manager.counter.count_text)
+        role = self.options.role
+        self._role = manager.profile.injection_role if role == "auto" else role
+        self._seen: tuple[list[str], int, set[str]] | None = None  # see _covered
         if manager.summarizer is not None:
             self._summarizer = manager.summarizer
         elif self.options.summarizer == "extractive":
@@ -151,8 +156,25 @@ class Summarize(Strategy):
             text = self._fallback._fit(text.splitlines(), self._limit)
         window.state.summary = text
         covers = window.state.summary_covers
-        seen = set(covers)
-        covers.extend(m.id for m in messages if m.id not in seen)
+        seen = self._covered(covers)
+        for m in messages:
+            if m.id not in seen:
+                seen.add(m.id)
+                covers.append(m.id)
+        self._seen = (covers, len(covers), seen)
+
+    def _covered(self, covers: list[str]) -> set[str]:
+        """``set(covers)``, kept incrementally while ``covers`` is the same growing list.
+
+        O(new ids) per compaction instead of O(all ids); rebuilt when the state was
+        replaced (a loaded session, a reset) or the list shrank.
+        """
+        cached = self._seen
+        if cached is None or cached[0] is not covers or cached[1] > len(covers):
+            return set(covers)
+        seen = cached[2]
+        seen.update(covers[cached[1] :])
+        return seen
 
     @hookimpl
     def ctxmgr_compact(
@@ -218,7 +240,7 @@ class Summarize(Strategy):
         if not window.state.summary:
             return None
         message = Message(
-            self.options.role,
+            getattr(self, "_role", "system"),
             SUMMARY_HEADER + window.state.summary,
             metadata={"ctxmgr": "summary"},
         )
