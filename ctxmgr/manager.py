@@ -400,6 +400,8 @@ class ContextManager:
             self._history_counted,
             [(strategy, strategy.snapshot()) for strategy in self._stateful],
             self._resume,
+            self.budget,
+            self._notes[:],
         )
 
     def _rollback(self, undo: tuple[Any, ...]) -> None:
@@ -424,7 +426,10 @@ class ContextManager:
             self._history_counted,
             snapshots,
             self._resume,
+            self.budget,
+            notes,
         ) = undo
+        self._notes[:] = notes  # provider notes not yet reported go to the retry's report
         self.state.rollback(checkpoint)
         del self._history[n_history:]
         del self._segments[n_segments:]
