@@ -168,3 +168,21 @@ def test_cancel_afit_at_every_await_point() -> None:
         assert k > 3  # several await points were cancelled
 
     asyncio.run(scenario())
+
+
+def test_provider_notes_and_tools_budget_survive_a_failed_fit() -> None:
+    """A failed fit neither loses the provider's pending notes nor keeps its tools budget."""
+    fault = FaultInjector()
+    mgr = _manager(fault)
+    history = [*_history()[:30], Message.user("and now?")]  # no open tool step: append runs
+    mgr.fit(history[:20])
+    budget = mgr.budget
+    mgr.record_stop("length")
+    fault.armed = "append"  # after the report took the notes
+    tools = [{"type": "function", "function": {"name": "search", "parameters": {}}}]
+    with pytest.raises(StrategyError):
+        mgr.fit(history, tools=tools)
+    assert mgr.budget is budget
+    fault.armed = None
+    _, report = mgr.fit(history)
+    assert any("reply cut for length" in note for note in report.notes)
