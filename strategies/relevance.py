@@ -67,6 +67,9 @@ class RelevanceOptions(StrategyOptions):
             recalling relevant archived segments, even below the trigger; costs a
             prompt-cache miss on that turn. Off by default (a context below the trigger
             only grows by appending); the ``relevance`` preset turns it on.
+        recall_on_compaction: at a compaction (over the trigger, or asked for) with a new
+            query, recall the archived segments most relevant to it; the eviction step
+            ranks them with the rest. Never forces a compaction by itself.
         max_recall: at most this many archived segments recalled per new query.
         k1: BM25 term-frequency saturation.
         b: BM25 length normalization.
@@ -87,6 +90,7 @@ class RelevanceOptions(StrategyOptions):
     session_key: str = "session"
     index_metadata: list[str] = Field(default_factory=lambda: ["session_date"])
     rerank_on_new_query: bool = False
+    recall_on_compaction: bool = True
     max_recall: int = Field(default=256, ge=0)
     k1: float = Field(default=1.5, gt=0)
     b: float = Field(default=0.75, ge=0, le=1)
@@ -286,7 +290,7 @@ class RelevanceEviction(Strategy):
         Takes the best-scoring segments not already candidates, up to the target token
         budget (at most ``max_recall``); the eviction step then ranks them with the rest.
         """
-        if not self.options.rerank_on_new_query:
+        if not (self.options.rerank_on_new_query or self.options.recall_on_compaction):
             return None
         query = window.query.strip()
         # per conversation, so it is saved with the session (stores, clones)
