@@ -18,9 +18,9 @@ loop, and shrinks before anything is dropped:
    one if the room shrank.
 
 Pinned means verbatim: a message marked ``pinned=True`` is never cleared or truncated
-unless ``truncate_pinned_tool_results`` is on (off by default; each use is reported as
-``"truncated pinned tool result"``); pinned content that cannot fit raises
-ContextOverflowError.
+unless ``truncate_pinned_tool_results`` is on (off by default; each use is reported in
+``FitReport.cleared`` with a reason naming the option); pinned content that cannot fit
+raises ContextOverflowError.
 
 The originals are archived by the manager; nothing is lost.
 """
