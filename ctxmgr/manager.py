@@ -33,6 +33,7 @@ from typing import Any, cast
 from ctxmgr.budget import Budget
 from ctxmgr.config import CtxmgrConfig, load_config, validate_strategies
 from ctxmgr.errors import (
+    AgentLoopError,
     ConfigError,
     ContextOverflowError,
     CtxmgrError,
@@ -319,7 +320,9 @@ class ContextManager:
 
         A fit is transactional: if it raises (any error) the manager (caches, state,
         archive, summary, notes, turn, strategy state) is left exactly as before the
-        call, so a retry gives what an uninterrupted manager would.
+        call, so a retry gives what an uninterrupted manager would. The one exception is
+        :class:`~ctxmgr.errors.AgentLoopError` (``loop_guard``), raised after the fit
+        committed with the fitted result in ``error.result``.
 
         Returns:
             ``FitResult(messages, report)``; kept messages are the same objects as given.
@@ -336,6 +339,8 @@ class ContextManager:
             awaitable = next(gen)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except AgentLoopError:  # raised after the fit committed: nothing to undo
+            raise
         except BaseException:
             self._rollback(undo)
             raise
@@ -366,6 +371,8 @@ class ContextManager:
                 awaitable = gen.send(None)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except AgentLoopError:  # raised after the fit committed: nothing to undo
+            raise
         except BaseException:  # CancelledError included: a cancelled fit is rolled back
             gen.close()
             self._rollback(undo)
@@ -564,10 +571,15 @@ class ContextManager:
             new_start=start,
         )
         hook = self._pm.hook
+        arrived = self._arrive(window, start, new_segs)
+        new_segs = self._segments[start:]
         self._call("observe", hook.ctxmgr_observe, window=window, new_segments=new_segs)
         reason = self._call(
             "wants_compaction", hook.ctxmgr_wants_compaction, window=window, new_segments=new_segs
         )
+        request = self.state.extra.pop("compaction_request", None)
+        if request is not None:
+            reason = f"requested: {request.get('reason') or 'no reason given'}"
         pending = self._segmenter.pending()
         if pending is not None:
             pending = Segment(pending.messages, pending.start, window.measure(pending.messages))
@@ -589,6 +601,7 @@ class ContextManager:
             max_context_tokens=self.budget.max_context_tokens,
             repairs=repairs,
             turn=self.state.turn,
+            offloaded=arrived,
             tools_tokens=tools_tokens,
             calibration=self.calibration,
             reserve_tokens=self.reserve_tokens,
@@ -620,7 +633,8 @@ class ContextManager:
             self._output_tokens += new_tokens
             report.kept_count = len(self._selected)
         else:
-            yield from self._compact(window, pending_tokens, reason, report, use_async)
+            target = self._requested_target(request)
+            yield from self._compact(window, pending_tokens, reason, report, use_async, target)
         room = self.budget.effective_limit - self._output_tokens - pending_tokens - priming
         for msg in appended:
             tokens = self.counter.count_message(msg)
@@ -637,6 +651,8 @@ class ContextManager:
             reason = f"provider rules pass the limit ({total} tokens)"
             yield from self._compact(window, pending_tokens, reason, report, use_async)
             out, total = self._finish(pending, pending_tokens, priming)
+        if total <= self.budget.effective_limit:
+            out, total = self._place_recall_block(window, out, total, pending, priming, report)
         if total > self.budget.effective_limit:
             raise self._overflow(total, pending)
         if report.recovered:
@@ -651,11 +667,90 @@ class ContextManager:
             "reason": report.reason,
             "tools_tokens": tools_tokens,
         }
+        loop: AgentLoopError | None = None
+        try:
+            self._call("report", hook.ctxmgr_report, window=window, report=report)
+        except AgentLoopError as exc:  # raised after the fit commits, carrying its result
+            exc.result = FitResult(out, report)
+            loop = exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s", report)
         if self.on_report is not None:
             self.on_report(report)
+        if loop is not None:
+            raise loop
         return FitResult(out, report)
+
+    def request_compaction(
+        self,
+        reason: str = "",
+        *,
+        target_tokens: int | None = None,
+        target_fraction: float | None = None,
+    ) -> None:
+        """Ask for a compaction on the next fit, even below the trigger.
+
+        The request is kept in the session state (``state.extra["compaction_request"]``),
+        so it survives a session store between the tool call that makes it and the next
+        model call. The next fit runs the whole compaction pipeline (shrink, evict,
+        summarize, re-render notes) and reports ``reason = "requested: <reason>"``.
+
+        Args:
+            reason: why (shown in the FitReport).
+            target_tokens: compact down to at most this many tokens instead of the
+                budget's target (``None``: the budget's target; the budget's target is
+                never exceeded).
+            target_fraction: compact down to at most this share of the previous fit's
+                context (``0.5``: half), resolved at the next fit from the session state.
+
+        Raises:
+            ValueError: ``target_fraction`` is not in (0, 1].
+        """
+        if target_fraction is not None and not 0 < target_fraction <= 1:
+            raise ValueError(f"target_fraction must be in (0, 1], got {target_fraction}")
+        self.state.extra["compaction_request"] = {
+            "reason": reason,
+            "target_tokens": target_tokens,
+            "target_fraction": target_fraction,
+        }
+
+    def _requested_target(self, request: Mapping[str, Any] | None) -> int | None:
+        """The token target of a compaction request (absolute and/or relative), or None."""
+        if not request:
+            return None
+        targets = [request["target_tokens"]] if request.get("target_tokens") is not None else []
+        last = (self.state.last_fit or {}).get("tokens_after")
+        if request.get("target_fraction") is not None and last:
+            targets.append(int(float(request["target_fraction"]) * int(last)))
+        return min(targets) if targets else None
+
+    def _arrive(self, window: Window, start: int, new_segs: list[Segment]) -> list[SegmentRecord]:
+        """Let ``ctxmgr_arrive`` replace new segments before anything sees them (offload).
+
+        Replacements must keep the segment's shape (checked by ``Window.replace``); the
+        originals are archived here. Returns the records of the replaced segments.
+        """
+        if not new_segs:
+            return []
+        records: list[SegmentRecord] = []
+        for changes in self._call(
+            "arrive", self._pm.hook.ctxmgr_arrive, window=window, new_segments=new_segs
+        ):
+            for offset, (messages, why, strategy) in (changes or {}).items():
+                pos = start + int(offset)
+                old = self._segments[pos]
+                try:
+                    window.replace(pos, messages, why, strategy)
+                except ValueError as exc:
+                    raise StrategyError(f"arrive: {exc}", strategy=strategy or "?") from exc
+                window.cleared.pop(pos, None)
+                freed = old.tokens - self._segments[pos].tokens
+                self._history_total += freed  # tokens_before counts the originals
+                records.append(SegmentRecord(old.ids, old.tokens, why, strategy))
+                for orig, new in zip(old.messages, messages):
+                    if orig is not new:
+                        self.state.archive.add(orig, why, self.state.turn, strategy)
+        return records
 
     # ------------------------------------------------------------------ provider boundary
     def _finish(
@@ -936,6 +1031,76 @@ class ContextManager:
             self._force_reason = None
             self._overflow_cap = None
 
+    def _place_recall_block(
+        self,
+        window: Window,
+        out: list[Message],
+        total: int,
+        pending: Segment | None,
+        priming: int,
+        report: FitReport,
+    ) -> tuple[list[Message], int]:
+        """Insert the ``ctxmgr_recall_block`` segments; return the context and its tokens.
+
+        The block goes just before the latest user message (or, when a strategy sets
+        ``window.scratch["recall_block_position"] = "after_system"``, after the leading
+        system messages), within the trigger. It is not part of the append-only prefix
+        (``self._output``).
+        With a provider profile that rewrites messages the context with the block is
+        normalized as a whole; if that would pass the limit the block is left out.
+
+        Args:
+            window: the fit's window.
+            out: the context without the block (already normalized), not mutated.
+            total: its tokens, reply priming included.
+            pending: the open tool step, if any (it stays last).
+            priming: reply-priming tokens.
+            report: the fit's report (recalled segments are listed under ``kept``).
+        """
+        # the block fills up to the trigger, like the prefix between compactions: the
+        # headroom above it absorbs what a framework adds after the fit (a session read
+        # before the new input is appended) and the local tokenizer's error
+        room = self.budget.trigger_tokens - total
+        block = self._call(
+            "recall_block",
+            self._pm.hook.ctxmgr_recall_block,
+            window=window,
+            selected=self._selected,
+            room=room,
+        )
+        if not block:
+            return out, total
+        taken = set(self._selected)
+        segs = [self._segments[p] for p in dict.fromkeys(block) if p not in taken]
+        tokens = sum(s.tokens for s in segs)
+        if not segs:
+            return out, total
+        if tokens > room:
+            raise StrategyError(
+                f"recall block of {tokens} tokens exceeds its room of {room}", strategy="recall"
+            )
+        raw = list(self._output)
+        at = len(raw)
+        if window.scratch.get("recall_block_position") == "after_system":
+            at = next((i for i, m in enumerate(raw) if m.role != "system"), len(raw))
+        elif self._last_user is not None:
+            head = self._segments[self._last_user].head
+            at = next((i for i in range(len(raw) - 1, -1, -1) if raw[i] is head), len(raw))
+        raw[at:at] = [m for s in segs for m in s.messages]
+        if pending is not None:
+            raw.extend(pending.messages)
+        if self.profile.is_identity:
+            new_total = total + tokens
+        else:
+            raw = self.profile.normalize(raw)
+            new_total = sum(self.counter.count_message(m) for m in raw) + priming
+            if new_total > self.budget.effective_limit:
+                return out, total
+        for seg in segs:
+            report.kept.append(record(seg, "recalled for the current question"))
+        report.kept_count += len(segs)
+        return raw, new_total
+
     def _history_tokens(self, pending_tokens: int) -> int:
         # running total of every committed segment, advanced over new segments only
         self._history_total += sum(s.tokens for s in self._segments[self._history_counted :])
@@ -969,7 +1134,13 @@ class ContextManager:
         return pins
 
     def _compact(
-        self, window: Window, pending_tokens: int, reason: str, report: FitReport, use_async: bool
+        self,
+        window: Window,
+        pending_tokens: int,
+        reason: str,
+        report: FitReport,
+        use_async: bool,
+        target_tokens: int | None = None,
     ) -> Generator[Awaitable[Any], None, None]:
         hook = self._pm.hook
         self._shrunk = dict(self._shrunk)  # copy on write: a failed fit restores the old one
@@ -1009,7 +1180,10 @@ class ContextManager:
         reserve = sum(r or 0 for r in self._call("reserve", hook.ctxmgr_reserve, window=window))
         priming = self.counter.reply_priming
         slack = self._profile_slack()
-        avail = self.budget.target_tokens - reserve - priming - pending_tokens - slack
+        target = self.budget.target_tokens
+        if target_tokens is not None:  # a requested compaction may aim lower
+            target = min(target, max(0, int(target_tokens)))
+        avail = target - reserve - priming - pending_tokens - slack
         total = sum(s.tokens for s in cands)
         window.reserved = reserve + priming + pending_tokens + slack
         if total > avail:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ctxmgr.hookspecs import hookimpl
-from ctxmgr.messages import Message, ToolCall
+from ctxmgr.messages import ContentPart, Message, ToolCall
 
 __all__ = [
     "FaultInjector",
@@ -262,6 +262,7 @@ def histories(
     huge_results: bool = True,
     with_system: bool | None = None,
     pinned_results: bool = True,
+    reasoning: bool = False,
 ) -> Any:
     """A Hypothesis strategy generating message histories (oldest first).
 
@@ -278,6 +279,9 @@ def histories(
         with_system: force a leading system prompt (True), none (False), or either.
         pinned_results: include ``pinned=True`` tool results, some of them huge (larger
             than small context windows: such a history must raise ContextOverflowError).
+        reasoning: give assistant messages reasoning parts (Anthropic ``thinking`` with a
+            signature, ``redacted_thinking``, LangChain/OpenAI ``reasoning``) before their
+            text.
     """
     from hypothesis import strategies as st
 
@@ -294,6 +298,22 @@ def histories(
     if malformed:
         step_kinds += ["orphan", "dangling", "duplicate", "dup_ids"]
 
+    reasoning_parts = st.sampled_from(
+        [
+            lambda t: ContentPart("thinking", data={"thinking": t, "signature": "c2ln" * 8}),
+            lambda t: ContentPart("redacted_thinking", data={"data": "ZW5j" * 12}),
+            lambda t: ContentPart("reasoning", data={"reasoning": t, "id": "rs_1"}),
+        ]
+    )
+
+    def assistant(draw: Any, body: str, calls: Sequence[ToolCall] = ()) -> Message:
+        if not reasoning or not draw(st.booleans()):
+            return Message.assistant(body, calls)
+        parts = [draw(reasoning_parts)(draw(text))]
+        if body:
+            parts.append(ContentPart("text", body))
+        return Message("assistant", tuple(parts), tool_calls=tuple(calls))
+
     @st.composite
     def build(draw: Any) -> list[Message]:
         out: list[Message] = []
@@ -309,7 +329,7 @@ def histories(
             if kind == "user":
                 out.append(Message.user(draw(text)))
             elif kind == "assistant":
-                out.append(Message.assistant(draw(text)))
+                out.append(assistant(draw, draw(text)))
             elif kind == "pinned":
                 out.append(Message.user("PINNED " + draw(text), pinned=True))
             elif kind in ("tools", "huge", "dangling", "duplicate", "dup_ids", "pinned_result"):
@@ -320,7 +340,7 @@ def histories(
                 ]
                 if kind == "dup_ids":  # the same call id twice in one assistant message
                     calls.append(ToolCall(calls[0].id, "again", '{"dup": true}'))
-                out.append(Message.assistant(draw(text) if step % 3 == 0 else "", calls))
+                out.append(assistant(draw, draw(text) if step % 3 == 0 else "", calls))
                 answered = calls[:-1] if kind == "dangling" else calls[:k]
                 for j, call in enumerate(answered):
                     body = draw(text)
