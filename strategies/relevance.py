@@ -103,7 +103,9 @@ def wordllama_embedder(texts: list[str]) -> np.ndarray:
         raise ImportError(
             'the semantic scorer needs wordllama: pip install "ctxmgr[semantic]"'
         ) from exc
-    return np.asarray(model.embed(texts, norm=True), dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an empty text embeds to zeros
+        vectors = np.asarray(model.embed(texts, norm=True), dtype=np.float32)
+    return np.nan_to_num(vectors)
 
 
 def _semantic_available() -> bool:

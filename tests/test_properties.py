@@ -123,7 +123,9 @@ def test_incremental_fits_keep_invariants(
             previous = None
             continue
         _check(mgr, prefix, out)
-        if previous is not None and not report.compacted:
+        # the agent preset's recall block (issue #8) changes on a new question by design;
+        # its stable part before the block is checked by that feature's own tests
+        if previous is not None and not report.compacted and preset != "agent":
             stable = _stable(previous)
             assert _key(out[: len(stable)]) == _key(stable), "append-only fit broke prefix"
         previous = out
