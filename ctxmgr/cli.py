@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ctxmgr.bench.datasets_cli import app as datasets_app
-from ctxmgr.errors import CtxmgrError
+from ctxmgr.errors import CtxmgrError, TranscriptError
 
 __all__ = ["app", "main"]
 
@@ -40,6 +40,33 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _load(path: Path, format: str | None) -> list[Any]:
+    """Load transcripts; when no format is recognised, say what is wrong as OpenAI JSON.
+
+    A chat list with one malformed message (no ``role``) matches no format; reading it as
+    OpenAI chat JSON (the closest) names the message and the field instead.
+    """
+    from ctxmgr.bench.loaders import load_transcripts
+
+    try:
+        return load_transcripts(path, format=format)
+    except TranscriptError as exc:
+        if format is not None or "unrecognised transcript format" not in str(exc):
+            raise
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            raise exc from None
+        if isinstance(data, list) and any(isinstance(m, dict) and "role" in m for m in data):
+            from ctxmgr.messages import messages_from_openai
+
+            try:
+                messages_from_openai(data)
+            except CtxmgrError as precise:
+                raise CtxmgrError(f"{path}: read as an OpenAI chat list: {precise}") from None
+        raise
+
+
 @app.command()
 def fit(
     path: Path = typer.Argument(..., help="Transcript file (OpenAI chat JSON/JSONL, ...)."),
@@ -53,14 +80,13 @@ def fit(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Fit one transcript and print the fitted messages and the report."""
-    from ctxmgr.bench.loaders import load_transcripts
     from ctxmgr.manager import ContextManager
     from ctxmgr.messages import to_openai
 
     try:
         if preset and config:
             raise CtxmgrError("give --preset or --config, not both")
-        transcripts = load_transcripts(path, format=format)
+        transcripts = _load(path, format)
         if not transcripts:
             raise CtxmgrError(f"{path}: no transcript with messages")
         if not 0 <= index < len(transcripts):

@@ -418,6 +418,8 @@ class ContextManager:
             self._resume,
             self._unread,  # replaced, never mutated in place
             self._estimated,
+            self.budget,
+            self._notes[:],
         )
 
     def _rollback(self, undo: tuple[Any, ...]) -> None:
@@ -444,7 +446,10 @@ class ContextManager:
             self._resume,
             self._unread,
             self._estimated,
+            self.budget,
+            notes,
         ) = undo
+        self._notes[:] = notes  # provider notes not yet reported go to the retry's report
         self.state.rollback(checkpoint)
         del self._history[n_history:]
         del self._segments[n_segments:]
@@ -602,7 +607,9 @@ class ContextManager:
         tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Generator[Awaitable[Any], None, FitResult]:
         t0 = time.perf_counter()
-        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+        if type(messages) is not list and (
+            isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence)
+        ):
             raise InvalidHistoryError(
                 "fit() argument 'messages' must be a list of ctxmgr.Message (oldest first), "
                 f"got {type(messages).__name__}; convert OpenAI dicts with messages_from_openai",

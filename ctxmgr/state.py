@@ -38,15 +38,21 @@ def _json_safe(value: Any) -> Any:
 
 
 def _copy_json(value: Any) -> Any:
-    """Copy nested dicts and lists (the containers strategies mutate); share the leaves."""
-    if type(value) is dict:
-        return {k: _copy_json(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
-    if type(value) is list:
-        return [_copy_json(v) if type(v) in _CONTAINERS else v for v in value]
+    """Copy nested dicts and lists (the containers strategies mutate); share the leaves.
+
+    Called at every fit on ``extra`` (a few small dicts), so it avoids comprehensions.
+    """
+    t = type(value)
+    if t is dict:
+        out = value.copy()
+        for k, v in out.items():
+            tv = type(v)
+            if tv is dict or tv is list:
+                out[k] = _copy_json(v)
+        return out
+    if t is list:
+        return [_copy_json(v) if type(v) in (dict, list) else v for v in value]
     return value
-
-
-_CONTAINERS = (dict, list)
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
@@ -225,6 +231,8 @@ class SessionState:
     archive: Archive = field(default_factory=Archive)
     last_fit: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # the last checkpoint's copy of ``extra``, reused while ``extra`` is unchanged
+    _extra_copy: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def checkpoint(self) -> tuple[Any, ...]:
         """Return what :meth:`rollback` needs to undo later changes.
@@ -234,16 +242,19 @@ class SessionState:
         strings are immutable, ``last_fit`` is replaced rather than mutated, and notes and
         ``extra`` (small, mutated in place) are copied.
         """
-        notes = {k: (n, n.facts[:], n.pointers[:], n.turn) for k, n in self.notes.items()}
+        notes = self.notes
+        extra = self._extra_copy
+        if extra is None or extra != self.extra:  # C-level compare: most fits change nothing
+            extra = self._extra_copy = _copy_json(self.extra)
         return (
             self.summary,
             self.summary_covers,
             len(self.summary_covers),
-            notes,
+            {k: (n, n.facts[:], n.pointers[:], n.turn) for k, n in notes.items()} if notes else {},
             self.turn,
             len(self.archive._entries),
             self.last_fit,
-            _copy_json(self.extra),
+            extra,
         )
 
     def rollback(self, checkpoint: tuple[Any, ...]) -> None:
@@ -262,7 +273,7 @@ class SessionState:
         self.archive.truncate(n_archive)
         self.last_fit = last_fit
         self.extra.clear()
-        self.extra.update(extra)
+        self.extra.update(_copy_json(extra))  # the checkpoint's copy stays pristine
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict (``json.dumps`` works on it)."""

@@ -10,9 +10,11 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from ctxmgr.hookspecs import hookimpl
 from ctxmgr.messages import ContentPart, Message, ToolCall
 
 __all__ = [
+    "FaultInjector",
     "RecordingSummarizer",
     "agent_history",
     "check_tool_pairs",
@@ -161,26 +163,122 @@ class RecordingSummarizer:
         return "\n".join(lines)
 
 
+class FaultInjector:
+    """A plugin for every per-fit hook that raises ``RuntimeError`` in the armed one.
+
+    Install it in a manager (:meth:`install`), set :attr:`armed` to a hook name from
+    :attr:`HOOKS` and the next call of that hook fails; a fit is then expected to raise
+    :class:`~ctxmgr.errors.StrategyError` and leave the manager unchanged. Unarmed, it
+    does nothing (returns ``None`` everywhere, weight 0).
+
+    Attributes:
+        armed: the hook to fail (without the ``ctxmgr_`` prefix), or ``None``.
+        fired: hooks that did fail.
+    """
+
+    HOOKS = (
+        "observe",
+        "wants_compaction",
+        "append",
+        "recall",
+        "pin",
+        "reserve",
+        "shrink",
+        "score",
+        "compact",
+        "inject",
+    )
+    name = "fault"
+    weight = 0.0
+
+    def __init__(self) -> None:
+        self.armed: str | None = None
+        self.fired: set[str] = set()
+
+    def install(self, manager: Any) -> None:
+        """Register into ``manager``'s plugin manager (after its strategies)."""
+        manager._pm.register(self, name="fault")
+
+    def _maybe(self, hook: str) -> None:
+        if self.armed == hook:
+            self.fired.add(hook)
+            raise RuntimeError(f"injected failure in {hook}")
+
+    @hookimpl
+    def ctxmgr_observe(self, window: Any, new_segments: Any) -> None:
+        """Fail when armed."""
+        self._maybe("observe")
+
+    @hookimpl
+    def ctxmgr_wants_compaction(self, window: Any, new_segments: Any) -> None:
+        """Fail when armed."""
+        self._maybe("wants_compaction")
+
+    @hookimpl
+    def ctxmgr_append(self, window: Any) -> None:
+        """Fail when armed."""
+        self._maybe("append")
+
+    @hookimpl
+    def ctxmgr_recall(self, window: Any, history: Any, candidates: Any) -> None:
+        """Fail when armed."""
+        self._maybe("recall")
+
+    @hookimpl
+    def ctxmgr_pin(self, window: Any) -> None:
+        """Fail when armed."""
+        self._maybe("pin")
+
+    @hookimpl
+    def ctxmgr_reserve(self, window: Any) -> None:
+        """Fail when armed."""
+        self._maybe("reserve")
+
+    @hookimpl
+    def ctxmgr_shrink(self, window: Any, excess_tokens: int) -> None:
+        """Fail when armed."""
+        self._maybe("shrink")
+
+    @hookimpl
+    def ctxmgr_score(self, window: Any) -> None:
+        """Fail when armed."""
+        self._maybe("score")
+
+    @hookimpl
+    def ctxmgr_compact(self, window: Any, evicted: Any, use_async: bool) -> None:
+        """Fail when armed."""
+        self._maybe("compact")
+
+    @hookimpl
+    def ctxmgr_inject(self, window: Any) -> None:
+        """Fail when armed."""
+        self._maybe("inject")
+
+
 def histories(
     *,
     max_steps: int = 30,
     malformed: bool = True,
     huge_results: bool = True,
     with_system: bool | None = None,
+    pinned_results: bool = True,
     reasoning: bool = False,
 ) -> Any:
     """A Hypothesis strategy generating message histories (oldest first).
 
     Histories mix user and assistant text, assistant messages with 1-3 parallel tool
     calls and their results, huge tool results, pinned messages and, when
-    ``malformed``, orphan tool results, duplicate results, dangling calls and a tool
-    message first. Requires ``hypothesis`` (the ``dev`` extra).
+    ``malformed``, orphan tool results, duplicate results, duplicate call ids inside one
+    assistant message, dangling calls (also at the very end: a tool step still open)
+    and a tool message first. Requires ``hypothesis`` (the ``dev`` extra).
 
     Args:
         max_steps: maximum number of generation steps (each adds 1-4 messages).
         malformed: include broken tool pairs.
         huge_results: include tool results of several thousand tokens.
         with_system: force a leading system prompt (True), none (False), or either.
+        pinned_results: include ``pinned=True`` tool results, some of them huge (larger
+            than small context windows: such a history must raise ContextOverflowError).
         reasoning: give assistant messages reasoning parts (Anthropic ``thinking`` with a
             signature, ``redacted_thinking``, LangChain/OpenAI ``reasoning``) before their
             text.
@@ -195,8 +293,10 @@ def histories(
     step_kinds = ["user", "assistant", "tools", "tools", "pinned"]
     if huge_results:
         step_kinds.append("huge")
+    if pinned_results:
+        step_kinds.append("pinned_result")
     if malformed:
-        step_kinds += ["orphan", "dangling", "duplicate"]
+        step_kinds += ["orphan", "dangling", "duplicate", "dup_ids"]
 
     reasoning_parts = st.sampled_from(
         [
@@ -232,25 +332,34 @@ def histories(
                 out.append(assistant(draw, draw(text)))
             elif kind == "pinned":
                 out.append(Message.user("PINNED " + draw(text), pinned=True))
-            elif kind in ("tools", "huge", "dangling", "duplicate"):
+            elif kind in ("tools", "huge", "dangling", "duplicate", "dup_ids", "pinned_result"):
                 k = draw(st.integers(min_value=1, max_value=3))
                 calls = [
                     ToolCall(f"c{step}_{j}", draw(st.sampled_from(["search", "read"])), "{}")
                     for j in range(k)
                 ]
+                if kind == "dup_ids":  # the same call id twice in one assistant message
+                    calls.append(ToolCall(calls[0].id, "again", '{"dup": true}'))
                 out.append(assistant(draw, draw(text) if step % 3 == 0 else "", calls))
-                answered = calls[:-1] if kind == "dangling" else calls
-                for call in answered:
+                answered = calls[:-1] if kind == "dangling" else calls[:k]
+                for j, call in enumerate(answered):
                     body = draw(text)
-                    if kind == "huge":
+                    pinned = kind == "pinned_result" and j == 0
+                    if kind == "huge" or (pinned and draw(st.booleans())):
                         body = (body + " ") * 200
-                    out.append(Message.tool(body, call.id, name=call.name))
+                    out.append(Message.tool(body, call.id, name=call.name, pinned=pinned))
                 if kind == "duplicate":
                     out.append(Message.tool("again " + draw(text), calls[0].id))
             elif kind == "orphan":
                 out.append(Message.tool("orphan " + draw(text), f"nope{step}"))
-        if out[-1].role != "user" and draw(st.booleans()):
+        tail = draw(st.sampled_from(["user", "none", "open"] if malformed else ["user", "none"]))
+        if tail == "user" and out[-1].role != "user":
             out.append(Message.user("LAST: " + draw(text)))
+        elif tail == "open":  # a tool step still waiting for (some of) its results
+            calls = [ToolCall(f"open_{j}", "search", "{}") for j in range(2)]
+            out.append(Message.assistant("", calls))
+            if draw(st.booleans()):
+                out.append(Message.tool("first result " + draw(text), calls[0].id))
         return out
 
     return build()

@@ -21,9 +21,9 @@ loop, and shrinks before anything is dropped:
    one if the room shrank.
 
 Pinned means verbatim: a message marked ``pinned=True`` is never cleared or truncated
-unless ``truncate_pinned_tool_results`` is on (off by default; each use is reported as
-``"truncated pinned tool result"``); pinned content that cannot fit raises
-ContextOverflowError.
+unless ``truncate_pinned_tool_results`` is on (off by default; each use is reported in
+``FitReport.cleared`` with a reason naming the option); pinned content that cannot fit
+raises ContextOverflowError.
 
 The originals are archived by the manager; nothing is lost.
 """
@@ -260,26 +260,35 @@ class ToolPairSafe(Strategy):
             over = sum(window.segments[i].tokens for i in window.pinned) - limit
             if over <= 0:
                 return
-            items = []
+            items = []  # (tokens now, tokens of the original, candidate index, message index)
             for i in sorted(window.pinned):
                 seg = window.segments[i]
                 if not seg.is_tool_exchange:
                     continue
                 for j, msg in enumerate(seg.messages):
                     if self._truncatable(msg):
-                        items.append((window.counter.count_message(msg), i, j))
-            keeps = _fair_keep([t for t, _, _ in items], over, floor)
-            changes: dict[int, dict[int, int]] = {}
-            for (tokens, i, j), keep in zip(items, keeps):
-                if keep < tokens:
-                    changes.setdefault(i, {})[j] = keep
+                        source = self._original(window, i, j, msg)
+                        count = window.counter.count_message
+                        items.append((count(msg), count(source), i, j))
+            # shares are planned on the originals, so a result cut at an earlier fit and a
+            # fresh one are treated alike (and an earlier cut can be cut again)
+            room = sum(t for t, _, _, _ in items) - over
+            originals = [o for _, o, _, _ in items]
+            keeps = _fair_keep(originals, sum(originals) - room, floor)
+            changes: dict[int, dict[int, Message]] = {}
+            for (tokens, original, i, j), keep in zip(items, keeps):
+                if keep >= original:
+                    continue
+                source = self._original(window, i, j, window.segments[i].messages[j])
+                cut = _truncate(source, keep, window.counter)
+                if window.counter.count_message(cut) < tokens:
+                    changes.setdefault(i, {})[j] = cut
             if not changes:
                 return
             for i, cuts in changes.items():
                 messages = list(window.segments[i].messages)
-                for j, keep in cuts.items():
-                    source = self._original(window, i, j, messages[j])
-                    messages[j] = _truncate(source, keep, window.counter)
+                for j, cut in cuts.items():
+                    messages[j] = cut
                 window.replace(
                     i,
                     messages,

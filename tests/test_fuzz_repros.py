@@ -25,6 +25,7 @@ from ctxmgr import (
     ToolCall,
     messages_from_openai,
 )
+from ctxmgr.state import message_from_dict
 from ctxmgr.testing import check_tool_pairs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fuzz"
@@ -284,3 +285,23 @@ def test_strategy_error_then_retry() -> None:
     mgr._pm.hook.ctxmgr_inject = original  # type: ignore[method-assign]
     assert mgr.fit(msgs)[0] == clean.fit(msgs)[0]
     assert mgr.state.to_dict() == clean.state.to_dict()
+
+
+def test_earlier_truncation_is_recut_like_a_fresh_fit() -> None:
+    """P1 (own fuzzer): an earlier cut is re-cut from its original when the room shrinks.
+
+    So the incremental manager fits wherever a fresh one does.
+    """
+    doc = json.loads((FIXTURES / "robust_recut_earlier_truncation.json").read_text("utf-8"))
+    msgs = [message_from_dict(d) for d in doc["history"]]
+    mgr = _manager(doc)
+    for k in doc["fit_after_messages"]:
+        try:
+            out, _ = mgr.fit(msgs[:k])
+        except ContextOverflowError:
+            with pytest.raises(ContextOverflowError):
+                _manager(doc).fit(msgs[:k])
+            continue
+        _check(mgr, msgs[:k], out)
+    out, _ = mgr.fit(msgs)
+    assert mgr.counter.count_messages(out) <= mgr.budget.effective_limit

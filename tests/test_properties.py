@@ -12,13 +12,16 @@ tool results, orphans, duplicates and dangling calls:
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ctxmgr import ContextManager, ContextOverflowError, Message, get_counter
+from ctxmgr import ContextManager, ContextOverflowError, Message, StrategyError, get_counter
 from ctxmgr.config import PRESETS
-from ctxmgr.testing import check_tool_pairs, histories
+from ctxmgr.segments import segment_messages
+from ctxmgr.testing import FaultInjector, check_tool_pairs, histories
 
 RECALLED = "recalled for the current question"  # the recall block's report reason
 
@@ -77,6 +80,20 @@ def test_one_shot_fit_invariants(preset: str, history: list[Message], budget: in
     assert _key(again) == _key(out), "same input, different output"
 
 
+def _stable(out: list[Message]) -> list[Message]:
+    """The context without a trailing open tool step (it is re-rendered at every fit)."""
+    i = len(out)
+    while i and out[i - 1].role == "tool":
+        i -= 1
+    if (
+        i
+        and out[i - 1].tool_calls
+        and any(m.metadata.get("ctxmgr") == "synthetic_tool_result" for m in out[i:])
+    ):
+        return out[: i - 1]
+    return out
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 @given(
     history=histories(max_steps=40),
@@ -87,7 +104,12 @@ def test_one_shot_fit_invariants(preset: str, history: list[Message], budget: in
 def test_incremental_fits_keep_invariants(
     preset: str, history: list[Message], budget: int, cuts: list[int]
 ) -> None:
-    """Fitting growing prefixes keeps the invariants; append-only fits extend the last one."""
+    """Fitting growing prefixes keeps the invariants; append-only fits extend the last one.
+
+    Overflow only when unavoidable: the incremental manager raises ContextOverflowError
+    only where a fresh manager on the same prefix raises too, and then what must be sent
+    is reported over the limit. The manager stays usable after an overflow.
+    """
     mgr = _manager(preset, budget)
     points = sorted({min(c, len(history)) for c in cuts} | {len(history)})
     previous: list[Message] | None = None
@@ -95,17 +117,109 @@ def test_incremental_fits_keep_invariants(
         prefix = history[:n]
         try:
             out, report = mgr.fit(prefix)
-        except ContextOverflowError:
-            return
+        except ContextOverflowError as exc:
+            with pytest.raises(ContextOverflowError) as fresh:
+                _manager(preset, budget).fit(prefix)
+            assert exc.projected_tokens > exc.effective_limit
+            assert fresh.value.projected_tokens > fresh.value.effective_limit
+            previous = None
+            continue
         _check(mgr, prefix, out)
-        synthetic = any(m.metadata.get("ctxmgr") == "synthetic_tool_result" for m in out)
         # the recall block (agent preset) sits before the latest user message, outside the
         # append-only prefix, and is replaced on every fit: compare without it
         recalled = {i for r in report.kept if r.reason == RECALLED for i in r.ids}
-        stable = [m for m in out if m.id not in recalled]
-        if previous is not None and not report.compacted and not synthetic:
-            assert _key(stable[: len(previous)]) == _key(previous), "append-only fit broke prefix"
-        previous = None if synthetic else stable
+        without_block = [m for m in out if m.id not in recalled]
+        if previous is not None and not report.compacted:
+            stable = _stable(previous)
+            assert _key(without_block[: len(stable)]) == _key(stable), (
+                "append-only fit broke prefix"
+            )
+        previous = without_block
+
+
+def _protected_tokens(mgr: ContextManager, history: list[Message]) -> int:
+    """Upper bound of what ctxmgr may refuse to evict (whole segments), plus priming.
+
+    The leading system prompt, segments holding a ``pinned=True`` message, the task (first
+    user message), and everything from the latest user message on (the current turn, its
+    tool steps, an open step with synthetic results). An overflow is unavoidable only if
+    this exceeds the effective limit.
+    """
+    segments, _ = segment_messages(history)
+    count = mgr.counter.count_message
+    users = [i for i, seg in enumerate(segments) if seg.role == "user"]
+    keep = set(range(users[-1] if users else 0, len(segments)))
+    if users:
+        keep.add(users[0])
+    if segments and segments[0].role == "system":
+        keep.add(0)
+    keep.update(i for i, seg in enumerate(segments) if any(m.pinned for m in seg.messages))
+    total = sum(count(m) for i in keep for m in segments[i].messages)
+    return total + mgr.counter.reply_priming
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@given(history=histories(), budget=st.integers(min_value=200, max_value=6000))
+@SETTINGS
+def test_overflow_only_when_unavoidable(preset: str, history: list[Message], budget: int) -> None:
+    """Overflow only when unavoidable: protected content alone exceeds the limit.
+
+    Never because of a summary, notes or a reminder ctxmgr chose to inject.
+    """
+    mgr = _manager(preset, budget)
+    try:
+        mgr.fit(history)
+    except ContextOverflowError as exc:
+        protected = _protected_tokens(mgr, history)
+        assert protected > exc.effective_limit, (
+            f"overflow although protected content is {protected} of {exc.effective_limit}"
+        )
+
+
+@pytest.mark.parametrize("preset", ["agent", "summary"])
+@given(
+    history=histories(max_steps=30),
+    budget=st.integers(min_value=300, max_value=3000),
+    cuts=st.lists(st.integers(min_value=1, max_value=120), min_size=2, max_size=6),
+    faults=st.lists(st.sampled_from(FaultInjector.HOOKS), min_size=1, max_size=6),
+)
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+def test_retry_after_injected_failure_equals_clean_run(
+    preset: str, history: list[Message], budget: int, cuts: list[int], faults: list[str]
+) -> None:
+    """Incremental fits across injected hook failures and overflows.
+
+    Every failed fit leaves the manager unchanged; its retry equals a manager that never
+    failed.
+    """
+    fault = FaultInjector()
+    mgr, twin = _manager(preset, budget), _manager(preset, budget)
+    fault.install(mgr)
+    points = sorted({min(c, len(history)) for c in cuts} | {len(history)})
+    for i, n in enumerate(points):
+        prefix = history[:n]
+        before = json.dumps(mgr.state.to_dict(), sort_keys=True, default=str)
+        fault.armed = faults[i % len(faults)]
+        try:
+            out, _ = mgr.fit(prefix)
+        except (StrategyError, ContextOverflowError):
+            assert json.dumps(mgr.state.to_dict(), sort_keys=True, default=str) == before
+            fault.armed = None
+            try:
+                out, _ = mgr.fit(prefix)
+            except ContextOverflowError:
+                with pytest.raises(ContextOverflowError):
+                    twin.fit(prefix)
+                continue
+        fault.armed = None
+        expected, _ = twin.fit(prefix)
+        assert _key(out) == _key(expected)
+        _check(mgr, prefix, out)
+    assert mgr.state.to_dict() == twin.state.to_dict()
 
 
 @given(history=histories(malformed=False, huge_results=False, with_system=True))
