@@ -26,6 +26,7 @@ import bm25s
 import numpy as np
 from pydantic import Field
 
+from ctxmgr.errors import ConfigError
 from ctxmgr.hookspecs import hookimpl
 from ctxmgr.segments import Segment
 from ctxmgr.strategy import Strategy, StrategyOptions
@@ -50,7 +51,9 @@ class RelevanceOptions(StrategyOptions):
         session_key: metadata key whose value delimits sessions for smoothing.
         index_metadata: metadata keys whose values are indexed with the text (dates).
         rerank_on_new_query: re-select on every new user message (the question changed),
-            recalling relevant archived segments; costs a prompt-cache miss on that turn.
+            recalling relevant archived segments, even below the trigger; costs a
+            prompt-cache miss on that turn. Off by default (a context below the trigger
+            only grows by appending); the ``relevance`` preset turns it on.
         max_recall: at most this many archived segments recalled per new query.
         k1: BM25 term-frequency saturation.
         b: BM25 length normalization.
@@ -70,7 +73,7 @@ class RelevanceOptions(StrategyOptions):
     neighbor_decay: float = Field(default=1.0, gt=0, le=1)
     session_key: str = "session"
     index_metadata: list[str] = Field(default_factory=lambda: ["session_date"])
-    rerank_on_new_query: bool = True
+    rerank_on_new_query: bool = False
     max_recall: int = Field(default=256, ge=0)
     k1: float = Field(default=1.5, gt=0)
     b: float = Field(default=0.75, ge=0, le=1)
@@ -102,7 +105,13 @@ class RelevanceEviction(Strategy):
         self._embed: Callable[[list[str]], Any] | None = None
         if self.options.embedder:
             module, _, attr = self.options.embedder.partition(":")
-            self._embed = getattr(importlib.import_module(module), attr)
+            try:
+                self._embed = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise ConfigError(
+                    f"cannot load {self.options.embedder!r} ('module:function'): {exc}",
+                    key="relevance.embedder",
+                ) from None
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
         out = bm25s.tokenize(
@@ -121,6 +130,16 @@ class RelevanceEviction(Strategy):
             self._counts = other._counts
             self._vectors = other._vectors
             self._recalled_for = other._recalled_for
+
+    def snapshot(self) -> Any:
+        """Remember the last query recalled for (the only per-conversation decision)."""
+        return self._recalled_for
+
+    def restore(self, snapshot: Any) -> None:
+        """Restore the recall query; drop the caches keyed by history length (a failed fit)."""
+        self._recalled_for = snapshot
+        self._cache = None
+        self._query_state = None
 
     def _doc(self, seg: Segment) -> str:
         extra = [
