@@ -8,10 +8,11 @@ One line installs ctxmgr into an Agents SDK app::
 ``call_model_input_filter`` runs right before each model call with everything the SDK is
 about to send (session history, the run's new items, in-run tool rounds) and the agent's
 instructions; the filter returns the fitted items and leaves the instructions as they are
-(counted and pinned as the system prompt). The SDK's session and ``result.to_input_list()``
-keep the whole history; only the request is fitted. :class:`ContextSession` is a ``Session``
-that stores every item and reads back the fitted view (a session is read once per run, so
-it bounds a turn's first model call; the filter bounds every call).
+(counted and pinned as the system prompt); the agent's tool definitions are counted too.
+The SDK's session and ``result.to_input_list()`` keep the whole history; only the request is
+fitted. :class:`ContextSession` is a ``Session`` that stores every item and reads back the
+fitted view (a session is read once per run, so it bounds a turn's first model call; the
+filter bounds every call).
 
 ctxmgr state (running summary, notes, archive) is kept per conversation: the run context's
 ``thread_id`` / ``session_id`` / ``conversation_id`` (a key or attribute of the ``context``
@@ -429,8 +430,33 @@ class ContextFilter:
         """Return the fitted model input for one model call."""
         instructions = data.model_data.instructions
         key = self.key(data)
-        fitted = await _afit(self.pool, key, list(data.model_data.input), instructions, self.on_fit)
+        items = list(data.model_data.input)
+        tools = _tool_definitions(data.agent)
+        fitted = await _afit(self.pool, key, items, instructions, self.on_fit, tools)
         return ModelInputData(input=fitted, instructions=instructions)
+
+
+def _tool_definitions(agent: Any) -> list[dict[str, Any]] | None:
+    """The agent's function tools (and handoffs) as Responses-API tool definitions."""
+    out: list[dict[str, Any]] = []
+    for tool in getattr(agent, "tools", None) or ():
+        schema = getattr(tool, "params_json_schema", None)
+        if schema is not None:
+            description = getattr(tool, "description", "") or ""
+            out.append(
+                {
+                    "type": "function",
+                    "name": tool.name,
+                    "description": description,
+                    "parameters": schema,
+                }
+            )
+        else:
+            out.append({"type": str(getattr(tool, "name", type(tool).__name__))})
+    for handoff in getattr(agent, "handoffs", None) or ():
+        name = getattr(handoff, "tool_name", None) or getattr(handoff, "name", "handoff")
+        out.append({"type": "function", "name": str(name)})
+    return out or None
 
 
 async def _afit(
@@ -439,12 +465,13 @@ async def _afit(
     items: list[Any],
     instructions: str | None,
     on_fit: Callable[[str, FitReport], None] | None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> list[Any]:
     """Fit ``items`` (oldest first) on conversation ``key``; kept items are the objects given."""
     conversation = pool.get(key)
     neutral = to_messages(items)
     head = [Message.system(instructions, id=INSTRUCTIONS_ID)] if instructions else []
-    result = await conversation.manager.afit([*head, *neutral])
+    result = await conversation.manager.afit([*head, *neutral], tools=tools)
     conversation.report = result.report
     if on_fit is not None:
         on_fit(key, result.report)

@@ -134,8 +134,13 @@ def make_agents(transform: ContextTransform) -> tuple[ConversableAgent, Conversa
     return assistant, user
 
 
-def assert_well_formed(call: Sequence[dict[str, Any]], latest_user: str) -> None:
-    """System prompt first, latest user message present, tool pairs whole, within budget."""
+def assert_well_formed(
+    call: Sequence[dict[str, Any]], latest_user: str, tools_tokens: int = 0
+) -> None:
+    """System prompt first, latest user message present, tool pairs whole, within budget.
+
+    ``tools_tokens``: the tool definitions sent with the call, part of the budget.
+    """
     assert call[0]["role"] == "system" and call[0]["content"] == SYSTEM
     assert any(m["role"] == "user" and m.get("content") == latest_user for m in call)
     asked: set[str] = set()
@@ -147,7 +152,7 @@ def assert_well_formed(call: Sequence[dict[str, Any]], latest_user: str) -> None
             answered.add(message["tool_call_id"])
     assert asked == answered, f"calls without results: {asked - answered}"
     tokens = get_counter().count_messages(messages_from_openai(call))
-    assert tokens <= LIMIT, f"{tokens} tokens sent, limit {LIMIT}"
+    assert tokens + tools_tokens <= LIMIT, f"{tokens} + {tools_tokens} tokens sent, limit {LIMIT}"
 
 
 def test_conversable_agent_thirty_turns_stay_valid() -> None:
@@ -169,8 +174,10 @@ def test_conversable_agent_thirty_turns_stay_valid() -> None:
             assistant, message=question, max_turns=2, clear_history=False, silent=True
         )
         assert len(ScriptedClient.calls) == before + 2
+        tools_tokens = transform.last_report.tools_tokens if transform.last_report else 0
+        assert tools_tokens > 0  # the two tool schemas are in the budget
         for call in ScriptedClient.calls[before:]:
-            assert_well_formed(call, question)
+            assert_well_formed(call, question, tools_tokens)
     history = assistant.chat_messages[user]
     assert len(history) == TURNS * 4  # question, calls, grouped results, answer
     assert sum(len(m.get("tool_responses") or ()) for m in history) == TURNS * 2

@@ -78,8 +78,11 @@ def scripted(steps: int) -> ScriptedModel:
     return ScriptedModel([ModelStep.respond(respond) for _ in range(steps)])
 
 
-def assert_well_formed(call: ModelCall, latest_user: str) -> None:
-    """Instructions sent, latest user message present, tool pairs whole, within budget."""
+def assert_well_formed(call: ModelCall, latest_user: str, tools_tokens: int = 0) -> None:
+    """Instructions sent, latest user message present, tool pairs whole, within budget.
+
+    ``tools_tokens``: the tool definitions sent with the call, part of the budget.
+    """
     assert call.system_instructions == SYSTEM
     items: Sequence[Any] = call.input
     assert any(i.get("role") == "user" and i.get("content") == latest_user for i in items)
@@ -92,7 +95,7 @@ def assert_well_formed(call: ModelCall, latest_user: str) -> None:
             assert item["call_id"] in calls_before, f"orphan result {item['call_id']}"
     counter = get_counter()
     tokens = counter.count_messages(to_messages(items)) + counter.count_text(SYSTEM)
-    assert tokens <= LIMIT, f"{tokens} tokens sent, limit {LIMIT}"
+    assert tokens + tools_tokens <= LIMIT, f"{tokens} + {tools_tokens} tokens sent, limit {LIMIT}"
 
 
 async def test_runner_thirty_turns_stay_valid() -> None:
@@ -115,8 +118,10 @@ async def test_runner_thirty_turns_stay_valid() -> None:
             agent, question, session=session, run_config=config, context={"thread_id": "t1"}
         )
         assert len(model.calls) == before + 2
+        tools_tokens = flt.last_reports["t1"].tools_tokens
+        assert tools_tokens > 0  # the two tool schemas are in the budget
         for call in model.calls[before:]:
-            assert_well_formed(call, question)
+            assert_well_formed(call, question, tools_tokens)
     history = await session.get_items()
     # user, reasoning, 2 calls, 2 results, answer per turn: nothing lost
     assert len(history) == TURNS * 7

@@ -134,7 +134,6 @@ def test_metadata_names_the_distribution(wheel: zipfile.ZipFile) -> None:
     """
     metadata = _dist_info(wheel, "METADATA")
     assert "Name: ctxmgr-llm" in metadata.splitlines()
-    assert 'Requires-Dist: ctxmgr-llm[autogen,langchain,llamaindex]; extra == "all"' in (
-        metadata.splitlines()
-    )
+    every = "ag2,autogen,langchain,llamaindex,openai-agents,pydantic-ai"
+    assert f'Requires-Dist: ctxmgr-llm[{every}]; extra == "all"' in metadata.splitlines()
     assert "Requires-Python: >=3.10" in metadata.splitlines()
