@@ -10,7 +10,10 @@ messages (``request_context.messages``) with the fitted view: the run's history
 request-only changes. State (ctxmgr manager) is kept per ``ctx.conversation_id``, which
 pydantic-ai carries over from ``message_history``. Instructions (``ModelRequest.instructions``
 of the latest request, which is what pydantic-ai sends) are counted and pinned as a system
-message.
+message; the request's tool definitions are counted. Set ``provider=`` to the model's provider:
+pydantic-ai frames a mid-conversation system part as ``<system>`` user text for models
+without inline system messages, which the anthropic/gemini profiles avoid by injecting in
+the user role.
 
 :meth:`ContextProcessor.process` (sync) and :meth:`ContextProcessor.aprocess` (async) are
 history processors, ``(ctx: RunContext, messages) -> messages``, for ``ProcessHistory(...)``
