@@ -12,9 +12,10 @@ Data flow of one fit::
       otherwise: pin -> reserve -> shrink -> score -> evict to target -> compact -> inject
       -> validate (budget, pairs) -> FitReport
 
-The append-only path costs O(new messages): the previous input is compared as a list
-slice (identity comparison in C) and only new messages are segmented, counted and
-shown to strategies.
+The append-only path costs O(new messages): the previous input is recognised by its
+length and the identity of its first and last messages (a value comparison of the whole
+prefix when the objects differ; a full refit when the history was edited), and only new
+messages are segmented, counted and shown to strategies.
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ class ContextManager:
         counter: TokenCounter | str | Callable[..., int] | None = None,
         summarizer: Any = None,
         on_report: Callable[[FitReport], None] | None = None,
+        store: Any = None,
+        conversation_id: str | None = None,
         **overrides: Any,
     ) -> ContextManager:
         """Build a manager from a preset name, a config file path, a mapping or a config.
@@ -167,11 +170,28 @@ class ContextManager:
             counter: see the class docstring.
             summarizer: see the class docstring.
             on_report: see the class docstring.
+            store: keep the session state in a store: a URL (``"sqlite:///s.db"``,
+                ``"redis://..."``, ``"postgresql://..."``, ``"memory://"``) or a
+                :class:`~ctxmgr.stores.SessionStore`. Returns a
+                :class:`~ctxmgr.stores.session.StoredContextManager` that loads before and
+                saves after every fit (compare-and-swap; see ``docs/stores.md``).
+            conversation_id: the conversation's key in ``store`` (default ``"default"``).
             **overrides: top-level config keys (``max_context_tokens=8000``...).
 
         Raises:
             ConfigError: the config is invalid (naming the key and the allowed values).
         """
+        if store is not None:
+            from ctxmgr.stores.session import StoredContextManager
+
+            return StoredContextManager(
+                load_config(source, **overrides),
+                store=store,
+                conversation_id=conversation_id or "default",
+                counter=counter,
+                summarizer=summarizer,
+                on_report=on_report,
+            )
         return cls(
             load_config(source, **overrides),
             counter=counter,
@@ -270,6 +290,8 @@ class ContextManager:
         self._covered_cache: tuple[list[str], int, set[str]] = ([], 0, set())
         self._norm: Normalizer | None = None
         self._norm_src: list[Message] | None = None
+        # a window snapshot from a store, restored at the next fit (ctxmgr.stores.snapshot)
+        self._resume: Mapping[str, Any] | None = None
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -377,6 +399,7 @@ class ContextManager:
             self._history_total,
             self._history_counted,
             [(strategy, strategy.snapshot()) for strategy in self._stateful],
+            self._resume,
         )
 
     def _rollback(self, undo: tuple[Any, ...]) -> None:
@@ -400,6 +423,7 @@ class ContextManager:
             self._history_total,
             self._history_counted,
             snapshots,
+            self._resume,
         ) = undo
         self.state.rollback(checkpoint)
         del self._history[n_history:]
@@ -415,18 +439,24 @@ class ContextManager:
 
     def _ingest(self, messages: Sequence[Message]) -> tuple[int, list[Segment]]:
         """Feed new messages; return (index of first new segment, new segments)."""
+        if self._resume is not None:
+            from ctxmgr.stores.snapshot import resume_window
+
+            snapshot, self._resume = self._resume, None
+            resume_window(self, snapshot, messages)
         n_prev = len(self._history)
-        prefix = messages[:n_prev]
-        if not isinstance(prefix, list):
-            prefix = list(prefix)
-        if n_prev and (len(messages) < n_prev or prefix != self._history):
+        if n_prev and not self._extends(messages, n_prev):
             logger.debug("history is not an extension of the previous one: full refit")
             state = self.state
             self._reset_incremental()
             self.state = state
             n_prev = 0
-        elif n_prev and any(prefix[i] is not self._history[i] for i in (0, n_prev // 2, -1)):
-            self._adopt(prefix)  # equal but rebuilt messages: send the caller's objects
+        elif n_prev and any(
+            messages[i] is not self._history[i] for i in (0, n_prev // 2, n_prev - 1)
+        ):
+            prefix = messages[:n_prev]
+            # equal but rebuilt messages: send the caller's objects
+            self._adopt(prefix if isinstance(prefix, list) else list(prefix))
         new_msgs = list(messages[n_prev:])
         for offset, msg in enumerate(new_msgs):  # O(new): older ones were checked before
             if not isinstance(msg, Message):
@@ -466,6 +496,28 @@ class ContextManager:
         self._shrunk = {pos: conv(seg) for pos, seg in self._shrunk.items()}
         self._output = [swap.get(id(m), m) for m in self._output]
         self._segmenter.adopt(swap)
+
+    def _extends(self, messages: Sequence[Message], n_prev: int) -> bool:
+        """Whether ``messages`` starts with the ``n_prev`` messages of the previous fit.
+
+        O(1) when the caller passes the same message objects as last time (frameworks
+        append to one list): the first message and the last 8 previous ones are compared by
+        identity. Otherwise the whole prefix is compared by value (O(n), in C). An edit deep
+        inside a history whose first and last 8 objects are unchanged is not seen: build
+        new message objects for an edited history, or call :meth:`reset`.
+        """
+        if len(messages) < n_prev:
+            return False
+        history = self._history
+        k = min(n_prev, 8)
+        if messages[0] is history[0] and all(
+            messages[i] is history[i] for i in range(n_prev - k, n_prev)
+        ):
+            return True
+        prefix = messages[:n_prev]
+        if not isinstance(prefix, list):
+            prefix = list(prefix)
+        return prefix == history
 
     def _fit(
         self,

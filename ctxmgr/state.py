@@ -68,6 +68,8 @@ def message_from_dict(data: Mapping[str, Any]) -> Message:
     """Inverse of :func:`message_to_dict`."""
     raw = {k: v for k, v in data.items() if k != "metadata"}
     msg = from_openai(raw)
+    if not data.get("metadata"):
+        return msg  # built once: no metadata to merge
     meta = dict(data.get("metadata") or {})
     extra = {k: v for k, v in msg.metadata.items()}
     extra.update(meta)

@@ -20,10 +20,8 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import bm25s
-import numpy as np
 from pydantic import Field
 
 from ctxmgr.errors import ConfigError
@@ -33,6 +31,21 @@ from ctxmgr.strategy import Strategy, StrategyOptions
 from ctxmgr.window import Window
 
 __all__ = ["RelevanceEviction"]
+
+if TYPE_CHECKING:
+    import bm25s
+    import numpy as np
+else:  # heavy: imported when the strategy is first configured (``import ctxmgr`` stays light)
+    bm25s = np = None
+
+
+def _import_deps() -> None:
+    global bm25s, np
+    if np is None:
+        import bm25s as _bm25s
+        import numpy as _np
+
+        bm25s, np = _bm25s, _np
 
 
 class RelevanceOptions(StrategyOptions):
@@ -91,11 +104,11 @@ class RelevanceEviction(Strategy):
 
     def __init__(self, options: StrategyOptions | None = None, *, weight: float = 1.0):
         super().__init__(options, weight=weight)
+        _import_deps()
         self._tokens: dict[str, list[str]] = {}
         self._counts: dict[str, Counter[str]] = {}
         self._cache: tuple[tuple[str, int], np.ndarray] | None = None
         self._query_state: dict[str, Any] | None = None
-        self._recalled_for = ""
         self._vectors: dict[str, Any] = {}
         self._stemmer: Any = None
         if self.options.stemmer:
@@ -129,15 +142,13 @@ class RelevanceEviction(Strategy):
             self._tokens = other._tokens
             self._counts = other._counts
             self._vectors = other._vectors
-            self._recalled_for = other._recalled_for
 
     def snapshot(self) -> Any:
-        """Remember the last query recalled for (the only per-conversation decision)."""
-        return self._recalled_for
+        """Nothing to keep: the last query recalled for lives in the session state."""
+        return None
 
     def restore(self, snapshot: Any) -> None:
-        """Restore the recall query; drop the caches keyed by history length (a failed fit)."""
-        self._recalled_for = snapshot
+        """Drop the caches keyed by history length (a failed fit)."""
         self._cache = None
         self._query_state = None
 
@@ -278,9 +289,11 @@ class RelevanceEviction(Strategy):
         if not self.options.rerank_on_new_query:
             return None
         query = window.query.strip()
-        if not query or query == self._recalled_for:
+        # per conversation, so it is saved with the session (stores, clones)
+        data = window.state.extra.setdefault(self.name, {})
+        if not query or query == data.get("recalled_for"):
             return None
-        self._recalled_for = query
+        data["recalled_for"] = query
         scores = self._history_scores(window)
         budget = window.budget.target_tokens
         out: list[int] = []

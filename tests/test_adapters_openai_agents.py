@@ -309,3 +309,29 @@ def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delitem(sys.modules, "ctxmgr.adapters.openai_agents")
     with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[openai-agents]"')):
         importlib.import_module("ctxmgr.adapters.openai_agents")
+
+
+async def test_store_lets_two_workers_serve_one_conversation(tmp_path: Any) -> None:
+    """With ``store=``, two filters (two workers) alternating turns share one ctxmgr state."""
+    url = f"sqlite:///{tmp_path / 'ctx.db'}"
+    workers = [
+        ContextFilter.from_config(
+            "agent", store=url, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
+        )
+        for _ in range(2)
+    ]
+    model = scripted(12)
+    agent = Agent(name="researcher", instructions=SYSTEM, model=model, tools=[search, lookup])
+    session = SQLiteSession("t9")
+    for i in range(6):
+        config = RunConfig(call_model_input_filter=workers[i % 2], tracing_disabled=True)
+        question = f"Turn {i}: research topic{i}"
+        await Runner.run(
+            agent, question, session=session, run_config=config, context={"thread_id": "t9"}
+        )
+        for call in model.calls[-2:]:
+            assert_well_formed(call, question, workers[i % 2].last_reports["t9"].tools_tokens)
+    for worker in workers:
+        worker.reset("t9")  # drop the in-process copies: state comes from the store
+    assert workers[0].manager_for("t9").state.turn == 12  # every fit, from both workers
+    session.close()
