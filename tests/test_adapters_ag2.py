@@ -142,7 +142,8 @@ def assert_well_formed(
     ``tools_tokens``: the tool definitions sent with the call, part of the budget.
     """
     assert call[0]["role"] == "system" and call[0]["content"] == SYSTEM
-    assert any(m["role"] == "user" and m.get("content") == latest_user for m in call)
+    # a provider profile may merge adjacent user turns: the question is in one of them
+    assert any(m["role"] == "user" and latest_user in str(m.get("content")) for m in call)
     asked: set[str] = set()
     answered: set[str] = set()
     for message in call:
@@ -155,16 +156,17 @@ def assert_well_formed(
     assert tokens + tools_tokens <= LIMIT, f"{tokens} + {tools_tokens} tokens sent, limit {LIMIT}"
 
 
-def test_conversable_agent_thirty_turns_stay_valid() -> None:
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_conversable_agent_thirty_turns_stay_valid(provider: str) -> None:
     """30 turns (60 model calls) of parallel ~1,500-token tool results in a 3,000 window.
 
     What the model client receives always holds the system prompt and the latest user
     message, has no orphan result or unanswered call and fits the window; the agent's
-    ``chat_messages`` keep the whole history.
+    ``chat_messages`` keep the whole history. Under each provider profile's wire rules.
     """
     ScriptedClient.calls = []
     transform = ContextTransform.from_config(
-        "agent", max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
+        "agent", provider=provider, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
     )
     assistant, user = make_agents(transform)
     for i in range(TURNS):

@@ -85,7 +85,8 @@ def assert_well_formed(call: ModelCall, latest_user: str, tools_tokens: int = 0)
     """
     assert call.system_instructions == SYSTEM
     items: Sequence[Any] = call.input
-    assert any(i.get("role") == "user" and i.get("content") == latest_user for i in items)
+    # a provider profile may merge adjacent user turns: the question is in one of them
+    assert any(i.get("role") == "user" and latest_user in str(i.get("content")) for i in items)
     asked = {i["call_id"] for i in items if i.get("type") == "function_call"}
     answered = [i["call_id"] for i in items if i.get("type") == "function_call_output"]
     assert set(answered) == asked and len(answered) == len(set(answered))
@@ -98,14 +99,15 @@ def assert_well_formed(call: ModelCall, latest_user: str, tools_tokens: int = 0)
     assert tokens + tools_tokens <= LIMIT, f"{tokens} + {tools_tokens} tokens sent, limit {LIMIT}"
 
 
-async def test_runner_thirty_turns_stay_valid() -> None:
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_runner_thirty_turns_stay_valid(provider: str) -> None:
     """30 turns (60 model calls) of parallel ~1,500-token tool results in a 3,000 window.
 
     Every model call gets the instructions and the latest user message, no orphan result
     or unanswered call, and fits the window; the session keeps the whole history.
     """
     flt = ContextFilter.from_config(
-        "agent", max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
+        "agent", provider=provider, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
     )
     model = scripted(TURNS * 2)
     agent = Agent(name="researcher", instructions=SYSTEM, model=model, tools=[search, lookup])
