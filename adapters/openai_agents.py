@@ -247,7 +247,7 @@ def _items_of(message: Message) -> list[dict[str, Any]]:
     """The Responses-API items for ``message``: its originals, with ctxmgr's changes applied."""
     meta = message.metadata.get(METADATA_KEY)
     if not isinstance(meta, Mapping) or not meta.get("items"):
-        return [_foreign(message)]
+        return _foreign(message)
     raws = [copy.deepcopy(dict(r)) for r in meta["items"]]
     if message.role == "assistant":
         original = _assistant(raws, list(meta["indices"]))
@@ -310,15 +310,23 @@ def _changed_assistant(
     return out
 
 
-def _foreign(message: Message) -> dict[str, Any]:
-    """An input item for a message ctxmgr injected (e.g. a running summary)."""
+def _foreign(message: Message) -> list[dict[str, Any]]:
+    """Input items for a message ctxmgr made (e.g. a running summary, a merged turn)."""
     if message.role == "tool":
-        return {
+        output = {
             "type": "function_call_output",
             "call_id": message.tool_call_id or "",
             "output": message.text,
         }
-    return {"role": message.role, "content": message.text}
+        return [output]
+    items: list[dict[str, Any]] = []
+    if message.text or not message.tool_calls:
+        items.append({"role": message.role, "content": message.text})
+    items.extend(
+        {"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments}
+        for c in message.tool_calls
+    )
+    return items
 
 
 def from_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from ctxmgr.adapters.openai_agents import (
 from openai.types.responses import ResponseReasoningItem
 from openai.types.responses.response_reasoning_item import Summary
 
+from ctxmgr import Message, ToolCall
 from ctxmgr.tokens import get_counter
 
 SYSTEM = "You are a meticulous research agent. Always cite the tool results you used."
@@ -337,3 +338,17 @@ async def test_store_lets_two_workers_serve_one_conversation(tmp_path: Any) -> N
         worker.reset("t9")  # drop the in-process copies: state comes from the store
     assert workers[0].manager_for("t9").state.turn == 12  # every fit, from both workers
     session.close()
+
+
+def test_messages_ctxmgr_made_become_items() -> None:
+    """A summary, a synthetic call and its result map to Responses-API items."""
+    made = [
+        Message.system("Summary so far", metadata={"ctxmgr": "summary"}),
+        Message.assistant("", [ToolCall("c9", "f", '{"a": 1}')]),
+        Message.tool("r", "c9"),
+    ]
+    assert from_messages(made) == [
+        {"role": "system", "content": "Summary so far"},
+        {"type": "function_call", "call_id": "c9", "name": "f", "arguments": '{"a": 1}'},
+        {"type": "function_call_output", "call_id": "c9", "output": "r"},
+    ]
