@@ -110,8 +110,14 @@ def to_messages(messages: Sequence[Mapping[str, Any]]) -> list[Message]:
         if parent.get("role") != "tool":
             flat.append((parent, {"index": index, "parent_slot": True, "raw": _plain(parent)}))
     neutral = messages_from_openai(item for item, _ in flat)
+    names = {c.id: c.name for m in neutral for c in m.tool_calls}
     out = [
-        msg.evolve(metadata={METADATA_KEY: meta}, id=msg.id)
+        msg.evolve(
+            metadata={METADATA_KEY: meta},
+            id=msg.id,
+            # AG2's tool responses carry no name: the called tool's, for summaries and search
+            name=msg.name or (names.get(msg.tool_call_id or "") if msg.role == "tool" else None),
+        )
         for msg, (_, meta) in zip(neutral, flat, strict=True)
     ]
     return unique_ids(out)

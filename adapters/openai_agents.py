@@ -176,13 +176,14 @@ def _assistant(raws: list[dict[str, Any]], indices: list[int]) -> Message:
     )
 
 
-def _single(raw: dict[str, Any], index: int) -> Message:
+def _single(raw: dict[str, Any], index: int, names: Mapping[str, str] | None = None) -> Message:
     meta = {"items": [raw], "indices": [index]}
     if _kind(raw) == "output":
         return Message(
             role="tool",
             content=_output_text(raw.get("output")),
             tool_call_id=raw["call_id"],
+            name=(names or {}).get(raw["call_id"]),  # the called tool, for summaries and search
             metadata={METADATA_KEY: meta},
         )
     role = raw.get("role")
@@ -211,16 +212,20 @@ def to_messages(items: Sequence[Any]) -> list[Message]:
     out: list[Message] = []
     group: list[dict[str, Any]] = []
     indices: list[int] = []
+    names: dict[str, str] = {}
     for index, item in enumerate(items):
         raw = _plain(item)
         if _kind(raw) == "assistant":
+            call = _call_of(raw)
+            if call is not None:
+                names[call.id] = call.name
             group.append(raw)
             indices.append(index)
             continue
         if group:
             out.append(_assistant(group, indices))
             group, indices = [], []
-        out.append(_single(raw, index))
+        out.append(_single(raw, index, names))
     if group:
         out.append(_assistant(group, indices))
     return unique_ids(out)

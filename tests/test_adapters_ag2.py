@@ -31,6 +31,20 @@ MAX_TOKENS = 3000
 RESERVE = 300
 LIMIT = MAX_TOKENS - RESERVE
 TURNS = 30
+# The agent preset with BM25-only relevance: its WordLlama embeddings cost about a second a
+# fit on a loaded 2-core machine, and what these tests check does not depend on the scorer.
+AGENT: dict[str, Any] = {
+    "trigger": 0.8,
+    "target": 0.6,
+    "strategies": [
+        {"name": "tool_pair_safe"},
+        {"name": "pin_and_slide", "weight": 0.3},
+        {"name": "relevance", "placement": "block", "semantic": False},
+        {"name": "summarize"},
+        {"name": "scratchpad"},
+        {"name": "system_replay"},
+    ],
+}
 
 
 def big_result(tag: str) -> str:
@@ -166,7 +180,7 @@ def test_conversable_agent_thirty_turns_stay_valid(provider: str) -> None:
     """
     ScriptedClient.calls = []
     transform = ContextTransform.from_config(
-        "agent", provider=provider, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
+        AGENT, provider=provider, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
     )
     assistant, user = make_agents(transform)
     for i in range(TURNS):
@@ -208,7 +222,7 @@ def test_summarizer_and_note_tools() -> None:
         ]
         transform.apply_transform(history)
     assert transform.manager_for(history).state.summary == "SUMMARY: earlier turns."
-    notes = note_tools(ContextTransform.from_config("agent", max_context_tokens=MAX_TOKENS))
+    notes = note_tools(ContextTransform.from_config(AGENT, max_context_tokens=MAX_TOKENS))
     assert [t.name for t in notes] == ["write_note", "update_note", "delete_note", "read_notes"]
     assert notes[0].func(key="k", facts=["fact one"]) == "saved note 'k'"
     assert "fact one" in notes[3].func()

@@ -33,6 +33,20 @@ MAX_TOKENS = 3000
 RESERVE = 300
 LIMIT = MAX_TOKENS - RESERVE
 TURNS = 30
+# The agent preset with BM25-only relevance: its WordLlama embeddings cost about a second a
+# fit on a loaded 2-core machine, and what these tests check does not depend on the scorer.
+AGENT: dict[str, Any] = {
+    "trigger": 0.8,
+    "target": 0.6,
+    "strategies": [
+        {"name": "tool_pair_safe"},
+        {"name": "pin_and_slide", "weight": 0.3},
+        {"name": "relevance", "placement": "block", "semantic": False},
+        {"name": "summarize"},
+        {"name": "scratchpad"},
+        {"name": "system_replay"},
+    ],
+}
 
 
 def big_result(tag: str) -> str:
@@ -108,7 +122,7 @@ async def test_runner_thirty_turns_stay_valid(provider: str) -> None:
     or unanswered call, and fits the window; the session keeps the whole history.
     """
     flt = ContextFilter.from_config(
-        "agent", provider=provider, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
+        AGENT, provider=provider, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
     )
     model = scripted(TURNS * 2)
     agent = Agent(name="researcher", instructions=SYSTEM, model=model, tools=[search, lookup])
@@ -142,7 +156,7 @@ async def test_session_stores_everything_and_reads_the_fitted_view() -> None:
     """
     session = ContextSession.from_config(
         "t2",
-        "agent",
+        AGENT,
         instructions=SYSTEM,
         max_context_tokens=MAX_TOKENS,
         reserve_output_tokens=RESERVE,
@@ -189,7 +203,7 @@ async def test_summarizer_and_note_tools() -> None:
     keys = list(flt.last_reports)
     assert len(keys) == 1  # one conversation, keyed by its first item
     assert flt.manager_for(keys[0]).state.summary == "SUMMARY: earlier turns."
-    tools = note_tools(ContextFilter.from_config("agent", max_context_tokens=MAX_TOKENS), key="k")
+    tools = note_tools(ContextFilter.from_config(AGENT, max_context_tokens=MAX_TOKENS), key="k")
     assert [t.name for t in tools] == ["write_note", "update_note", "delete_note", "read_notes"]
 
 
@@ -319,7 +333,7 @@ async def test_store_lets_two_workers_serve_one_conversation(tmp_path: Any) -> N
     url = f"sqlite:///{tmp_path / 'ctx.db'}"
     workers = [
         ContextFilter.from_config(
-            "agent", store=url, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
+            AGENT, store=url, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
         )
         for _ in range(2)
     ]

@@ -46,6 +46,20 @@ MAX_TOKENS = 3000
 RESERVE = 300
 LIMIT = MAX_TOKENS - RESERVE
 TURNS = 30
+# The agent preset with BM25-only relevance: its WordLlama embeddings cost about a second a
+# fit on a loaded 2-core machine, and what these tests check does not depend on the scorer.
+AGENT: dict[str, Any] = {
+    "trigger": 0.8,
+    "target": 0.6,
+    "strategies": [
+        {"name": "tool_pair_safe"},
+        {"name": "pin_and_slide", "weight": 0.3},
+        {"name": "relevance", "placement": "block", "semantic": False},
+        {"name": "summarize"},
+        {"name": "scratchpad"},
+        {"name": "system_replay"},
+    ],
+}
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 # FunctionModel gets a mid-conversation SystemPromptPart as <system>-framed user text, as
 # pydantic-ai's Anthropic model sends it; the anthropic profile injects ctxmgr's context in
@@ -165,7 +179,7 @@ async def test_agent_thirty_turns_stay_valid(path: str) -> None:
     processor keeps it.
     """
     processor = ContextProcessor.from_config(
-        "agent", provider=PROVIDER, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
+        AGENT, provider=PROVIDER, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
     )
     script = Script()
     agent = make_agent(processor, script, sync=path == "processor", system_prompt=SYSTEM)
@@ -223,7 +237,7 @@ async def test_async_run_with_instructions_and_summarizer() -> None:
 
 async def test_note_tools_are_pydantic_ai_tools() -> None:
     """Note tools act on the calling run's conversation scratchpad."""
-    processor = ContextProcessor.from_config("agent", max_context_tokens=MAX_TOKENS)
+    processor = ContextProcessor.from_config(AGENT, max_context_tokens=MAX_TOKENS)
     calls: list[int] = []
 
     def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
