@@ -1,9 +1,11 @@
-"""OpenAI Agents SDK adapter: lossless item converters and runs with the SDK's ScriptedModel."""
+"""OpenAI Agents SDK adapter: lossless item converters and runs with a fake ``Model``."""
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,7 +15,9 @@ from hypothesis import strategies as st
 pytest.importorskip("agents")
 
 from agents import Agent, RunConfig, Runner, SQLiteSession, function_tool
-from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
+from agents.items import ModelResponse
+from agents.models.interface import Model
+from agents.usage import Usage
 from ctxmgr.adapters.openai_agents import (
     AgentsSummarizer,
     ContextFilter,
@@ -22,7 +26,12 @@ from ctxmgr.adapters.openai_agents import (
     note_tools,
     to_messages,
 )
-from openai.types.responses import ResponseReasoningItem
+from openai.types.responses import (
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseReasoningItem,
+)
 from openai.types.responses.response_reasoning_item import Summary
 
 from ctxmgr import Message, ToolCall
@@ -66,6 +75,55 @@ def lookup(key: str) -> str:
     return big_result(f"lookup-{key}")
 
 
+@dataclass
+class ModelCall:
+    """What one model call received."""
+
+    system_instructions: str | None
+    input: Any
+
+
+def assistant_message(text: str, *, item_id: str) -> ResponseOutputMessage:
+    """One assistant text output item."""
+    content = [ResponseOutputText(text=text, type="output_text", annotations=[])]
+    return ResponseOutputMessage(
+        id=item_id, type="message", role="assistant", status="completed", content=content
+    )
+
+
+def function_call(
+    name: str, arguments: dict[str, Any], *, call_id: str
+) -> ResponseFunctionToolCall:
+    """One function-call output item."""
+    return ResponseFunctionToolCall(
+        id=call_id,
+        call_id=call_id,
+        type="function_call",
+        name=name,
+        arguments=json.dumps(arguments),
+    )
+
+
+class ScriptedModel(Model):
+    """A fake Agents SDK ``Model``: records every call's input, replies with ``respond(call)``."""
+
+    def __init__(self, respond: Callable[[ModelCall], list[Any]]) -> None:
+        self.respond = respond
+        self.calls: list[ModelCall] = []
+
+    async def get_response(
+        self, system_instructions: str | None, input: Any, *args: Any, **kwargs: Any
+    ) -> ModelResponse:
+        """Record the call and return the scripted reply."""
+        call = ModelCall(system_instructions, copy.deepcopy(input))
+        self.calls.append(call)
+        return ModelResponse(output=self.respond(call), usage=Usage(), response_id=None)
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+        """Streaming is not scripted."""
+        raise NotImplementedError("the scripted model does not stream")
+
+
 def respond(call: ModelCall) -> Any:
     """Parallel tool calls (after reasoning) for a new question; an answer after results."""
     items = list(call.input) if isinstance(call.input, list) else [{"content": call.input}]
@@ -90,7 +148,8 @@ def respond(call: ModelCall) -> Any:
 
 
 def scripted(steps: int) -> ScriptedModel:
-    return ScriptedModel([ModelStep.respond(respond) for _ in range(steps)])
+    """A fresh scripted model (``steps`` is the number of calls the test expects)."""
+    return ScriptedModel(respond)
 
 
 def assert_well_formed(call: ModelCall, latest_user: str, tools_tokens: int = 0) -> None:
