@@ -240,9 +240,10 @@ def ctxmgr_recall_block(window: Window, selected: Sequence[int], room: int) -> S
 def ctxmgr_report(window: Window, report: FitReport) -> None:
     """Add to the fit's report (loop detections...) once the context is built.
 
-    Called on every fit after the context is final and committed, so raising here (for
-    example :class:`~ctxmgr.errors.AgentLoopError`) leaves the manager consistent: the
-    next fit continues from this one. Must cost O(1) or O(new segments).
+    Called last on every fit, once the context is final. Raising here rolls the fit back
+    like any error, except :class:`~ctxmgr.errors.AgentLoopError`, which the manager
+    raises after committing the fit (with the result in ``error.result``). Must cost
+    O(1) or O(new segments).
 
     :param window: the fit's observe window (``window.new_start`` marks the new segments).
     :param report: the :class:`~ctxmgr.report.FitReport` to annotate in place.

@@ -15,7 +15,10 @@ Data flow of one fit::
 The append-only path costs O(new messages): the previous input is recognised by its
 length and the identity of its first and last messages (a value comparison of the whole
 prefix when the objects differ; a full refit when the history was edited), and only new
-messages are segmented, counted and shown to strategies.
+messages are segmented, counted and shown to strategies. A cold fit (a fresh manager
+given a long history) counts from the newest message backward only what the window can
+use (twice the effective limit); older segments are archived and summarized unread, and
+``FitReport.tokens_before_estimated`` says ``tokens_before`` holds estimates.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from ctxmgr.report import FitReport, FitResult, SegmentRecord, record
 from ctxmgr.segments import Segment, Segmenter
 from ctxmgr.state import SessionState
 from ctxmgr.strategy import Strategy
-from ctxmgr.tokens import TokenCounter, get_counter
+from ctxmgr.tokens import TiktokenCounter, TokenCounter, get_counter
 from ctxmgr.window import Injection, Window
 
 __all__ = ["ContextManager"]
@@ -235,6 +238,8 @@ class ContextManager:
             setattr(other, name, copy.copy(getattr(self, name)))
         other._segmenter = copy.deepcopy(self._segmenter)
         other._shrunk = dict(self._shrunk)
+        other._unread = set(self._unread)
+        other._estimated = set(self._estimated)
         for name in (
             "_output_tokens",
             "_last_user",
@@ -293,6 +298,10 @@ class ContextManager:
         self._norm_src: list[Message] | None = None
         # a window snapshot from a store, restored at the next fit (ctxmgr.stores.snapshot)
         self._resume: Mapping[str, Any] | None = None
+        # cold fit from the tail (see _cold_tail): positions left out of the candidates,
+        # and those of them whose tokens are an estimate rather than a count
+        self._unread: set[int] = set()
+        self._estimated: set[int] = set()
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -407,6 +416,8 @@ class ContextManager:
             self._history_counted,
             [(strategy, strategy.snapshot()) for strategy in self._stateful],
             self._resume,
+            self._unread,  # replaced, never mutated in place
+            self._estimated,
         )
 
     def _rollback(self, undo: tuple[Any, ...]) -> None:
@@ -431,6 +442,8 @@ class ContextManager:
             self._history_counted,
             snapshots,
             self._resume,
+            self._unread,
+            self._estimated,
         ) = undo
         self.state.rollback(checkpoint)
         del self._history[n_history:]
@@ -477,13 +490,68 @@ class ContextManager:
         start = len(self._segments)
         count = self.counter.count_message
         measured = []
+        tail = self._cold_tail(new_segs) if start == 0 else 0
+        unread: set[int] = set()
+        estimated: set[int] = set()
+        first_user = next((i for i, seg in enumerate(new_segs) if seg.role == "user"), -1)
         for offset, seg in enumerate(new_segs):
-            tokens = sum(count(m) for m in seg.messages)
+            # the first user message (the task) stays a candidate, as pins expect
+            estimate = (
+                _estimate(seg, self.counter) if offset < tail and offset != first_user else None
+            )
+            if estimate is not None:
+                tokens, exact = estimate
+                unread.add(start + offset)
+                if not exact:
+                    estimated.add(start + offset)
+            else:
+                tokens = sum(count(m) for m in seg.messages)
             measured.append(Segment(seg.messages, seg.start, tokens))
             if seg.role == "user":
                 self._last_user = start + offset
         self._segments.extend(measured)
+        if unread:  # sets are replaced, not mutated, so a failed fit rolls back
+            self._unread = self._unread | unread
+            self._estimated = self._estimated | estimated
+        if self._last_user in self._unread:  # core-pinned: always a candidate
+            measured[self._last_user - start] = self._exact(self._last_user)
         return start, measured
+
+    def _cold_tail(self, segments: Sequence[Segment]) -> int:
+        """Index of the oldest of ``segments`` counted exactly on a cold fit.
+
+        A fresh manager given a long history counts from the newest segment backward until
+        twice the effective limit is covered; older segments cannot all be kept, so they
+        get an estimate (:func:`_estimate`) instead of being tokenized. They are evicted
+        unread unless pinned, recalled or the question of a kept answer, which counts them
+        exactly (:meth:`_exact`); system messages, pinned messages and the first user
+        message (the task) are always counted and stay candidates.
+        """
+        if len(segments) < 64 or not isinstance(self.counter, TiktokenCounter):
+            return 0
+        cap = 2 * self.budget.effective_limit
+        count = self.counter.count_message
+        total = 0
+        for index in range(len(segments) - 1, -1, -1):
+            total += sum(count(m) for m in segments[index].messages)
+            if total > cap:
+                return index
+        return 0
+
+    def _exact(self, pos: int) -> Segment:
+        """Make segment ``pos`` a candidate again, with its exact token count."""
+        seg = self._segments[pos]
+        if pos in self._unread:  # copy on write (see _begin): rare, on recall or pinning
+            self._unread = self._unread - {pos}
+        if pos in self._estimated:
+            self._estimated = self._estimated - {pos}
+            tokens = sum(self.counter.count_message(m) for m in seg.messages)
+            if pos < self._history_counted:
+                self._history_total += tokens - seg.tokens
+            seg = Segment(seg.messages, seg.start, tokens)
+            self._segments = list(self._segments)
+            self._segments[pos] = seg
+        return seg
 
     def _adopt(self, given: list[Message]) -> None:
         """Use the caller's message objects where they equal (not are) the ones held.
@@ -652,6 +720,7 @@ class ContextManager:
             report.reason = f"provider refused the context as too long: {self._force_reason}"
         report.tokens_after = total
         report.tokens_before = self._history_tokens(pending_tokens) + priming
+        report.tokens_before_estimated = bool(self._estimated)
         report.elapsed_ms = (time.perf_counter() - t0) * 1000
         self.state.last_fit = {
             "turn": report.turn,
@@ -1064,8 +1133,17 @@ class ContextManager:
         if not block:
             return out, total
         taken = set(self._selected)
-        segs = [self._segments[p] for p in dict.fromkeys(block) if p not in taken]
+        chosen = [p for p in dict.fromkeys(block) if p not in taken]
+        # exchanges stay whole: an answer whose question is neither in the context nor in
+        # the block is left out (the relevance strategy recalls questions with answers)
+        question_of = self._question_of(set(chosen))
+        present = taken.union(chosen)
+        chosen = [p for p in chosen if question_of.get(p, p) in present]
+        estimated = not self._estimated.isdisjoint(chosen)  # a cold fit's unread segments
+        segs = [self._exact(p) for p in chosen]
         tokens = sum(s.tokens for s in segs)
+        while estimated and segs and tokens > room:  # chosen on estimates: keep what fits
+            tokens -= segs.pop().tokens
         if not segs:
             return out, total
         if tokens > room:
@@ -1141,13 +1219,19 @@ class ContextManager:
         report.reason = reason
         previous = set(self._selected)
         base = previous.union(range(window.new_start, len(self._segments)))
+        unread = base.intersection(self._unread)  # cold fit: older than the window
+        base -= unread
         for recalled in self._call(
             "recall", hook.ctxmgr_recall, window=window, history=self._segments, candidates=base
         ):
             base.update(p for p in recalled or () if 0 <= p < len(self._segments))
+
         # exchanges stay whole: every candidate answer brings its question along
         question_of = self._question_of(base)
         base.update(question_of.values())
+        for pos in base.intersection(self._unread):  # recalled or a question: count it
+            self._exact(pos)
+        unread -= base
         positions = sorted(base)
         history_new_start = window.new_start
         cands = [self._shrunk.get(p, self._segments[p]) for p in positions]
@@ -1241,6 +1325,13 @@ class ContextManager:
         # archive and report what left the context in this compaction
         newly_evicted = []
         covered = self._covered()
+        for pos in sorted(unread):
+            seg = self._segments[pos]
+            report.dropped.append(record(seg, "evicted unread (cold fit, older than the window)"))
+            for msg in seg.messages:
+                self.state.archive.add(msg, "evicted", self.state.turn)
+            if not covered.issuperset(seg.ids):
+                newly_evicted.append(seg)
         for i in evicted_idx:
             pos = positions[i]
             seg = self._segments[pos]
@@ -1445,6 +1536,32 @@ class ContextManager:
             f"ContextManager(max_context_tokens={self.budget.max_context_tokens}, "
             f"effective_limit={self.budget.effective_limit}, strategies=[{names}])"
         )
+
+
+def _estimate(segment: Segment, counter: TokenCounter) -> tuple[int, bool] | None:
+    """``(tokens, exact)`` of ``segment`` without tokenizing, or ``None`` to count it.
+
+    About 4 bytes of UTF-8 text per token (the usual ratio for English under cl100k /
+    o200k) plus the per-message and per-call overheads. Only for segments a cold fit evicts
+    unread: the estimate feeds ``tokens_before`` (flagged as an estimate) and the report,
+    never the budget (a segment that re-enters the context is counted exactly). Counts
+    already cached are used as they are; system, pinned and non-text messages are counted.
+    """
+    cache = getattr(counter, "_cache", None)
+    total = 0
+    exact = True
+    for m in segment.messages:
+        if m.role == "system" or m.pinned or not isinstance(m.content, str):
+            return None
+        cached = cache.get(m.fingerprint) if isinstance(cache, dict) else None
+        if cached is not None:
+            total += cached
+            continue
+        exact = False
+        size = len(m.content.encode()) + len((m.name or "").encode())
+        size += sum(len(c.name) + len(c.arguments.encode()) for c in m.tool_calls)
+        total += -(-size // 4) + 4 + 3 * len(m.tool_calls)
+    return total, exact
 
 
 def _not_a_message(item: object, index: int) -> InvalidHistoryError:

@@ -44,6 +44,9 @@ class FitReport:
 
     Attributes:
         tokens_before: tokens of the full input history (what would be sent untouched).
+        tokens_before_estimated: ``tokens_before`` includes estimates (about 4 bytes per
+            token): a cold fit of a long history counts only the newest segments exactly
+            (twice the effective limit); older ones are evicted without being tokenized.
         tokens_after: tokens of the fitted context.
         effective_limit: ``max_context_tokens - reserve_output_tokens``.
         max_context_tokens: the context window.
@@ -78,6 +81,7 @@ class FitReport:
     """
 
     tokens_before: int = 0
+    tokens_before_estimated: bool = False
     tokens_after: int = 0
     effective_limit: int = 0
     max_context_tokens: int = 0

@@ -103,7 +103,11 @@ def wordllama_embedder(texts: list[str]) -> np.ndarray:
         raise ImportError(
             'the semantic scorer needs wordllama: pip install "ctxmgr[semantic]"'
         ) from exc
-    return np.asarray(model.embed(texts, norm=True), dtype=np.float32)
+    rows = np.asarray(model.embed(texts, norm=False), dtype=np.float32)
+    # normalize here: a text with no known token pools to a zero vector, which stays zero
+    # (WordLlama's own norm=True divides it by 0 and warns)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)  # type: ignore[no-any-return]
 
 
 def _semantic_available() -> bool:
@@ -389,19 +393,33 @@ class RelevanceEviction(Strategy):
             if sum(history[p].tokens for p in kept) <= room:
                 return kept
         scores = self._history_scores(window)
-        picked: list[int] = []
+        groups: list[list[int]] = []  # an answer comes with its question (exchanges whole)
+        seen = set(taken)
         budget = room
+        n_picked = 0
         for pos in self._ranked(scores, taken, self.options.max_recall + 64):
-            tokens = history[pos].tokens
+            if pos in seen:
+                continue
+            group = [pos]
+            if history[pos].role == "assistant":
+                q = pos - 1
+                while q >= 0 and history[q].role != "user":
+                    q -= 1
+                if q >= 0 and q not in seen:
+                    group.insert(0, q)
+            tokens = sum(history[p].tokens for p in group)
             if tokens <= budget:
-                picked.append(pos)
+                groups.append(group)
+                seen.update(group)
                 budget -= tokens
-                if len(picked) >= self.options.max_recall:
+                n_picked += len(group)
+                if n_picked >= self.options.max_recall:
                     break
+        if self.options.block_position == "before_question":
+            groups.reverse()  # most relevant last, nearest the question
+        picked = [p for group in groups for p in group]
         if self.options.block_order == "chronological":
             picked.sort()
-        elif self.options.block_position == "before_question":
-            picked.reverse()  # most relevant last, nearest the question
         data["block"] = [query, picked]
         return picked
 

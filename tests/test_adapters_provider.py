@@ -138,7 +138,7 @@ def test_facts_from_framework_models() -> None:
     """Model name, window and provider from real LangChain and LlamaIndex model objects."""
     from langchain_anthropic import ChatAnthropic
     from langchain_openai import ChatOpenAI
-    from llama_index.llms.openai import OpenAI
+    from llama_index.llms.anthropic import Anthropic
 
     gpt = ChatOpenAI(model="gpt-4o", api_key="t")  # type: ignore[arg-type]
     facts = langchain_facts(gpt.bind_tools([]))
@@ -146,8 +146,8 @@ def test_facts_from_framework_models() -> None:
     assert facts.window == (gpt.profile or {}).get("max_input_tokens")
     claude = langchain_facts(ChatAnthropic(model="claude-sonnet-4-5", api_key="t"))  # type: ignore[call-arg,arg-type]
     assert (claude.model, claude.provider) == ("claude-sonnet-4-5", "anthropic")
-    li = llamaindex_facts(OpenAI(model="gpt-4o", api_key="t"))
-    assert (li.model, li.window, li.provider) == ("gpt-4o", 128_000, "openai")
+    li = llamaindex_facts(Anthropic(model="claude-sonnet-4-5", api_key="t"))
+    assert (li.model, li.window, li.provider) == ("claude-sonnet-4-5", 200_000, "anthropic")
     assert provider_of(None, "models/gemini-2.0-flash") == "gemini"
 
 

@@ -117,7 +117,7 @@ def test_llamaindex_wrapper_recovers() -> None:
         )
         agent = FunctionAgent(
             tools=[plain_lookup],
-            llm=memory.wrap(llamaindex_llm("openai", server)),
+            llm=memory.wrap(llamaindex_llm("anthropic", server)),
             system_prompt=SYSTEM,
         )
 
@@ -194,7 +194,7 @@ def test_reply_cut_for_length_grows_the_reserve(framework: str) -> None:
                 "agent", max_context_tokens=TOLD, on_fit=lambda _key, r: reports.append(r)
             )
             engine = SimpleChatEngine.from_defaults(
-                llm=memory.wrap(llamaindex_llm("openai", server)), memory=memory
+                llm=memory.wrap(llamaindex_llm("anthropic", server)), memory=memory
             )
             for n in range(2):
                 engine.chat(question(n))

@@ -7,8 +7,8 @@ with compare-and-swap writes. :func:`open_store` builds one from a URL:
 =================================  ===============================================
 ``memory://``                      :class:`MemoryStore` (one process)
 ``sqlite:///path/to/file.db``      :class:`SQLiteStore` (embedded default, WAL mode)
-``redis://host:port/db``           :class:`RedisStore` (``pip install "ctxmgr[redis]"``)
-``postgresql://user@host/db``      :class:`PostgresStore` (``pip install "ctxmgr[postgres]"``)
+``redis://host:port/db``           :class:`RedisStore` (``pip install "ctxmgr-llm[redis]"``)
+``postgresql://user@host/db``      :class:`PostgresStore` (``pip install "ctxmgr-llm[postgres]"``)
 =================================  ===============================================
 
 Bind a manager to a conversation with :class:`StoredSession` (or

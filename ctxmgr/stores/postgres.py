@@ -57,7 +57,9 @@ def _import_psycopg() -> Any:
     try:
         import psycopg
     except ImportError as exc:  # pragma: no cover - exercised without the extra installed
-        raise ImportError('PostgresStore needs psycopg 3: pip install "ctxmgr[postgres]"') from exc
+        raise ImportError(
+            'PostgresStore needs psycopg 3: pip install "ctxmgr-llm[postgres]"'
+        ) from exc
     return psycopg
 
 
@@ -82,7 +84,7 @@ class PostgresStore:
         ttl: seconds after the last save at which a conversation expires; ``None`` never.
 
     Raises:
-        ImportError: psycopg is not installed (``pip install "ctxmgr[postgres]"``).
+        ImportError: psycopg is not installed (``pip install "ctxmgr-llm[postgres]"``).
         StoreError: the server cannot be reached.
     """
 
@@ -252,7 +254,7 @@ class AsyncPostgresStore:
         """Connect and create the tables if needed.
 
         Raises:
-            ImportError: psycopg is not installed (``pip install "ctxmgr[postgres]"``).
+            ImportError: psycopg is not installed (``pip install "ctxmgr-llm[postgres]"``).
             StoreError: the server cannot be reached.
         """
         pg = _import_psycopg()

@@ -45,7 +45,7 @@ def _import_redis() -> Any:
     try:
         import redis
     except ImportError as exc:  # pragma: no cover - exercised without the extra installed
-        raise ImportError('RedisStore needs redis-py: pip install "ctxmgr[redis]"') from exc
+        raise ImportError('RedisStore needs redis-py: pip install "ctxmgr-llm[redis]"') from exc
     return redis
 
 
@@ -59,7 +59,7 @@ class RedisStore:
         client: a ready ``redis.Redis`` client instead of ``url``.
 
     Raises:
-        ImportError: redis-py is not installed (``pip install "ctxmgr[redis]"``).
+        ImportError: redis-py is not installed (``pip install "ctxmgr-llm[redis]"``).
     """
 
     def __init__(

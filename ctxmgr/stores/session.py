@@ -30,7 +30,7 @@ from ctxmgr.messages import Message
 from ctxmgr.report import FitResult
 from ctxmgr.state import Archive, ArchivedMessage, SessionState, message_from_dict, message_to_dict
 from ctxmgr.stores.base import StoredState, StoreError, VersionConflict
-from ctxmgr.stores.snapshot import HistoryDigest, export_window
+from ctxmgr.stores.snapshot import Codec, HistoryDigest, export_window
 
 __all__ = ["StoredArchive", "StoredContextManager", "StoredSession"]
 
@@ -177,6 +177,7 @@ class StoredSession:
         self._counted = 0  # history messages whose counts the store has
         self._config_key = manager.config.model_dump_json()
         self._archive_size: int | None = None
+        self._encoded: Codec = {}
 
     # ------------------------------------------------------------------ loading
     def _apply(
@@ -265,7 +266,9 @@ class StoredSession:
             "counter": mgr.counter.name,
             "config": self._config_key,
             # a loaded window not yet resumed by a fit (notes edited first) is kept as is
-            "window": mgr._resume if mgr._resume is not None else export_window(mgr, digest),
+            "window": mgr._resume
+            if mgr._resume is not None
+            else export_window(mgr, digest, self._codec(mgr)),
         }
         rows = (
             archive.pending()
@@ -277,12 +280,24 @@ class StoredSession:
         )
         return data, rows, counts
 
+    def _codec(self, mgr: ContextManager) -> Codec:
+        """Encoded window messages, reused across saves (seeded by a resumed window)."""
+        seeded = mgr.__dict__.pop("_snapshot_codec", None)
+        if seeded is not None:
+            self._encoded = seeded
+        return self._encoded
+
     def _committed(self, version: int) -> None:
         self.version = version
         self._counted = len(self.manager._history)
         archive = self.manager.state.archive
         if isinstance(archive, StoredArchive):
             archive.committed()
+        elif self._archive_size is None:  # a state loaded in memory (load_state): now stored
+            cid, store = self.conversation_id, self.store
+            self.manager.state.archive = StoredArchive(
+                lambda: store.archive(cid), lambda: store.archive_size(cid)
+            )
 
     def save(self) -> int:
         """Save the manager's state now (after edits outside a fit).

@@ -68,7 +68,26 @@ class HistoryDigest:
         return self.hexdigest()
 
 
-def export_window(manager: ContextManager, digest: str) -> dict[str, Any]:
+Codec = dict[int, tuple[Message, dict[str, Any]]]
+"""Encoded messages by ``id(message)`` (the message is held, so the id stays its own)."""
+
+
+def _encoder(codec: Codec | None) -> tuple[Any, Codec]:
+    used: Codec = {}
+
+    def encode(msg: Message) -> dict[str, Any]:
+        hit = codec.get(id(msg)) if codec is not None else None
+        if hit is None or hit[0] is not msg:
+            hit = (msg, message_to_dict(msg))
+        used[id(msg)] = hit
+        return hit[1]
+
+    return encode, used
+
+
+def export_window(
+    manager: ContextManager, digest: str, codec: Codec | None = None
+) -> dict[str, Any]:
     """Return the JSON-able snapshot of ``manager``'s last fitted window.
 
     Output messages that are whole history segments are stored as segment positions;
@@ -77,8 +96,12 @@ def export_window(manager: ContextManager, digest: str) -> dict[str, Any]:
     Args:
         manager: a manager after a fit (not mutated).
         digest: :class:`HistoryDigest` of ``manager._history``.
+        codec: messages encoded by the previous export (or decoded by
+            :func:`resume_window`); replaced in place by the ones this export used, so
+            a steady conversation encodes only its new messages.
     """
     m = manager
+    message_to_dict, used = _encoder(codec)
     out: list[dict[str, Any]] = []
     output = m._output
     i = 0
@@ -100,7 +123,7 @@ def export_window(manager: ContextManager, digest: str) -> dict[str, Any]:
         str(pos): {"messages": [message_to_dict(x) for x in seg.messages], "tokens": seg.tokens}
         for pos, seg in ((p, m._shrunk[p]) for p in m._selected if p in m._shrunk)
     }
-    return {
+    out_doc = {
         "history_len": len(m._history),
         "digest": digest,
         "selected": list(m._selected),
@@ -108,6 +131,10 @@ def export_window(manager: ContextManager, digest: str) -> dict[str, Any]:
         "output": out,
         "output_tokens": m._output_tokens,
     }
+    if codec is not None:
+        codec.clear()
+        codec.update(used)
+    return out_doc
 
 
 def resume_window(
@@ -133,11 +160,18 @@ def resume_window(
     manager._ingest(prefix)
     segments = manager._segments
     shrunk: dict[int, Segment] = {}
+    codec: Codec = {}
+
+    def decode(data: Mapping[str, Any]) -> Message:
+        msg = _decode(data)
+        codec[id(msg)] = (msg, dict(data))
+        return msg
+
     for key, item in snapshot["shrunk"].items():
         pos = int(key)
         if pos >= len(segments):
             return _undo(manager)
-        msgs = tuple(_decode(x) for x in item["messages"])
+        msgs = tuple(decode(x) for x in item["messages"])
         shrunk[pos] = Segment(msgs, segments[pos].start, int(item["tokens"]))
     output: list[Message] = []
     for item in snapshot["output"]:
@@ -147,9 +181,12 @@ def resume_window(
                 return _undo(manager)
             output.extend(shrunk.get(pos, segments[pos]).messages)
         else:
-            output.append(_decode(item["m"]))
+            output.append(decode(item["m"]))
+    manager._snapshot_codec = codec  # type: ignore[attr-defined]  # read by StoredSession
     manager._shrunk = shrunk
     manager._selected = [int(p) for p in snapshot["selected"]]
+    for pos in manager._selected:  # in the context: exact counts, as the writer had them
+        manager._exact(pos)
     manager._output = output
     manager._output_tokens = int(snapshot["output_tokens"])
     return True

@@ -33,10 +33,11 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
-def test_small_load_loses_nothing(url: str) -> None:
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+def test_small_load_loses_nothing(kind: str, request: pytest.FixtureRequest) -> None:
     """4 worker processes, 20 conversations x 10 turns, random routing and raced turns."""
     result = run_load(
-        url,
+        str(request.getfixturevalue(f"{kind}_url")),
         processes=4,
         conversations=20,
         turns=10,

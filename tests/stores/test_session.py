@@ -295,3 +295,33 @@ async def test_autogen_context_resumes_on_another_worker(tmp_path: Path) -> None
     got, expected = await second.get_messages(), await reference.get_messages()
     assert [str(m.content) for m in got] == [str(m.content) for m in expected]
     assert second.manager.state.turn == 2
+
+
+def test_langchain_session_factory_binds_each_session(tmp_path: Path) -> None:
+    """ManagedChatMessageHistory.session_factory(store=...) stores each session under its id."""
+    pytest.importorskip("langchain_core")
+    from ctxmgr.adapters.langchain import ManagedChatMessageHistory
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    url = f"sqlite:///{tmp_path}/f.db"
+    factory = ManagedChatMessageHistory.session_factory("fifo", store=url, max_context_tokens=2000)
+    alpha, beta = factory("alpha"), factory("beta")
+    assert (alpha.manager.conversation_id, beta.manager.conversation_id) == ("alpha", "beta")  # type: ignore[attr-defined]
+    alpha.add_messages([HumanMessage("hi from alpha"), AIMessage("hello alpha")])
+    assert [m.text for m in alpha.messages] == ["hi from alpha", "hello alpha"]
+    store = alpha.manager.store  # type: ignore[attr-defined]
+    assert store.version("alpha") >= 1 and store.version("beta") == 0
+
+
+def test_state_loaded_in_memory_is_stored_once(tmp_path: Path) -> None:
+    """load_state() on a stored manager: the next save stores its archive, then only new rows."""
+    source = ContextManager.from_config("fifo", max_context_tokens=500)
+    history = agent_history(60, seed=3)
+    source.fit(history)
+    mgr = stored(SQLiteStore(tmp_path / "l.db"), "loaded", "fifo", 500)
+    mgr.load_state(source.state.to_dict())
+    mgr.fit(history)
+    assert mgr.store.archive_size("loaded") == len(source.state.archive) > 0
+    assert mgr.session is not None
+    _data, rows, _counts = mgr.session._payload()
+    assert rows == []  # nothing pending: the archive is read from the store now

@@ -191,8 +191,8 @@ def test_sqlite_store_is_wal_and_refuses_memory(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "factory", "extra"),
     [
-        ("redis", lambda: RedisStore("redis://127.0.0.1:1/0"), "ctxmgr[redis]"),
-        ("psycopg", lambda: PostgresStore("postgresql://x@127.0.0.1:1/x"), "ctxmgr[postgres]"),
+        ("redis", lambda: RedisStore("redis://127.0.0.1:1/0"), "ctxmgr-llm[redis]"),
+        ("psycopg", lambda: PostgresStore("postgresql://x@127.0.0.1:1/x"), "ctxmgr-llm[postgres]"),
     ],
 )
 def test_missing_client_names_the_extra(
@@ -264,10 +264,11 @@ def test_property_resume_on_any_worker_gives_the_same_fit(
     _same_next_fits(store, preset, history, cuts)
 
 
-def test_resume_long_agent_history_all_presets(store: Any) -> None:
+def test_resume_long_agent_history_all_presets(tmp_path: Path) -> None:
     """A 300-message agent history compacting many times resumes identically, every preset."""
+    store = SQLiteStore(tmp_path / "long.db")
     history = agent_history(300, seed=5)
-    cuts = list(range(40, len(history) + 1, 23))
+    cuts = list(range(40, len(history) + 1, 37))
     for preset in ("fifo", "summary", "relevance", "agent"):
         _same_next_fits(store, preset, history, cuts)
 
