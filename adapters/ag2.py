@@ -9,7 +9,8 @@ It registers AG2's ``TransformMessages`` capability with this ``MessageTransform
 the token budget; the agent's ``chat_messages`` keep the whole history. ``TransformMessages``
 removes the system message before calling transforms and puts it back after, so the
 transform counts and pins the agent's ``system_message`` itself (read from the agent at each
-call; pass ``system_message=`` when the transform is used without :meth:`add_to_agent`).
+call; pass ``system_message=`` when the transform is used without :meth:`add_to_agent`), and
+counts the agent's tool definitions (``llm_config["tools"]``) in the budget.
 
 AG2 keeps one history per peer agent and gives transforms only the message list, so ctxmgr
 state is kept per conversation identified by its first message (a new chat, e.g.
@@ -110,8 +111,14 @@ def to_messages(messages: Sequence[Mapping[str, Any]]) -> list[Message]:
         if parent.get("role") != "tool":
             flat.append((parent, {"index": index, "parent_slot": True, "raw": _plain(parent)}))
     neutral = messages_from_openai(item for item, _ in flat)
+    names = {c.id: c.name for m in neutral for c in m.tool_calls}
     out = [
-        msg.evolve(metadata={METADATA_KEY: meta}, id=msg.id)
+        msg.evolve(
+            metadata={METADATA_KEY: meta},
+            id=msg.id,
+            # AG2's tool responses carry no name: the called tool's, for summaries and search
+            name=msg.name or (names.get(msg.tool_call_id or "") if msg.role == "tool" else None),
+        )
         for msg, (_, meta) in zip(neutral, flat, strict=True)
     ]
     return unique_ids(out)
@@ -326,6 +333,14 @@ class ContextTransform:
         capability.add_to_agent(agent)
         return capability
 
+    def _tools(self) -> list[dict[str, Any]] | None:
+        """The agent's tool definitions (``llm_config["tools"]``), counted in the budget."""
+        config = getattr(self.agent, "llm_config", None)
+        if not config:
+            return None
+        tools = config.get("tools") if hasattr(config, "get") else getattr(config, "tools", None)
+        return [dict(t) for t in tools] if tools else None
+
     def _system(self) -> str | None:
         if self.agent is not None:
             return self.agent.system_message or None
@@ -342,7 +357,7 @@ class ContextTransform:
         system = self._system()
         head = [Message.system(system, id=SYSTEM_ID)] if system else []
         with conversation.lock:
-            result = conversation.manager.fit([*head, *neutral])
+            result = conversation.manager.fit([*head, *neutral], tools=self._tools())
         conversation.report = self.last_report = result.report
         if self.on_fit is not None:
             self.on_fit(key, result.report)

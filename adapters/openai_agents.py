@@ -8,10 +8,11 @@ One line installs ctxmgr into an Agents SDK app::
 ``call_model_input_filter`` runs right before each model call with everything the SDK is
 about to send (session history, the run's new items, in-run tool rounds) and the agent's
 instructions; the filter returns the fitted items and leaves the instructions as they are
-(counted and pinned as the system prompt). The SDK's session and ``result.to_input_list()``
-keep the whole history; only the request is fitted. :class:`ContextSession` is a ``Session``
-that stores every item and reads back the fitted view (a session is read once per run, so
-it bounds a turn's first model call; the filter bounds every call).
+(counted and pinned as the system prompt); the agent's tool definitions are counted too.
+The SDK's session and ``result.to_input_list()`` keep the whole history; only the request is
+fitted. :class:`ContextSession` is a ``Session`` that stores every item and reads back the
+fitted view (a session is read once per run, so it bounds a turn's first model call; the
+filter bounds every call).
 
 ctxmgr state (running summary, notes, archive) is kept per conversation: the run context's
 ``thread_id`` / ``session_id`` / ``conversation_id`` (a key or attribute of the ``context``
@@ -176,13 +177,14 @@ def _assistant(raws: list[dict[str, Any]], indices: list[int]) -> Message:
     )
 
 
-def _single(raw: dict[str, Any], index: int) -> Message:
+def _single(raw: dict[str, Any], index: int, names: Mapping[str, str] | None = None) -> Message:
     meta = {"items": [raw], "indices": [index]}
     if _kind(raw) == "output":
         return Message(
             role="tool",
             content=_output_text(raw.get("output")),
             tool_call_id=raw["call_id"],
+            name=(names or {}).get(raw["call_id"]),  # the called tool, for summaries and search
             metadata={METADATA_KEY: meta},
         )
     role = raw.get("role")
@@ -211,16 +213,20 @@ def to_messages(items: Sequence[Any]) -> list[Message]:
     out: list[Message] = []
     group: list[dict[str, Any]] = []
     indices: list[int] = []
+    names: dict[str, str] = {}
     for index, item in enumerate(items):
         raw = _plain(item)
         if _kind(raw) == "assistant":
+            call = _call_of(raw)
+            if call is not None:
+                names[call.id] = call.name
             group.append(raw)
             indices.append(index)
             continue
         if group:
             out.append(_assistant(group, indices))
             group, indices = [], []
-        out.append(_single(raw, index))
+        out.append(_single(raw, index, names))
     if group:
         out.append(_assistant(group, indices))
     return unique_ids(out)
@@ -247,7 +253,7 @@ def _items_of(message: Message) -> list[dict[str, Any]]:
     """The Responses-API items for ``message``: its originals, with ctxmgr's changes applied."""
     meta = message.metadata.get(METADATA_KEY)
     if not isinstance(meta, Mapping) or not meta.get("items"):
-        return [_foreign(message)]
+        return _foreign(message)
     raws = [copy.deepcopy(dict(r)) for r in meta["items"]]
     if message.role == "assistant":
         original = _assistant(raws, list(meta["indices"]))
@@ -310,15 +316,23 @@ def _changed_assistant(
     return out
 
 
-def _foreign(message: Message) -> dict[str, Any]:
-    """An input item for a message ctxmgr injected (e.g. a running summary)."""
+def _foreign(message: Message) -> list[dict[str, Any]]:
+    """Input items for a message ctxmgr made (e.g. a running summary, a merged turn)."""
     if message.role == "tool":
-        return {
+        output = {
             "type": "function_call_output",
             "call_id": message.tool_call_id or "",
             "output": message.text,
         }
-    return {"role": message.role, "content": message.text}
+        return [output]
+    items: list[dict[str, Any]] = []
+    if message.text or not message.tool_calls:
+        items.append({"role": message.role, "content": message.text})
+    items.extend(
+        {"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments}
+        for c in message.tool_calls
+    )
+    return items
 
 
 def from_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -430,8 +444,33 @@ class ContextFilter:
         """Return the fitted model input for one model call."""
         instructions = data.model_data.instructions
         key = self.key(data)
-        fitted = await _afit(self.pool, key, list(data.model_data.input), instructions, self.on_fit)
+        items = list(data.model_data.input)
+        tools = _tool_definitions(data.agent)
+        fitted = await _afit(self.pool, key, items, instructions, self.on_fit, tools)
         return ModelInputData(input=fitted, instructions=instructions)
+
+
+def _tool_definitions(agent: Any) -> list[dict[str, Any]] | None:
+    """The agent's function tools (and handoffs) as Responses-API tool definitions."""
+    out: list[dict[str, Any]] = []
+    for tool in getattr(agent, "tools", None) or ():
+        schema = getattr(tool, "params_json_schema", None)
+        if schema is not None:
+            description = getattr(tool, "description", "") or ""
+            out.append(
+                {
+                    "type": "function",
+                    "name": tool.name,
+                    "description": description,
+                    "parameters": schema,
+                }
+            )
+        else:
+            out.append({"type": str(getattr(tool, "name", type(tool).__name__))})
+    for handoff in getattr(agent, "handoffs", None) or ():
+        name = getattr(handoff, "tool_name", None) or getattr(handoff, "name", "handoff")
+        out.append({"type": "function", "name": str(name)})
+    return out or None
 
 
 async def _afit(
@@ -440,12 +479,13 @@ async def _afit(
     items: list[Any],
     instructions: str | None,
     on_fit: Callable[[str, FitReport], None] | None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> list[Any]:
     """Fit ``items`` (oldest first) on conversation ``key``; kept items are the objects given."""
     conversation = pool.get(key)
     neutral = to_messages(items)
     head = [Message.system(instructions, id=INSTRUCTIONS_ID)] if instructions else []
-    result = await conversation.manager.afit([*head, *neutral])
+    result = await conversation.manager.afit([*head, *neutral], tools=tools)
     conversation.report = result.report
     if on_fit is not None:
         on_fit(key, result.report)

@@ -10,7 +10,10 @@ messages (``request_context.messages``) with the fitted view: the run's history
 request-only changes. State (ctxmgr manager) is kept per ``ctx.conversation_id``, which
 pydantic-ai carries over from ``message_history``. Instructions (``ModelRequest.instructions``
 of the latest request, which is what pydantic-ai sends) are counted and pinned as a system
-message.
+message; the request's tool definitions are counted. Set ``provider=`` to the model's provider:
+pydantic-ai frames a mid-conversation system part as ``<system>`` user text for models
+without inline system messages, which the anthropic/gemini profiles avoid by injecting in
+the user role.
 
 :meth:`ContextProcessor.process` (sync) and :meth:`ContextProcessor.aprocess` (async) are
 history processors, ``(ctx: RunContext, messages) -> messages``, for ``ProcessHistory(...)``
@@ -279,7 +282,7 @@ def _foreign(message: Message) -> ModelMessage:
         parts: list[Any] = [TextPart(message.text)] if message.text else []
         parts += [ToolCallPart(c.name, c.arguments, tool_call_id=c.id) for c in message.tool_calls]
         return ModelResponse(parts=parts, metadata=marker)
-    if marker == {"ctxmgr": "summary"}:
+    if marker == {"ctxmgr": "summary"} and "ctxmgr_merged" not in message.metadata:
         # pydantic-ai's home for an application-written summary: sent as user-voice text
         # framed as written by a separate summarization model
         return ModelRequest(parts=[CompactionPart(message.text, metadata=marker)])
@@ -369,6 +372,24 @@ def _instructions(messages: Sequence[ModelMessage]) -> str | None:
     return None
 
 
+def _tool_definitions(parameters: Any) -> list[dict[str, Any]] | None:
+    """The request's function and output tool definitions as OpenAI function-tool dicts."""
+    if parameters is None:
+        return None
+    defs = [*getattr(parameters, "function_tools", ()), *getattr(parameters, "output_tools", ())]
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": d.name,
+                "description": d.description or "",
+                "parameters": d.parameters_json_schema,
+            },
+        }
+        for d in defs
+    ] or None
+
+
 def _new_since(messages: Sequence[ModelMessage], last_out: Sequence[ModelMessage]) -> int | None:
     """Index in ``messages`` of the first message added after ``last_out`` was returned.
 
@@ -454,9 +475,11 @@ class ContextProcessor:
         """A ``before_model_request`` hook: fit ``request_context.messages`` only.
 
         The run's persistent history is not changed; the request sent is the fitted view.
+        The request's tool definitions are counted in the budget.
         """
         key, conversation, full, neutral = self._prepare(ctx, request_context.messages, False)
-        result = await conversation.manager.afit(neutral)
+        tools = _tool_definitions(getattr(request_context, "model_request_parameters", None))
+        result = await conversation.manager.afit(neutral, tools=tools)
         request_context.messages = self._finish(key, conversation, full, result)
         return request_context
 

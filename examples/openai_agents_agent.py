@@ -1,7 +1,8 @@
 """An OpenAI Agents SDK run whose every model call is fitted by ctxmgr. Runs offline.
 
-The SDK's own ``ScriptedModel`` plays the model for a 20-turn research session: each turn
-reasons, calls two tools in parallel, whose results are large, then answers. ``ContextFilter``
+A scripted fake ``Model`` (the SDK's model interface) plays the model for a 20-turn
+research session: each turn reasons, calls two tools in parallel, whose results are large,
+then answers. ``ContextFilter``
 (``RunConfig(call_model_input_filter=...)``) fits each call into a 1,500-token window and
 prints what ctxmgr kept, cleared, summarized and dropped; the session keeps every item.
 
@@ -12,21 +13,81 @@ prints what ctxmgr kept, cleared, summarized and dropped; the session keeps ever
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from _fitlog import fit_line
 from agents import Agent, RunConfig, Runner, SQLiteSession, function_tool
-from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
+from agents.items import ModelResponse
+from agents.models.interface import Model
+from agents.usage import Usage
 from ctxmgr.adapters.openai_agents import ContextFilter
-from openai.types.responses import ResponseReasoningItem
+from openai.types.responses import (
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseReasoningItem,
+)
 from openai.types.responses.response_reasoning_item import Summary
 
 from ctxmgr.report import FitReport
 
 TURNS = 20
 SYSTEM = "You are a research agent. Use the tools, then answer in one sentence."
+
+
+@dataclass
+class ModelCall:
+    """What one model call received."""
+
+    system_instructions: str | None
+    input: Any
+
+
+def assistant_message(text: str, *, item_id: str) -> ResponseOutputMessage:
+    """One assistant text output item."""
+    content = [ResponseOutputText(text=text, type="output_text", annotations=[])]
+    return ResponseOutputMessage(
+        id=item_id, type="message", role="assistant", status="completed", content=content
+    )
+
+
+def function_call(
+    name: str, arguments: dict[str, Any], *, call_id: str
+) -> ResponseFunctionToolCall:
+    """One function-call output item."""
+    return ResponseFunctionToolCall(
+        id=call_id,
+        call_id=call_id,
+        type="function_call",
+        name=name,
+        arguments=json.dumps(arguments),
+    )
+
+
+class ScriptedModel(Model):
+    """A fake Agents SDK ``Model``: records every call's input, replies with ``respond(call)``."""
+
+    def __init__(self, respond: Callable[[ModelCall], list[Any]]) -> None:
+        self.respond = respond
+        self.calls: list[ModelCall] = []
+
+    async def get_response(
+        self, system_instructions: str | None, input: Any, *args: Any, **kwargs: Any
+    ) -> ModelResponse:
+        """Record the call and return the scripted reply."""
+        call = ModelCall(system_instructions, copy.deepcopy(input))
+        self.calls.append(call)
+        return ModelResponse(output=self.respond(call), usage=Usage(), response_id=None)
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+        """Streaming is not scripted."""
+        raise NotImplementedError("the scripted model does not stream")
 
 
 def respond(call: ModelCall) -> Any:
@@ -66,7 +127,7 @@ async def main(config: str = "agent") -> None:
     flt = ContextFilter.from_config(
         config, on_fit=show, max_context_tokens=1500, reserve_output_tokens=200
     )
-    model = ScriptedModel([ModelStep.respond(respond) for _ in range(TURNS * 2)])
+    model = ScriptedModel(respond)
     agent = Agent(
         name="researcher", instructions=SYSTEM, model=model, tools=[search_papers, fetch_dataset]
     )

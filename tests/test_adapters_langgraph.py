@@ -30,6 +30,20 @@ MAX_TOKENS = 3000
 RESERVE = 300
 LIMIT = MAX_TOKENS - RESERVE
 TURNS = 30
+# The agent preset with BM25-only relevance: its WordLlama embeddings cost about a second a
+# fit on a loaded 2-core machine, and what these tests check does not depend on the scorer.
+AGENT: dict[str, Any] = {
+    "trigger": 0.8,
+    "target": 0.6,
+    "strategies": [
+        {"name": "tool_pair_safe"},
+        {"name": "pin_and_slide", "weight": 0.3},
+        {"name": "relevance", "placement": "block", "semantic": False},
+        {"name": "summarize"},
+        {"name": "scratchpad"},
+        {"name": "system_replay"},
+    ],
+}
 
 
 def big_result(tag: str) -> str:
@@ -113,7 +127,7 @@ def test_react_agent_thirty_turns_stay_valid() -> None:
     no orphan result or unanswered call; the graph state keeps the whole history.
     """
     hook = ContextHook.from_config(
-        "agent", system_prompt=SYSTEM, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
+        AGENT, system_prompt=SYSTEM, max_context_tokens=MAX_TOKENS, reserve_output_tokens=RESERVE
     )
     model, agent = make_agent(hook)
     cfg = {"configurable": {"thread_id": "t1"}}
@@ -166,7 +180,7 @@ def test_hook_does_not_mutate_state_and_round_trips() -> None:
 
 def test_note_tools_act_on_the_calling_thread() -> None:
     """``note_tools(hook)`` writes to the scratchpad of the thread in the run's config."""
-    hook = ContextHook.from_config("agent", system_prompt=SYSTEM, max_context_tokens=MAX_TOKENS)
+    hook = ContextHook.from_config(AGENT, system_prompt=SYSTEM, max_context_tokens=MAX_TOKENS)
     write, *_rest, read = note_tools(hook)
     write.invoke(
         {"key": "k", "facts": ["fact one"]}, {"configurable": {"thread_id": "notes-thread"}}

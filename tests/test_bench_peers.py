@@ -25,6 +25,9 @@ ALL_PEERS = [
     "autogen.BufferedChatCompletionContext",
     "autogen.HeadAndTailChatCompletionContext",
     "autogen.TokenLimitedChatCompletionContext",
+    "ag2.MessageHistoryLimiter",
+    "pydantic_ai.keep_recent",
+    "openai_agents.SessionSettings.limit",
 ]
 
 

@@ -14,6 +14,9 @@ Peers (see :data:`PEERS`):
 * ``llamaindex.ChatMemoryBuffer`` and ``llamaindex.Memory``: LlamaIndex memories.
 * ``autogen.BufferedChatCompletionContext``, ``autogen.HeadAndTailChatCompletionContext``
   and ``autogen.TokenLimitedChatCompletionContext``: AutoGen model contexts.
+* ``ag2.MessageHistoryLimiter``, ``pydantic_ai.keep_recent`` and
+  ``openai_agents.SessionSettings.limit``: message-count limits of AG2, pydantic-ai (its
+  documented history-processor recipe) and the OpenAI Agents SDK.
 
 Frameworks are imported lazily; a missing one raises :class:`ImportError` naming the
 ``pip install "ctxmgr[...]"`` command. Every framework message a peer sends back is mapped
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PEERS",
+    "AG2MessageHistoryLimiter",
+    "AgentsSessionLimit",
     "AutogenBuffered",
     "AutogenHeadAndTail",
     "AutogenTokenLimited",
@@ -45,12 +50,14 @@ __all__ = [
     "LlamaIndexChatMemoryBuffer",
     "LlamaIndexMemory",
     "PeerFitter",
+    "PydanticAIKeepRecent",
     "make_peers",
 ]
 
 from ctxmgr.bench.peers._common import _EXTRA_MODULES as _EXTRA_MODULES  # tests patch it
 from ctxmgr.bench.peers._common import CANNED_SUMMARY as CANNED_SUMMARY
 from ctxmgr.bench.peers._common import PeerFitter
+from ctxmgr.bench.peers.ag2 import AG2MessageHistoryLimiter
 from ctxmgr.bench.peers.autogen import AutogenBuffered, AutogenHeadAndTail, AutogenTokenLimited
 from ctxmgr.bench.peers.langchain import (
     LangchainSummarization,
@@ -64,6 +71,8 @@ from ctxmgr.bench.peers.langchain import (
 )
 from ctxmgr.bench.peers.llamaindex import LlamaIndexChatMemoryBuffer, LlamaIndexMemory
 from ctxmgr.bench.peers.llamaindex import _to_llama as _to_llama
+from ctxmgr.bench.peers.openai_agents import AgentsSessionLimit
+from ctxmgr.bench.peers.pydantic_ai import PydanticAIKeepRecent
 
 # ---------------------------------------------------------------------------------------
 # Registry
@@ -76,6 +85,9 @@ PEERS: dict[str, Callable[[], Fitter]] = {
     AutogenBuffered.name: AutogenBuffered,
     AutogenHeadAndTail.name: AutogenHeadAndTail,
     AutogenTokenLimited.name: AutogenTokenLimited,
+    AG2MessageHistoryLimiter.name: AG2MessageHistoryLimiter,
+    PydanticAIKeepRecent.name: PydanticAIKeepRecent,
+    AgentsSessionLimit.name: AgentsSessionLimit,
 }
 """Peer name -> factory building its :class:`~ctxmgr.bench.fitter.Fitter`."""
 

@@ -25,6 +25,9 @@ _EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "langchain": ("langchain_core", "langchain", "langgraph"),
     "llamaindex": ("llama_index.core",),
     "autogen": ("autogen_core", "autogen_ext"),
+    "ag2": ("autogen",),
+    "pydantic-ai": ("pydantic_ai",),
+    "openai-agents": ("agents",),
 }
 
 # Messages per AutoGen buffer slot: budget // 200 messages (2000 -> 10, 4000 -> 20, 8000 -> 40).
