@@ -6,10 +6,10 @@ Run: ``.venv/bin/python benchmarks/bench_scale.py [--sizes 5000,20000,100000]
 Histories come from :func:`ctxmgr.testing.agent_history` (tool-using agent turns, exact
 tiktoken counts, cl100k offline data); the window is 32,000 tokens.
 
-1. **question cost** (CPU time, ``time.process_time``): the manager fits ``n`` messages, then 19 times the history grows
-   to the next user message and one fit is timed (the new question is scored against
-   the whole history: BM25 postings of its terms plus one embedding matrix-vector
-   product). Median in ms.
+1. **question cost** (CPU time, ``time.process_time``): the manager fits ``n`` messages,
+   then 19 times the history grows to the next user message and one fit is timed (the
+   new question is scored against the whole history: BM25 postings of its terms plus
+   one embedding matrix-vector product). Median in ms.
 2. **memory**: ``tracemalloc`` bytes held by the manager after those fits (the history
    list itself is allocated before tracing starts, so it is not counted), in MB.
 3. **whole loop** (``--loop N``): fit before every assistant message of an N-message

@@ -295,9 +295,11 @@ class HistoryIndex:
     def cosine(self, query: np.ndarray) -> np.ndarray:
         """Cosine of a unit query vector with every document vector, in document order."""
         q = np.asarray(query, dtype=np.float32)
-        parts = [chunk @ q for chunk in self._vec_chunks]
+        # einsum, not BLAS: a matrix-vector product is memory-bound, and a threaded BLAS
+        # spins its idle threads (twice the CPU for nothing on a busy machine)
+        parts = [np.einsum("ij,j->i", chunk, q) for chunk in self._vec_chunks]
         if self._vec_n:
-            parts.append(self._vec_open[: self._vec_n] @ q)
+            parts.append(np.einsum("ij,j->i", self._vec_open[: self._vec_n], q))
         return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
 
     # ------------------------------------------------------------------ scoring
