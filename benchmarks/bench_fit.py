@@ -27,10 +27,14 @@ from ctxmgr import ContextManager, get_counter
 from ctxmgr.testing import agent_history
 
 
-def append_only(preset: str, window: int, n: int = 5000, reps: int = 200) -> tuple[float, float]:
+def append_only(
+    preset: str, window: int, n: int = 5000, reps: int = 200, provider: str = "auto"
+) -> tuple[float, float]:
     history = agent_history(n + reps + 50, seed=1)
     counter = get_counter()
-    mgr = ContextManager.from_config(preset, max_context_tokens=window, counter=counter)
+    mgr = ContextManager.from_config(
+        preset, max_context_tokens=window, counter=counter, provider=provider
+    )
     mgr.fit(history[:n])  # warm: the history as the app had it
     times = []
     compacted = 0
@@ -43,9 +47,13 @@ def append_only(preset: str, window: int, n: int = 5000, reps: int = 200) -> tup
     return statistics.median(fast), compacted
 
 
-def agent_loop(preset: str, window: int, n: int = 5000) -> tuple[float, float, int, int]:
+def agent_loop(
+    preset: str, window: int, n: int = 5000, provider: str = "auto"
+) -> tuple[float, float, int, int, float]:
     history = agent_history(n, seed=2)
-    mgr = ContextManager.from_config(preset, max_context_tokens=window, counter=get_counter())
+    mgr = ContextManager.from_config(
+        preset, max_context_tokens=window, counter=get_counter(), provider=provider
+    )
     times = []
     compactions = 0
     t_all = time.perf_counter()
@@ -93,20 +101,27 @@ def peers(n: int = 5000) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", action="store_true")
+    parser.add_argument(
+        "--provider",
+        default="auto",
+        choices=("auto", "openai", "anthropic", "gemini"),
+        help="provider profile (anthropic/gemini add the wire-rule normalization)",
+    )
     args = parser.parse_args()
+    provider = args.provider
     for preset in ("fifo", "agent"):
-        med, comp = append_only(preset, 1_047_576)
+        med, comp = append_only(preset, 1_047_576, provider=provider)
         print(
             f"[{preset}] append-only, 5,000 msgs in a 1M window: median {med:.3f} ms/fit "
             f"({comp} compactions in 200 appends)"
         )
-        med, comp = append_only(preset, 128_000)
+        med, comp = append_only(preset, 128_000, provider=provider)
         print(
             f"[{preset}] append-only, 5,000-msg history, 128k window: median {med:.3f} ms/fit "
             f"({comp} compactions in 200 appends)"
         )
     for preset in ("fifo", "relevance", "summary", "agent"):
-        mean, med, comp, turns, total = agent_loop(preset, 32_000)
+        mean, med, comp, turns, total = agent_loop(preset, 32_000, provider=provider)
         print(
             f"[{preset}] 5,000-message agent loop, 32k window: mean {mean:.3f} ms/turn, "
             f"median {med:.3f} ms, {comp} compactions over {turns} turns ({total / 1000:.1f} s)"

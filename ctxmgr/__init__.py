@@ -21,6 +21,7 @@ from ctxmgr.errors import (
     CtxmgrError,
     DatasetError,
     InvalidHistoryError,
+    InvalidStateError,
     StrategyError,
     TranscriptError,
 )
@@ -34,6 +35,7 @@ from ctxmgr.messages import (
     messages_to_openai,
     to_openai,
 )
+from ctxmgr.providers import ProviderProfile, get_profile
 from ctxmgr.report import FitReport, FitResult, SegmentRecord
 from ctxmgr.segments import Repair, Segment, segment_messages
 from ctxmgr.state import Archive, Note, SessionState
@@ -60,8 +62,10 @@ __all__ = [
     "FitResult",
     "Injection",
     "InvalidHistoryError",
+    "InvalidStateError",
     "Message",
     "Note",
+    "ProviderProfile",
     "Repair",
     "Segment",
     "SegmentRecord",
@@ -78,6 +82,7 @@ __all__ = [
     "__version__",
     "from_openai",
     "get_counter",
+    "get_profile",
     "load_config",
     "messages_from_openai",
     "messages_to_openai",

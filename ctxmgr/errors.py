@@ -5,6 +5,7 @@ Hierarchy::
     CtxmgrError                      base of everything ctxmgr raises on purpose
     ├── ConfigError                  a config is invalid (names the key and allowed values)
     ├── InvalidHistoryError          a message history is malformed (names the message index)
+    ├── InvalidStateError            saved session state cannot be loaded (names the key path)
     ├── ContextOverflowError         pinned content alone exceeds the effective token limit
     ├── StrategyError                a strategy failed (carries ``.strategy``)
     ├── TranscriptError              a recorded transcript cannot be loaded (file, record, field)
@@ -24,6 +25,7 @@ __all__ = [
     "CtxmgrError",
     "DatasetError",
     "InvalidHistoryError",
+    "InvalidStateError",
     "StrategyError",
     "TranscriptError",
 ]
@@ -67,6 +69,19 @@ class InvalidHistoryError(CtxmgrError, ValueError):
         super().__init__(f"{prefix}{message}")
 
 
+class InvalidStateError(CtxmgrError, ValueError):
+    """Saved session state is malformed; nothing was loaded.
+
+    Attributes:
+        key: path of the offending value (``"archive[3].message.content"``), or ``None``.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None):
+        self.key = key
+        prefix = f"state {key}: " if key else "state: "
+        super().__init__(prefix + message)
+
+
 class ContextOverflowError(CtxmgrError):
     """What must be sent cannot fit the effective token limit, even after compaction.
 
@@ -78,6 +93,10 @@ class ContextOverflowError(CtxmgrError):
         headroom: ``effective_limit - projected_tokens`` (negative here).
         effective_limit: ``max_context_tokens - reserve_output_tokens``.
         contributors: the largest unevictable items as ``(description, tokens)``, largest first.
+        provider_tokens: the prompt tokens the provider reported when it refused the
+            request as too long, if known (``None`` when raised before sending).
+        provider_limit: the provider's own limit from that refusal, if known.
+        provider_message: the provider's error message, if the provider refused.
     """
 
     def __init__(
@@ -87,18 +106,66 @@ class ContextOverflowError(CtxmgrError):
         max_context_tokens: int,
         effective_limit: int,
         contributors: Sequence[tuple[str, int]] = (),
+        provider_tokens: int | None = None,
+        provider_limit: int | None = None,
+        provider_message: str = "",
     ):
         self.projected_tokens = projected_tokens
         self.max_context_tokens = max_context_tokens
         self.effective_limit = effective_limit
         self.headroom = effective_limit - projected_tokens
         self.contributors = list(contributors)
+        self.provider_tokens = provider_tokens
+        self.provider_limit = provider_limit
+        self.provider_message = provider_message
         top = ", ".join(f"{name} ({tokens} tokens)" for name, tokens in self.contributors[:5])
+        if provider_message or provider_tokens is not None:
+            numbers = ""
+            if provider_tokens is not None:
+                numbers = f" ({provider_tokens} tokens"
+                numbers += f" > {provider_limit})" if provider_limit is not None else ")"
+            super().__init__(
+                f"context overflow: the provider refused the request as too long{numbers} "
+                f"after ctxmgr compacted and retried once: {provider_message or 'n/a'}. "
+                "Lower max_context_tokens or raise reserve_output_tokens so the local count "
+                "leaves room for the provider's tokenizer."
+            )
+            return
         super().__init__(
             f"context overflow: {projected_tokens} tokens must be sent but the effective limit is "
             f"{effective_limit} (max_context_tokens={max_context_tokens}, "
             f"headroom={self.headroom}); largest unevictable parts: {top or 'n/a'}. "
             "Raise max_context_tokens, lower reserve_output_tokens, or unpin content."
+        )
+
+    @classmethod
+    def from_provider(
+        cls,
+        message: str,
+        provider_tokens: int | None = None,
+        provider_limit: int | None = None,
+        *,
+        max_context_tokens: int | None = None,
+        effective_limit: int | None = None,
+    ) -> ContextOverflowError:
+        """Build the error an adapter raises when the provider refuses a retried request too.
+
+        Args:
+            message: the provider's error message (e.g. Anthropic "prompt is too long: 210000
+                tokens > 200000 maximum").
+            provider_tokens: the prompt tokens the provider counted, if it said.
+            provider_limit: the provider's limit, if it said.
+            max_context_tokens: the manager's context window (default: ``provider_limit``).
+            effective_limit: the manager's effective limit (default: ``provider_limit``).
+        """
+        limit = provider_limit or 0
+        return cls(
+            projected_tokens=provider_tokens or 0,
+            max_context_tokens=max_context_tokens if max_context_tokens is not None else limit,
+            effective_limit=effective_limit if effective_limit is not None else limit,
+            provider_tokens=provider_tokens,
+            provider_limit=provider_limit,
+            provider_message=message or "context length exceeded",
         )
 
 

@@ -12,9 +12,10 @@ Data flow of one fit::
       otherwise: pin -> reserve -> shrink -> score -> evict to target -> compact -> inject
       -> validate (budget, pairs) -> FitReport
 
-The append-only path costs O(new messages): the previous input is compared as a list
-slice (identity comparison in C) and only new messages are segmented, counted and
-shown to strategies.
+The append-only path costs O(new messages): the previous input is recognised by its
+length and the identity of its first and last messages (a value comparison of the whole
+prefix when the objects differ; a full refit when the history was edited), and only new
+messages are segmented, counted and shown to strategies.
 """
 
 from __future__ import annotations
@@ -22,17 +23,26 @@ from __future__ import annotations
 import asyncio
 import bisect
 import copy
+import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, cast
 
 from ctxmgr.budget import Budget
 from ctxmgr.config import CtxmgrConfig, load_config, validate_strategies
-from ctxmgr.errors import ConfigError, ContextOverflowError, CtxmgrError, StrategyError
+from ctxmgr.errors import (
+    ConfigError,
+    ContextOverflowError,
+    CtxmgrError,
+    InvalidHistoryError,
+    StrategyError,
+)
 from ctxmgr.messages import Message
 from ctxmgr.models import context_window
 from ctxmgr.plugins import get_strategy_types, new_plugin_manager
+from ctxmgr.providers import Normalizer, get_profile
 from ctxmgr.report import FitReport, FitResult, SegmentRecord, record
 from ctxmgr.segments import Segment, Segmenter
 from ctxmgr.state import SessionState
@@ -47,6 +57,19 @@ logger = logging.getLogger("ctxmgr")
 
 def _default_reserve(max_context_tokens: int) -> int:
     return min(4096, max_context_tokens // 10)
+
+
+#: Key of the provider-side state (calibration, grown reserve) in ``SessionState.extra``.
+PROVIDER_STATE = "ctxmgr.provider"
+#: Stop reasons that mean the reply was cut for length (OpenAI ``finish_reason``,
+#: Anthropic ``stop_reason``, Gemini ``finishReason``), compared lower-cased.
+LENGTH_STOPS = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
+#: Calibration: ratios kept, samples needed to go below 1.0, clamp of one ratio, and the
+#: smallest local count a ratio is learned from (tokens).
+CALIBRATION_WINDOW = 8
+CALIBRATION_AGREE_BELOW_ONE = 5
+CALIBRATION_CLAMP = (0.5, 4.0)
+CALIBRATION_MIN_TOKENS = 32
 
 
 class ContextManager:
@@ -95,6 +118,13 @@ class ContextManager:
                 key="reserve_output_tokens",
             )
         self.budget = Budget(max_tokens, reserve, config.trigger, config.target)
+        self._base_budget = self.budget
+        self._budget_cache: tuple[tuple[Any, ...], Budget] | None = None
+        self.profile = get_profile(config.provider, config.model)
+        self._tools_cache: dict[str, int] = {}
+        self._force_reason: str | None = None
+        self._overflow_cap: int | None = None
+        self._notes: list[str] = []
         self.counter: TokenCounter = get_counter(
             counter if counter is not None else config.tokenizer, model=config.model
         )
@@ -114,6 +144,8 @@ class ContextManager:
         self.history_policy = policy
         for strategy in self.strategies:
             strategy.bind(self)
+        # strategies with instance state to snapshot at every fit (see _begin)
+        self._stateful = [s for s in self.strategies if type(s).snapshot is not Strategy.snapshot]
         self.state = SessionState()
         self._reset_incremental()
 
@@ -126,6 +158,8 @@ class ContextManager:
         counter: TokenCounter | str | Callable[..., int] | None = None,
         summarizer: Any = None,
         on_report: Callable[[FitReport], None] | None = None,
+        store: Any = None,
+        conversation_id: str | None = None,
         **overrides: Any,
     ) -> ContextManager:
         """Build a manager from a preset name, a config file path, a mapping or a config.
@@ -136,11 +170,28 @@ class ContextManager:
             counter: see the class docstring.
             summarizer: see the class docstring.
             on_report: see the class docstring.
+            store: keep the session state in a store: a URL (``"sqlite:///s.db"``,
+                ``"redis://..."``, ``"postgresql://..."``, ``"memory://"``) or a
+                :class:`~ctxmgr.stores.SessionStore`. Returns a
+                :class:`~ctxmgr.stores.session.StoredContextManager` that loads before and
+                saves after every fit (compare-and-swap; see ``docs/stores.md``).
+            conversation_id: the conversation's key in ``store`` (default ``"default"``).
             **overrides: top-level config keys (``max_context_tokens=8000``...).
 
         Raises:
             ConfigError: the config is invalid (naming the key and the allowed values).
         """
+        if store is not None:
+            from ctxmgr.stores.session import StoredContextManager
+
+            return StoredContextManager(
+                load_config(source, **overrides),
+                store=store,
+                conversation_id=conversation_id or "default",
+                counter=counter,
+                summarizer=summarizer,
+                on_report=on_report,
+            )
         return cls(
             load_config(source, **overrides),
             counter=counter,
@@ -203,7 +254,12 @@ class ContextManager:
     def load_state(self, data: Mapping[str, Any]) -> None:
         """Replace the session state by :meth:`SessionState.to_dict` output.
 
-        The incremental caches are reset: the next fit re-reads the whole history once.
+        The whole input is validated before anything is replaced. The incremental caches
+        are reset: the next fit re-reads the whole history once.
+
+        Raises:
+            InvalidStateError: ``data`` is malformed (naming the key path); the manager
+                is unchanged.
         """
         self.state = SessionState.from_dict(data)
         self._reset_incremental()
@@ -222,18 +278,48 @@ class ContextManager:
         self._output: list[Message] = []
         self._output_tokens = 0  # tokens of _output, without reply priming
         self._last_user: int | None = None
+        # history positions of user segments, scanned incrementally (see _user_positions)
+        self._users: tuple[list[Segment] | None, int, Segment | None, list[int]] = (
+            None,
+            0,
+            None,
+            [],
+        )
         self._history_total = 0
         self._history_counted = 0
         self._covered_cache: tuple[list[str], int, set[str]] = ([], 0, set())
+        self._norm: Normalizer | None = None
+        self._norm_src: list[Message] | None = None
+        # a window snapshot from a store, restored at the next fit (ctxmgr.stores.snapshot)
+        self._resume: Mapping[str, Any] | None = None
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
+    def fit(
+        self,
+        messages: Sequence[Message],
+        *,
+        query: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> FitResult:
         """Fit the history into the budget.
+
+        The output obeys the provider profile's wire rules (``self.profile``, from the
+        ``provider`` config key): its ``normalize`` is the last step, and the budget
+        check counts the normalized messages.
 
         Args:
             messages: the full history so far, oldest first (not mutated). Passing the
                 previous history plus new messages takes the incremental path.
             query: text to rank relevance against (default: the latest user message).
+            tools: the tool definitions sent with this request (OpenAI function-tool dicts
+                or any JSON-able mappings, not mutated). Their tokens (each definition
+                JSON-serialized and counted with the counter, cached per schema) are
+                subtracted from the effective limit for this fit
+                (``FitReport.tools_tokens``).
+
+        A fit is transactional: if it raises (any error) the manager (caches, state,
+        archive, summary, notes, turn, strategy state) is left exactly as before the
+        call, so a retry gives what an uninterrupted manager would.
 
         Returns:
             ``FitResult(messages, report)``; kept messages are the same objects as given.
@@ -244,19 +330,35 @@ class ContextManager:
             InvalidHistoryError: a malformed history under ``history_policy = "strict"``.
             StrategyError: a strategy failed.
         """
-        gen = self._fit(messages, query, use_async=False)
+        undo = self._begin()
+        gen = self._fit(messages, query, use_async=False, tools=tools)
         try:
             awaitable = next(gen)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            self._rollback(undo)
+            raise
         gen.close()
+        self._rollback(undo)
         if hasattr(awaitable, "close"):
             awaitable.close()
         raise StrategyError("returned an awaitable from a synchronous fit", strategy="?")
 
-    async def afit(self, messages: Sequence[Message], *, query: str | None = None) -> FitResult:
-        """Async :meth:`fit`: awaits async summarizers instead of blocking."""
-        gen = self._fit(messages, query, use_async=True)
+    async def afit(
+        self,
+        messages: Sequence[Message],
+        *,
+        query: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> FitResult:
+        """Async :meth:`fit`: awaits async summarizers instead of blocking.
+
+        Cancelling the task at any await leaves the manager as it was before the call
+        (see :meth:`fit`).
+        """
+        undo = self._begin()
+        gen = self._fit(messages, query, use_async=True, tools=tools)
         try:
             awaitable = next(gen)
             while True:
@@ -264,25 +366,106 @@ class ContextManager:
                 awaitable = gen.send(None)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:  # CancelledError included: a cancelled fit is rolled back
+            gen.close()
+            self._rollback(undo)
+            raise
+
+    # ------------------------------------------------------------------ transactions
+    def _begin(self) -> tuple[Any, ...]:
+        """Record what a fit may change, so a failed or cancelled fit can be undone.
+
+        Cheap (the append path stays O(new messages)): the lists a fit changes only grow
+        or are replaced, so their objects and lengths are kept; ``_shrunk`` is copied on
+        write in :meth:`_compact`; the state keeps its own checkpoint; each strategy
+        snapshots its instance state. A new field a fit mutates must be added here.
+        """
+        return (
+            self.state,
+            self.state.checkpoint(),
+            self._history,
+            len(self._history),
+            self._segments,
+            len(self._segments),
+            self._selected,
+            len(self._selected),
+            self._output,
+            len(self._output),
+            self._segmenter,
+            self._segmenter.mark(),
+            self._shrunk,
+            self._output_tokens,
+            self._last_user,
+            self._history_total,
+            self._history_counted,
+            [(strategy, strategy.snapshot()) for strategy in self._stateful],
+            self._resume,
+        )
+
+    def _rollback(self, undo: tuple[Any, ...]) -> None:
+        """Restore the manager exactly as :meth:`_begin` found it (a fit raised)."""
+        (
+            self.state,
+            checkpoint,
+            self._history,
+            n_history,
+            self._segments,
+            n_segments,
+            self._selected,
+            n_selected,
+            self._output,
+            n_output,
+            self._segmenter,
+            mark,
+            self._shrunk,
+            self._output_tokens,
+            self._last_user,
+            self._history_total,
+            self._history_counted,
+            snapshots,
+            self._resume,
+        ) = undo
+        self.state.rollback(checkpoint)
+        del self._history[n_history:]
+        del self._segments[n_segments:]
+        del self._selected[n_selected:]
+        del self._output[n_output:]
+        self._segmenter.rollback(mark)
+        self._covered_cache = ([], 0, set())
+        self._norm = None  # the provider normalizer re-reads the restored output
+        self._norm_src = None
+        for strategy, snapshot in snapshots:
+            strategy.restore(snapshot)
 
     def _ingest(self, messages: Sequence[Message]) -> tuple[int, list[Segment]]:
         """Feed new messages; return (index of first new segment, new segments)."""
+        if self._resume is not None:
+            from ctxmgr.stores.snapshot import resume_window
+
+            snapshot, self._resume = self._resume, None
+            resume_window(self, snapshot, messages)
         n_prev = len(self._history)
-        prefix = messages[:n_prev]
-        if not isinstance(prefix, list):
-            prefix = list(prefix)
-        if n_prev and (len(messages) < n_prev or prefix != self._history):
+        if n_prev and not self._extends(messages, n_prev):
             logger.debug("history is not an extension of the previous one: full refit")
             state = self.state
             self._reset_incremental()
             self.state = state
             n_prev = 0
+        elif n_prev and any(
+            messages[i] is not self._history[i] for i in (0, n_prev // 2, n_prev - 1)
+        ):
+            prefix = messages[:n_prev]
+            # equal but rebuilt messages: send the caller's objects
+            self._adopt(prefix if isinstance(prefix, list) else list(prefix))
         new_msgs = list(messages[n_prev:])
+        for offset, msg in enumerate(new_msgs):  # O(new): older ones were checked before
+            if not isinstance(msg, Message):
+                raise _not_a_message(msg, n_prev + offset)
         self._history.extend(new_msgs)
         n_repairs = len(self._segmenter.repairs)
         new_segs = self._segmenter.feed(new_msgs)
         for repair in self._segmenter.repairs[n_repairs:]:
-            if repair.action == "archived":
+            if repair.action in ("archived", "dropped_duplicate_call"):  # originals kept
                 self.state.archive.add(repair.message, repair.problem, self.state.turn)
         start = len(self._segments)
         count = self.counter.count_message
@@ -295,10 +478,68 @@ class ContextManager:
         self._segments.extend(measured)
         return start, measured
 
+    def _adopt(self, given: list[Message]) -> None:
+        """Use the caller's message objects where they equal (not are) the ones held.
+
+        Kept messages are the objects passed on *this* call, so an adapter that rebuilds
+        equal messages (with fresh metadata) gets its own back. O(history); only runs
+        when the first, middle or last message of the prefix is a new object. New lists
+        are built (never mutated in place) so a failed fit still rolls back.
+        """
+        swap = {id(old): new for old, new in zip(self._history, given) if old is not new}
+
+        def conv(seg: Segment) -> Segment:
+            return Segment(tuple(swap.get(id(m), m) for m in seg.messages), seg.start, seg.tokens)
+
+        self._history = list(given)
+        self._segments = [conv(seg) for seg in self._segments]
+        self._shrunk = {pos: conv(seg) for pos, seg in self._shrunk.items()}
+        self._output = [swap.get(id(m), m) for m in self._output]
+        self._segmenter.adopt(swap)
+
+    def _extends(self, messages: Sequence[Message], n_prev: int) -> bool:
+        """Whether ``messages`` starts with the ``n_prev`` messages of the previous fit.
+
+        O(1) when the caller passes the same message objects as last time (frameworks
+        append to one list): the first message and the last 8 previous ones are compared by
+        identity. Otherwise the whole prefix is compared by value (O(n), in C). An edit deep
+        inside a history whose first and last 8 objects are unchanged is not seen: build
+        new message objects for an edited history, or call :meth:`reset`.
+        """
+        if len(messages) < n_prev:
+            return False
+        history = self._history
+        k = min(n_prev, 8)
+        if messages[0] is history[0] and all(
+            messages[i] is history[i] for i in range(n_prev - k, n_prev)
+        ):
+            return True
+        prefix = messages[:n_prev]
+        if not isinstance(prefix, list):
+            prefix = list(prefix)
+        return prefix == history
+
     def _fit(
-        self, messages: Sequence[Message], query: str | None, use_async: bool
+        self,
+        messages: Sequence[Message],
+        query: str | None,
+        use_async: bool,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Generator[Awaitable[Any], None, FitResult]:
         t0 = time.perf_counter()
+        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+            raise InvalidHistoryError(
+                "fit() argument 'messages' must be a list of ctxmgr.Message (oldest first), "
+                f"got {type(messages).__name__}; convert OpenAI dicts with messages_from_openai",
+                problem="bad_argument",
+            )
+        if query is not None and not isinstance(query, str):
+            raise InvalidHistoryError(
+                f"fit() argument 'query' must be a str or None, got {type(query).__name__}",
+                problem="bad_argument",
+            )
+        tools_tokens = self._tools_tokens(tools) if tools else 0
+        self.budget = self._active_budget(tools_tokens)
         self.state.turn += 1
         n_repairs = len(self._segmenter.repairs)
         start, new_segs = self._ingest(messages)
@@ -332,6 +573,8 @@ class ContextManager:
         new_tokens = sum(s.tokens for s in new_segs)
         pending_tokens = pending.tokens if pending else 0
         projected = self._output_tokens + new_tokens + pending_tokens + priming
+        if reason is None and self._force_reason is not None:
+            reason = self._force_reason
         if reason is None and projected > self.budget.trigger_tokens:
             reason = f"over trigger ({projected} > {self.budget.trigger_tokens} tokens)"
         report = FitReport(
@@ -339,11 +582,24 @@ class ContextManager:
             max_context_tokens=self.budget.max_context_tokens,
             repairs=repairs,
             turn=self.state.turn,
+            tools_tokens=tools_tokens,
+            calibration=self.calibration,
+            reserve_tokens=self.reserve_tokens,
+            recovered=self._force_reason is not None,
+            provider=self.profile.name,
         )
-        # messages strategies append on this fit (system-prompt replay), counted up front
+        if self._notes:
+            report.notes.extend(self._notes)
+            self._notes.clear()
+        # messages strategies append on this fit (system-prompt replay), counted up front;
+        # deferred while a tool step is open: they would go before it, and the open step
+        # is re-rendered at the next fit, so the context would no longer only grow
         appended = [
             msg
-            for batch in self._call("append", hook.ctxmgr_append, window=window) or ()
+            for batch in (
+                self._call("append", hook.ctxmgr_append, window=window) if pending is None else ()
+            )
+            or ()
             for msg in batch or ()
         ]
         appended_tokens = sum(self.counter.count_message(m) for m in appended)
@@ -368,13 +624,18 @@ class ContextManager:
             self._output_tokens += tokens
             tag = str(msg.metadata.get("ctxmgr", "appended"))
             report.injected.append(SegmentRecord((msg.id,), tokens, tag))
-        out = list(self._output)
-        block_tokens = self._place_recall_block(window, out, pending_tokens + priming, report)
-        if pending is not None:
-            out.extend(pending.messages)
-        total = self._output_tokens + block_tokens + pending_tokens + priming
+        out, total = self._finish(pending, pending_tokens, priming)
+        if total > self.budget.effective_limit and not report.compacted:
+            # the provider's rules added tokens (a placeholder first user turn): compact
+            reason = f"provider rules pass the limit ({total} tokens)"
+            yield from self._compact(window, pending_tokens, reason, report, use_async)
+            out, total = self._finish(pending, pending_tokens, priming)
+        if total <= self.budget.effective_limit:
+            out, total = self._place_recall_block(window, out, total, pending, priming, report)
         if total > self.budget.effective_limit:
             raise self._overflow(total, pending)
+        if report.recovered:
+            report.reason = f"provider refused the context as too long: {self._force_reason}"
         report.tokens_after = total
         report.tokens_before = self._history_tokens(pending_tokens) + priming
         report.elapsed_ms = (time.perf_counter() - t0) * 1000
@@ -383,6 +644,7 @@ class ContextManager:
             "tokens_after": report.tokens_after,
             "compacted": report.compacted,
             "reason": report.reason,
+            "tools_tokens": tools_tokens,
         }
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s", report)
@@ -390,16 +652,315 @@ class ContextManager:
             self.on_report(report)
         return FitResult(out, report)
 
+    # ------------------------------------------------------------------ provider boundary
+    def _finish(
+        self, pending: Segment | None, pending_tokens: int, priming: int
+    ) -> tuple[list[Message], int]:
+        """The context to send, normalized by the provider profile, and its tokens.
+
+        The committed output is normalized incrementally (only the last normalized
+        message can change when messages are appended); an open tool step is normalized
+        on top and rolled back, since it is not committed.
+        """
+        if self.profile.is_identity:
+            out = list(self._output)
+            if pending is not None:
+                out.extend(pending.messages)
+            return out, self._output_tokens + pending_tokens + priming
+        src = self._output
+        norm = self._norm
+        if (
+            norm is None
+            or self._norm_src is not src
+            or len(src) < norm.fed
+            or (norm.fed and src[norm.fed - 1] is not norm.last_fed)
+        ):
+            norm = self._norm = self.profile.normalizer(self.counter.count_message)
+            self._norm_src = src
+            norm.feed(src)
+        elif len(src) > norm.fed:
+            norm.feed(src[norm.fed :])
+        if pending is None:
+            return list(norm.out), norm.tokens + priming
+        mark = norm.mark()
+        norm.feed(pending.messages)
+        out, tokens = list(norm.out), norm.tokens
+        norm.rollback(mark)
+        return out, tokens + priming
+
+    def _profile_slack(self) -> int:
+        """Tokens the profile may add to a compacted context (a placeholder first user turn)."""
+        if not self.profile.first_message_user:
+            return 0
+        from ctxmgr.providers import PLACEHOLDER_TEXT
+
+        return self.counter.count_message(Message.user(PLACEHOLDER_TEXT))
+
+    def _tools_tokens(self, tools: Sequence[Mapping[str, Any]]) -> int:
+        """Tokens of tool definitions: each JSON-serialized and counted, cached per schema.
+
+        No provider publishes an exact formula for definitions (OpenAI renders them in an
+        internal format); the compact JSON text is a close, usually higher, estimate and
+        the calibration from provider usage absorbs the difference.
+        """
+        total = 0
+        cache = self._tools_cache
+        for tool in tools:
+            key = json.dumps(tool, sort_keys=True, separators=(",", ":"), default=str)
+            n = cache.get(key)
+            if n is None:
+                n = cache[key] = self.counter.count_text(key)
+            total += n
+        return total
+
+    def _provider_state(self) -> dict[str, Any]:
+        return self.state.extra.setdefault(PROVIDER_STATE, {})  # type: ignore[no-any-return]
+
+    @property
+    def calibration(self) -> float:
+        """Provider tokens per local token for this conversation (1.0: none learned).
+
+        See :meth:`record_usage` for the rule.
+        """
+        data = self.state.extra.get(PROVIDER_STATE)
+        return float(data.get("calibration", 1.0)) if data else 1.0
+
+    @property
+    def reserve_tokens(self) -> int:
+        """Tokens kept free for the reply (the configured reserve, grown by :meth:`record_stop`)."""
+        data = self.state.extra.get(PROVIDER_STATE)
+        if data and "reserve" in data:
+            return int(data["reserve"])
+        return self._base_budget.reserve_output_tokens
+
+    def _active_budget(self, tools_tokens: int) -> Budget:
+        """The budget of this fit, in local tokens.
+
+        ``effective_limit = floor((window - reply reserve) / calibration) - tools_tokens``,
+        further capped once after a provider overflow; ``max_context_tokens`` stays the
+        configured window and ``reserve_output_tokens`` is everything held back.
+
+        Raises:
+            ContextOverflowError: the tool definitions alone leave no room.
+        """
+        base = self._base_budget
+        data = self.state.extra.get(PROVIDER_STATE)
+        if not tools_tokens and not data and self._overflow_cap is None:
+            return base
+        data = data or {}
+        factor = float(data.get("calibration", 1.0))
+        reserve = int(data.get("reserve", base.reserve_output_tokens))
+        window = min(base.max_context_tokens, int(data.get("window") or base.max_context_tokens))
+        key = (tools_tokens, factor, reserve, window, self._overflow_cap)
+        cached = self._budget_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        limit = int((window - reserve) / factor) - tools_tokens
+        if self._overflow_cap is not None:
+            limit = min(limit, self._overflow_cap)
+        if limit <= 0:
+            raise ContextOverflowError(
+                projected_tokens=tools_tokens,
+                max_context_tokens=base.max_context_tokens,
+                effective_limit=int((window - reserve) / factor),
+                contributors=[("tool definitions", tools_tokens)],
+            )
+        budget = Budget(
+            base.max_context_tokens, base.max_context_tokens - limit, base.trigger, base.target
+        )
+        self._budget_cache = (key, budget)
+        return budget
+
+    def record_usage(self, *, input_tokens: int, local_tokens: int | None = None) -> float:
+        """Learn the provider's count of the request just sent; return the new calibration.
+
+        The rule (conservative: a budget that is too small costs a little context, one
+        that is too large costs a refused request):
+
+        1. the sample is ``input_tokens / local_tokens``, clamped to [0.5, 4.0]
+           (``CALIBRATION_CLAMP``; a larger ratio means usage summed over several calls);
+           local counts under 32 tokens teach nothing;
+        2. the last 8 samples are kept (``CALIBRATION_WINDOW``), in the session state;
+        3. the factor is the largest kept sample, never below 1.0, unless the last 5
+           samples all lie below 1.0 (the local tokenizer over-counts consistently): then
+           it is the largest of those 5.
+
+        From the next fit on, the budget is kept in provider tokens: local counts are
+        scaled by the factor (``effective_limit = (window - reserve) / factor - tools``).
+
+        Args:
+            input_tokens: prompt (input) tokens the provider reported for the request
+                (OpenAI ``usage.prompt_tokens``, Anthropic ``usage.input_tokens`` plus cache
+                reads and writes, Gemini ``usageMetadata.promptTokenCount``).
+            local_tokens: ctxmgr's count of that request; default the last fit's
+                ``tokens_after + tools_tokens``.
+
+        Returns:
+            The calibration factor now in force (provider tokens per local token).
+        """
+        if local_tokens is None:
+            last = self.state.last_fit or {}
+            local_tokens = int(last.get("tokens_after", 0)) + int(last.get("tools_tokens", 0))
+        if input_tokens <= 0 or local_tokens < CALIBRATION_MIN_TOKENS:
+            return self.calibration
+        return self._learn(input_tokens / local_tokens)
+
+    def _learn(self, ratio: float) -> float:
+        lo, hi = CALIBRATION_CLAMP
+        if ratio > hi:
+            logger.warning(
+                "provider usage is %.1fx the local count; clamped to %.1f "
+                "(pass the usage of one request, not a running total)",
+                ratio,
+                hi,
+            )
+        ratio = min(hi, max(lo, ratio))
+        data = self._provider_state()
+        samples = [float(x) for x in data.get("samples", [])]
+        samples.append(round(ratio, 4))
+        samples = samples[-CALIBRATION_WINDOW:]
+        data["samples"] = samples
+        recent = samples[-CALIBRATION_AGREE_BELOW_ONE:]
+        if len(recent) == CALIBRATION_AGREE_BELOW_ONE and max(recent) < 1.0:
+            factor = max(recent)
+        else:
+            factor = max(1.0, max(samples))
+        old = float(data.get("calibration", 1.0))
+        data["calibration"] = factor
+        if abs(factor - old) > 1e-9:
+            self._notes.append(
+                f"calibration {old:.3f} -> {factor:.3f} from provider usage "
+                f"({len(samples)} samples)"
+            )
+        return factor
+
+    def record_stop(self, reason: str | None) -> None:
+        """Record the provider's stop reason for the reply to the last fit.
+
+        A reply cut for length (``"length"``, ``"max_tokens"``,
+        ``"model_context_window_exceeded"``, any case) grows the reply reserve by
+        ``reserve_growth`` (from at least 256 tokens, capped at half the context window)
+        for the following fits, kept in the session state; the next FitReport says so in
+        ``notes`` and shows ``reserve_tokens``. Other reasons are ignored.
+        """
+        if not reason or str(reason).lower() not in LENGTH_STOPS:
+            return
+        old = self.reserve_tokens
+        growth = self.config.reserve_growth
+        window = self._base_budget.max_context_tokens
+        new = old
+        if growth > 1.0:
+            new = max(old, min(math.ceil(max(old, 256) * growth), window // 2))
+        self._provider_state()["reserve"] = new
+        self._notes.append(f"reply cut for length ({reason}): reply reserve {old} -> {new} tokens")
+
+    def _prepare_overflow(
+        self, provider_tokens: int | None, provider_limit: int | None, message: str
+    ) -> None:
+        last = self.state.last_fit or {}
+        local = int(last.get("tokens_after", 0)) + int(last.get("tools_tokens", 0))
+        if provider_limit and provider_limit < self._base_budget.max_context_tokens:
+            self._provider_state()["window"] = int(provider_limit)
+            self._notes.append(f"provider limit {provider_limit} tokens adopted as the window")
+        if provider_tokens and local >= CALIBRATION_MIN_TOKENS:
+            self._learn(provider_tokens / local)
+        else:
+            self._learn(self.calibration / 0.8)
+        scale = 0.8
+        if provider_tokens and provider_limit:
+            scale = min(0.95, 0.95 * provider_limit / provider_tokens)
+        size = int(last.get("tokens_after", 0))
+        if size > 0:
+            self._overflow_cap = max(1, int(size * scale))
+        self._force_reason = message or "context length exceeded"
+
+    def refit_after_overflow(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        provider_tokens: int | None = None,
+        provider_limit: int | None = None,
+        message: str = "",
+        query: str | None = None,
+    ) -> FitResult:
+        """Fit again, smaller, after the provider refused the last fit as too long.
+
+        Call it once, from the adapter, when the provider answered context-length-exceeded
+        (OpenAI ``context_length_exceeded``, Anthropic "prompt is too long", Gemini's
+        token-limit 400) for the context of the last fit. It learns the calibration from
+        the provider's numbers when given (else assumes the local count was 25 % low),
+        adopts ``provider_limit`` as the window if it is smaller, and compacts to a
+        target scaled by ``provider_limit / provider_tokens`` (x0.95; else 0.8) of the last
+        size. The report has ``recovered = True`` and the provider message in ``reason``.
+        If the retry is refused too, raise ``ContextOverflowError.from_provider(...)``.
+
+        Args:
+            messages: the full history, oldest first, as passed to the last fit (not mutated).
+            tools: the tool definitions sent with the request.
+            provider_tokens: the prompt tokens the provider counted, if its error said.
+            provider_limit: the provider's limit, if its error said.
+            message: the provider's error message.
+            query: as in :meth:`fit`.
+
+        Raises:
+            ContextOverflowError: even the smaller target cannot hold the pinned content.
+        """
+        self._prepare_overflow(provider_tokens, provider_limit, message)
+        try:
+            return self.fit(messages, query=query, tools=tools)
+        finally:
+            self._force_reason = None
+            self._overflow_cap = None
+
+    async def arefit_after_overflow(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        provider_tokens: int | None = None,
+        provider_limit: int | None = None,
+        message: str = "",
+        query: str | None = None,
+    ) -> FitResult:
+        """Async :meth:`refit_after_overflow`."""
+        self._prepare_overflow(provider_tokens, provider_limit, message)
+        try:
+            return await self.afit(messages, query=query, tools=tools)
+        finally:
+            self._force_reason = None
+            self._overflow_cap = None
+
     def _place_recall_block(
-        self, window: Window, out: list[Message], reserved: int, report: FitReport
-    ) -> int:
-        """Insert the ``ctxmgr_recall_block`` segments into ``out``; return their tokens.
+        self,
+        window: Window,
+        out: list[Message],
+        total: int,
+        pending: Segment | None,
+        priming: int,
+        report: FitReport,
+    ) -> tuple[list[Message], int]:
+        """Insert the ``ctxmgr_recall_block`` segments; return the context and its tokens.
 
         The block goes just before the latest user message (or, when a strategy sets
         ``window.scratch["recall_block_position"] = "after_system"``, after the leading
-        system messages). It is not part of the append-only prefix (``self._output``).
+        system messages), within the trigger. It is not part of the append-only prefix
+        (``self._output``).
+        With a provider profile that rewrites messages the context with the block is
+        normalized as a whole; if that would pass the limit the block is left out.
+
+        Args:
+            window: the fit's window.
+            out: the context without the block (already normalized), not mutated.
+            total: its tokens, reply priming included.
+            pending: the open tool step, if any (it stays last).
+            priming: reply-priming tokens.
+            report: the fit's report (recalled segments are listed under ``kept``).
         """
-        room = self.budget.effective_limit - self._output_tokens - reserved
+        # the block fills up to the trigger, like the prefix between compactions: the
+        # headroom above it absorbs what a framework adds after the fit (a session read
+        # before the new input is appended) and the local tokenizer's error
+        room = self.budget.trigger_tokens - total
         block = self._call(
             "recall_block",
             self._pm.hook.ctxmgr_recall_block,
@@ -408,25 +969,37 @@ class ContextManager:
             room=room,
         )
         if not block:
-            return 0
+            return out, total
         taken = set(self._selected)
         segs = [self._segments[p] for p in dict.fromkeys(block) if p not in taken]
         tokens = sum(s.tokens for s in segs)
+        if not segs:
+            return out, total
         if tokens > room:
             raise StrategyError(
                 f"recall block of {tokens} tokens exceeds its room of {room}", strategy="recall"
             )
-        at = len(out)
+        raw = list(self._output)
+        at = len(raw)
         if window.scratch.get("recall_block_position") == "after_system":
-            at = next((i for i, m in enumerate(out) if m.role != "system"), len(out))
+            at = next((i for i, m in enumerate(raw) if m.role != "system"), len(raw))
         elif self._last_user is not None:
             head = self._segments[self._last_user].head
-            at = next((i for i in range(len(out) - 1, -1, -1) if out[i] is head), len(out))
-        out[at:at] = [m for s in segs for m in s.messages]
+            at = next((i for i in range(len(raw) - 1, -1, -1) if raw[i] is head), len(raw))
+        raw[at:at] = [m for s in segs for m in s.messages]
+        if pending is not None:
+            raw.extend(pending.messages)
+        if self.profile.is_identity:
+            new_total = total + tokens
+        else:
+            raw = self.profile.normalize(raw)
+            new_total = sum(self.counter.count_message(m) for m in raw) + priming
+            if new_total > self.budget.effective_limit:
+                return out, total
         for seg in segs:
             report.kept.append(record(seg, "recalled for the current question"))
         report.kept_count += len(segs)
-        return tokens
+        return raw, new_total
 
     def _history_tokens(self, pending_tokens: int) -> int:
         # running total of every committed segment, advanced over new segments only
@@ -464,6 +1037,7 @@ class ContextManager:
         self, window: Window, pending_tokens: int, reason: str, report: FitReport, use_async: bool
     ) -> Generator[Awaitable[Any], None, None]:
         hook = self._pm.hook
+        self._shrunk = dict(self._shrunk)  # copy on write: a failed fit restores the old one
         report.compacted = True
         report.reason = reason
         previous = set(self._selected)
@@ -472,6 +1046,9 @@ class ContextManager:
             "recall", hook.ctxmgr_recall, window=window, history=self._segments, candidates=base
         ):
             base.update(p for p in recalled or () if 0 <= p < len(self._segments))
+        # exchanges stay whole: every candidate answer brings its question along
+        question_of = self._question_of(base)
+        base.update(question_of.values())
         positions = sorted(base)
         history_new_start = window.new_start
         cands = [self._shrunk.get(p, self._segments[p]) for p in positions]
@@ -490,11 +1067,16 @@ class ContextManager:
         for pins in self._call("pin", hook.ctxmgr_pin, window=window) or ():
             for i, why in (pins or {}).items():
                 window.pinned.setdefault(int(i), why)
+        index_of = {p: i for i, p in enumerate(positions)}
+        q_of = {index_of[p]: index_of[q] for p, q in question_of.items()}
+        for i in [i for i in window.pinned if i in q_of]:
+            window.pinned.setdefault(q_of[i], "question of a kept answer")
         reserve = sum(r or 0 for r in self._call("reserve", hook.ctxmgr_reserve, window=window))
         priming = self.counter.reply_priming
-        avail = self.budget.target_tokens - reserve - priming - pending_tokens
+        slack = self._profile_slack()
+        avail = self.budget.target_tokens - reserve - priming - pending_tokens - slack
         total = sum(s.tokens for s in cands)
-        window.reserved = reserve + priming + pending_tokens
+        window.reserved = reserve + priming + pending_tokens + slack
         if total > avail:
             self._call("shrink", hook.ctxmgr_shrink, window=window, excess_tokens=total - avail)
         for i in window.cleared:
@@ -532,10 +1114,21 @@ class ContextManager:
         # and the final check raises ContextOverflowError if even they exceed the limit
         room = max(0, avail - pinned_tokens)
         keep = set(window.pinned)
+        orphaned: set[int] = set()  # questions whose answer did not fit: dropped with it
         for i in order:
-            if cands[i].tokens <= room:
+            if i in keep or i in orphaned:
+                continue
+            q = q_of.get(i)
+            if q is not None and q in keep:
+                q = None
+            cost = cands[i].tokens + (cands[q].tokens if q is not None else 0)
+            if cost <= room:  # an answer is kept with its question, or not at all
                 keep.add(i)
-                room -= cands[i].tokens
+                room -= cost
+                if q is not None:
+                    keep.add(q)
+            elif q is not None:
+                orphaned.add(q)
         evicted_idx = [i for i in range(n) if i not in keep]
         for i, rec in window.cleared.items():
             if i in keep:  # shrunk and kept; evicted ones are reported as dropped below
@@ -573,7 +1166,10 @@ class ContextManager:
                 covered_now = self._covered()
                 for seg in newly_evicted:
                     if covered_now.issuperset(seg.ids):
-                        report.summarized.append(record(seg, "folded into running summary"))
+                        why = "folded into running summary"
+                        if window.scratch.get("summary_fallback"):
+                            why += f" (extractive fallback: {window.scratch['summary_fallback']})"
+                        report.summarized.append(record(seg, why))
         injections: list[Injection] = []
         for batch in self._call("inject", hook.ctxmgr_inject, window=window) or ():
             injections.extend(batch or ())
@@ -613,21 +1209,28 @@ class ContextManager:
             if inj.position == "end":
                 add_injection(inj)
         # safety net: injections larger than reserved -> evict more of the lowest scored
-        limit = self.budget.effective_limit - priming - pending_tokens
+        limit = self.budget.effective_limit - priming - pending_tokens - slack
         if tokens > limit:
             victims = [
                 i for i in sorted(kept_idx, key=lambda i: (scores[i], i)) if i not in window.pinned
             ]
             drop: set[Message] = set()
+            answers: dict[int, list[int]] = {}
+            for a, q in q_of.items():
+                answers.setdefault(q, []).append(a)
             while tokens > limit and victims:
                 i = victims.pop(0)
-                kept_idx.remove(i)
-                report.dropped.append(record(cands[i], "evicted to fit injected content"))
-                for msg in self._segments[positions[i]].messages:
-                    self.state.archive.add(msg, "evicted", self.state.turn)
-                tokens -= cands[i].tokens
-                drop.update(cands[i].messages)
-                selected.remove(positions[i])
+                if i not in kept_idx:
+                    continue
+                # a question leaves with its answers (none of them pinned: it would be too)
+                for j in [i, *(a for a in answers.get(i, ()) if a in kept_idx)]:
+                    kept_idx.remove(j)
+                    report.dropped.append(record(cands[j], "evicted to fit injected content"))
+                    for msg in self._segments[positions[j]].messages:
+                        self.state.archive.add(msg, "evicted", self.state.turn)
+                    tokens -= cands[j].tokens
+                    drop.update(cands[j].messages)
+                    selected.remove(positions[j])
             out = [m for m in out if m not in drop]
         if tokens > limit:
             out, tokens = self._shrink_injections(out, tokens, limit, report)
@@ -641,6 +1244,38 @@ class ContextManager:
         self._output_tokens = tokens
         self._selected = selected
 
+    def _user_positions(self) -> list[int]:
+        """History positions of the user segments, oldest first.
+
+        Scanned incrementally: only segments added since the last call are read, unless
+        the segment list was replaced or cut back (a reset, a rolled-back fit), which the
+        list's identity and its last scanned segment reveal.
+        """
+        segments = self._segments
+        src, n, last, users = self._users
+        if src is not segments or len(segments) < n or (n and segments[n - 1] is not last):
+            n, users = 0, []
+        users.extend(p for p in range(n, len(segments)) if segments[p].role == "user")
+        self._users = (segments, len(segments), segments[-1] if segments else None, users)
+        return users
+
+    def _question_of(self, positions: set[int]) -> dict[int, int]:
+        """Map each assistant segment's history position to its question's position.
+
+        The question is the nearest user segment before it; an assistant segment with
+        no user segment before it (a greeting) has none.
+        """
+        users = self._user_positions()
+        segments = self._segments
+        out: dict[int, int] = {}
+        if not users:
+            return out
+        first = users[0]
+        for p in positions:
+            if p > first and segments[p].role == "assistant":
+                out[p] = users[bisect.bisect_left(users, p) - 1]
+        return out
+
     def _shrink_injections(
         self, out: list[Message], tokens: int, limit: int, report: FitReport
     ) -> tuple[list[Message], int]:
@@ -653,7 +1288,8 @@ class ContextManager:
 
         fitter = ExtractiveSummarizer(self.counter.count_text)
         for kind in ("notes", "summary"):
-            for index in [i for i, m in enumerate(out) if m.metadata.get("ctxmgr") == kind]:
+            # newest first, so popping one never shifts the index of the next
+            for index in [i for i, m in enumerate(out) if m.metadata.get("ctxmgr") == kind][::-1]:
                 if tokens <= limit:
                     return out, tokens
                 msg = out[index]
@@ -664,7 +1300,9 @@ class ContextManager:
                 if room > 24 and short.strip():
                     new = msg.evolve(content=f"{header}\n{short}")
                     after = self.counter.count_message(new)
-                    if after < before:
+                    # only a shortening that fits: tokenization of the cut text may not
+                    # shrink as planned, and then the injection is removed instead
+                    if tokens + after - before <= limit:
                         out[index] = new
                         tokens += after - before
                         continue
@@ -705,6 +1343,20 @@ class ContextManager:
             f"ContextManager(max_context_tokens={self.budget.max_context_tokens}, "
             f"effective_limit={self.budget.effective_limit}, strategies=[{names}])"
         )
+
+
+def _not_a_message(item: object, index: int) -> InvalidHistoryError:
+    hint = (
+        "; convert OpenAI dicts with messages_from_openai"
+        if isinstance(item, Mapping)
+        else "; build messages with Message.user(...), Message.assistant(...) and so on"
+    )
+    return InvalidHistoryError(
+        f"fit() argument 'messages': item of type {type(item).__name__} is not a ctxmgr.Message"
+        + hint,
+        index=index,
+        problem="not_a_message",
+    )
 
 
 def run_coroutine_sync(awaitable: Awaitable[Any]) -> Any:

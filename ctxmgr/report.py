@@ -59,6 +59,17 @@ class FitReport:
         reason: why the fit compacted (``"over trigger 0.80"``), or ``"append-only"``.
         elapsed_ms: wall time of the fit in milliseconds.
         turn: the manager's turn number for this fit.
+        tools_tokens: tokens of the tool definitions sent with the request (``fit(...,
+            tools=...)``), subtracted from the limit; not part of ``tokens_after``.
+        calibration: the per-conversation correction factor (provider tokens per local
+            token) the budget was scaled by; ``1.0`` = none (see
+            :meth:`ContextManager.record_usage`).
+        reserve_tokens: tokens kept free for the reply in this fit (grows after a reply
+            cut for length, :meth:`ContextManager.record_stop`).
+        recovered: this fit was a retry after the provider answered
+            context-length-exceeded (:meth:`ContextManager.refit_after_overflow`).
+        provider: the provider profile the output obeys (``"openai"``...).
+        notes: notable events of this fit (calibration learned, reserve grown...).
     """
 
     tokens_before: int = 0
@@ -77,6 +88,12 @@ class FitReport:
     reason: str = "append-only"
     elapsed_ms: float = 0.0
     turn: int = 0
+    tools_tokens: int = 0
+    calibration: float = 1.0
+    reserve_tokens: int = 0
+    recovered: bool = False
+    provider: str = "openai"
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict."""
@@ -98,6 +115,9 @@ class FitReport:
             f"cleared {n(self.cleared)}, dropped {n(self.dropped)}, summarized "
             f"{n(self.summarized)}, injected {len(self.injected)}, repairs {len(self.repairs)}; "
             f"{self.elapsed_ms:.2f} ms"
+            + (f"; tools {self.tools_tokens} tokens" if self.tools_tokens else "")
+            + (f"; calibration x{self.calibration:.3f}" if self.calibration != 1.0 else "")
+            + ("; recovered from a provider overflow" if self.recovered else "")
         )
 
 

@@ -36,19 +36,37 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import bm25s
-import numpy as np
 from pydantic import Field
 
+from ctxmgr.errors import ConfigError
 from ctxmgr.hookspecs import hookimpl
-from ctxmgr.index import HistoryIndex, zscore
 from ctxmgr.segments import Segment
 from ctxmgr.strategy import Strategy, StrategyOptions
 from ctxmgr.window import Window
 
 __all__ = ["RelevanceEviction", "wordllama_embedder"]
+
+if TYPE_CHECKING:
+    import bm25s
+    import numpy as np
+
+    from ctxmgr.index import HistoryIndex, zscore
+else:  # heavy: imported when the strategy is first configured (``import ctxmgr`` stays light)
+    bm25s = np = HistoryIndex = zscore = None
+
+
+def _import_deps() -> None:
+    global bm25s, np, HistoryIndex, zscore
+    if np is None:
+        import bm25s as _bm25s
+        import numpy as _np
+
+        from ctxmgr.index import HistoryIndex as _HistoryIndex
+        from ctxmgr.index import zscore as _zscore
+
+        bm25s, np, HistoryIndex, zscore = _bm25s, _np, _HistoryIndex, _zscore  # type: ignore[misc]
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,6 +99,7 @@ def wordllama_embedder(texts: list[str]) -> np.ndarray:
     Raises:
         ImportError: ``wordllama`` is not installed (``pip install "ctxmgr[semantic]"``).
     """
+    _import_deps()
     try:
         model = _wordllama()
     except ImportError as exc:
@@ -135,7 +154,9 @@ class RelevanceOptions(StrategyOptions):
         block_position: ``"before_question"`` (just before the latest user message) or
             ``"after_system"`` (right after the leading system messages).
         rerank_on_new_query: with ``placement = "inline"``, re-select on every new user
-            message, recalling relevant archived segments (a prompt-cache miss then).
+            message, recalling relevant archived segments, even below the trigger (a
+            prompt-cache miss then). Off by default (a context below the trigger only grows
+            by appending); the ``relevance`` preset turns it on.
         max_recall: at most this many segments recalled per new query.
         k1: BM25 term-frequency saturation.
         b: BM25 length normalization.
@@ -163,7 +184,7 @@ class RelevanceOptions(StrategyOptions):
     placement: Literal["block", "inline"] = "inline"
     block_order: Literal["relevance", "chronological"] = "relevance"
     block_position: Literal["before_question", "after_system"] = "before_question"
-    rerank_on_new_query: bool = True
+    rerank_on_new_query: bool = False
     max_recall: int = Field(default=256, ge=0)
     k1: float = Field(default=1.5, gt=0)
     b: float = Field(default=0.75, ge=0, le=1)
@@ -181,6 +202,7 @@ class RelevanceEviction(Strategy):
 
     def __init__(self, options: StrategyOptions | None = None, *, weight: float = 1.0):
         super().__init__(options, weight=weight)
+        _import_deps()
         self._stemmer: Any = None
         if self.options.stemmer:
             import Stemmer
@@ -190,8 +212,6 @@ class RelevanceEviction(Strategy):
         self._index = HistoryIndex(self._tokenize, self._doc, self._session)
         self._cache: tuple[tuple[str, int], np.ndarray] | None = None
         self._qvec: tuple[str, np.ndarray] | None = None
-        self._recalled_for = ""
-        self._block: tuple[str, list[int]] | None = None
 
     def _resolve_embedder(self) -> Callable[[list[str]], Any] | None:
         name = self.options.embedder
@@ -201,7 +221,13 @@ class RelevanceEviction(Strategy):
             return wordllama_embedder
         if name:
             module, _, attr = name.partition(":")
-            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+            try:
+                return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise ConfigError(
+                    f"cannot load {name!r} ('module:function'): {exc}",
+                    key="relevance.embedder",
+                ) from None
         return None
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
@@ -218,18 +244,15 @@ class RelevanceEviction(Strategy):
         """Fork the history index of ``other`` and copy its recall decisions (a clone)."""
         if isinstance(other, RelevanceEviction):
             self._index = other._index.fork()
-            self._recalled_for = other._recalled_for
-            self._block = other._block
             self._embed = other._embed
             self._qvec = other._qvec
 
     def snapshot(self) -> Any:
-        """Remember the per-conversation recall decisions (the last query and block)."""
-        return (self._recalled_for, self._block)
+        """Nothing to keep: the recall decisions (last query, block) live in the session state."""
+        return None
 
     def restore(self, snapshot: Any) -> None:
-        """Restore the recall decisions; drop the per-query score cache (a failed fit)."""
-        self._recalled_for, self._block = snapshot
+        """Drop the per-query score cache (a failed fit)."""
         self._cache = None
 
     def _doc(self, seg: Segment) -> str:
@@ -344,9 +367,11 @@ class RelevanceEviction(Strategy):
         if self.options.placement != "inline" or not self.options.rerank_on_new_query:
             return None
         query = window.query.strip()
-        if not query or query == self._recalled_for:
+        # per conversation, so it is saved with the session (stores, clones, rollbacks)
+        data = window.state.extra.setdefault(self.name, {})
+        if not query or query == data.get("recalled_for"):
             return None
-        self._recalled_for = query
+        data["recalled_for"] = query
         scores = self._history_scores(window)
         budget = window.budget.target_tokens
         out: list[int] = []
@@ -374,8 +399,11 @@ class RelevanceEviction(Strategy):
             return []
         history = window.history
         taken = set(selected)
-        if self._block is not None and self._block[0] == query:
-            kept = [p for p in self._block[1] if p < len(history) and p not in taken]
+        # per conversation, in the session state: any worker continues the same block
+        data = window.state.extra.setdefault(self.name, {})
+        block = data.get("block")
+        if block is not None and block[0] == query:
+            kept = [p for p in block[1] if p < len(history) and p not in taken]
             if sum(history[p].tokens for p in kept) <= room:
                 return kept
         scores = self._history_scores(window)
@@ -392,7 +420,7 @@ class RelevanceEviction(Strategy):
             picked.sort()
         elif self.options.block_position == "before_question":
             picked.reverse()  # most relevant last, nearest the question
-        self._block = (query, picked)
+        data["block"] = [query, picked]
         return picked
 
     @hookimpl

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ctxmgr.errors import CtxmgrError
 from ctxmgr.hookspecs import hookimpl
@@ -43,12 +43,21 @@ class ExtractionRule(BaseModel):
         max_facts: keep at most this many (newest) facts in the note.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     tool: str = "*"
     pattern: str
     key: str = "{tool}"
     max_facts: int = Field(default=20, gt=0)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        return pattern
 
 
 class ScratchpadNotesOptions(StrategyOptions):
@@ -58,14 +67,15 @@ class ScratchpadNotesOptions(StrategyOptions):
         max_note_tokens: budget of the rendered notes block (oldest notes dropped beyond).
         rules: rule-based extraction from tool results (empty: off).
         refresh_on_change: compact when notes change so the block is current at once.
-        role: role of the injected notes message (``"user"`` for providers that reject
-            system messages after the first).
+        role: role of the injected notes message; ``"auto"`` (default) takes the
+            provider profile's injection role (``user`` for Anthropic and Gemini, which
+            reject system messages after the first).
     """
 
     max_note_tokens: int = Field(default=400, gt=0)
     rules: list[ExtractionRule] = Field(default_factory=list)
     refresh_on_change: bool = False
-    role: Literal["system", "user"] = "system"
+    role: Literal["auto", "system", "user"] = "auto"
 
 
 class Scratchpad:
@@ -163,6 +173,11 @@ class ScratchpadNotes(Strategy):
         super().__init__(options, weight=weight)
         self._rules = [(rule, re.compile(rule.pattern)) for rule in self.options.rules]
 
+    def bind(self, manager: Any) -> None:
+        """Resolve ``role = "auto"`` from the manager's provider profile."""
+        role = self.options.role
+        self._role = manager.profile.injection_role if role == "auto" else role
+
     def api(self, manager: Any) -> Scratchpad:
         """Return the note API bound to ``manager``'s state."""
         return Scratchpad(manager)
@@ -234,7 +249,7 @@ class ScratchpadNotes(Strategy):
         text = self._render(window)
         if text is None:
             return None
-        message = Message(self.options.role, text, metadata={"ctxmgr": "notes"})
+        message = Message(getattr(self, "_role", "system"), text, metadata={"ctxmgr": "notes"})
         return [Injection(message, "head", "scratchpad notes", self.name)]
 
 

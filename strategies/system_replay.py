@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -22,11 +22,14 @@ class SystemReplayOptions(StrategyOptions):
         every: replay after this many turns (fits) since the last replay.
         short_form: text to replay instead of the full system prompt.
         prefix: text put before the replayed prompt.
+        role: role of the replay message; ``"auto"`` (default) takes the provider
+            profile's injection role (``user`` for Anthropic and Gemini).
     """
 
     every: int = Field(default=12, ge=1)
     short_form: str | None = None
     prefix: str = "Reminder of your instructions:\n"
+    role: Literal["auto", "system", "user"] = "auto"
 
 
 class SystemReplay(Strategy):
@@ -35,7 +38,7 @@ class SystemReplay(Strategy):
     Long runs drift away from instructions given once at the top ("lost in the middle",
     Liu et al. 2023, arXiv:2307.03172). The replay is *appended*, so the context still
     extends the previous one and provider prompt caches keep hitting. A turn is one fit
-    (one model call). The replay is a ``system`` message with metadata
+    (one model call). The replay is a message of the configured role with metadata
     ``{"ctxmgr": "system_replay"}``; old replays are dropped at the next compaction.
     """
 
@@ -43,6 +46,11 @@ class SystemReplay(Strategy):
     summary = "re-inserts the system prompt (or a short form) near the end every N turns"
     Options = SystemReplayOptions
     options: SystemReplayOptions
+
+    def bind(self, manager: Any) -> None:
+        """Resolve ``role = "auto"`` from the manager's provider profile."""
+        role = self.options.role
+        self._role = manager.profile.injection_role if role == "auto" else role
 
     @hookimpl
     def ctxmgr_append(self, window: Window) -> Sequence[Message] | None:
@@ -56,7 +64,8 @@ class SystemReplay(Strategy):
         data["last"] = window.turn
         data["count"] = int(data["count"]) + 1
         return [
-            Message.system(
+            Message(
+                getattr(self, "_role", "system"),
                 self.options.prefix + text,
                 id=f"ctxmgr-replay-{window.turn}",
                 metadata={"ctxmgr": "system_replay"},

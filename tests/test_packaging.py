@@ -56,7 +56,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    wheels = sorted(out.glob("ctxmgr-*.whl"))
+    wheels = sorted(out.glob("ctxmgr_llm-*.whl"))
     assert len(wheels) == 1, wheels
     with zipfile.ZipFile(wheels[0]) as opened:
         yield opened
@@ -127,7 +127,18 @@ def test_console_script_is_declared(wheel: zipfile.ZipFile) -> None:
 
 
 def test_metadata_names_the_distribution(wheel: zipfile.ZipFile) -> None:
-    """METADATA names the ctxmgr distribution and requires Python >= 3.10."""
+    """METADATA names the ctxmgr-llm distribution and requires Python >= 3.10.
+
+    ``ctxmgr`` on PyPI is an unrelated project, so the distribution is ``ctxmgr-llm``
+    (import name ``ctxmgr``), and the ``all`` extra refers to it by that name.
+    """
     metadata = _dist_info(wheel, "METADATA")
-    assert "Name: ctxmgr" in metadata.splitlines()
+    assert "Name: ctxmgr-llm" in metadata.splitlines()
+    (all_line,) = [
+        line
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist: ctxmgr-llm[") and line.endswith('extra == "all"')
+    ]
+    extras = set(all_line.split("[", 1)[1].split("]", 1)[0].split(","))
+    assert {"autogen", "langchain", "llamaindex"} <= extras
     assert "Requires-Python: >=3.10" in metadata.splitlines()

@@ -27,8 +27,10 @@ PUBLIC = [
     "FitResult",
     "Injection",
     "InvalidHistoryError",
+    "InvalidStateError",
     "Message",
     "Note",
+    "ProviderProfile",
     "Repair",
     "Segment",
     "SegmentRecord",
@@ -45,6 +47,7 @@ PUBLIC = [
     "__version__",
     "from_openai",
     "get_counter",
+    "get_profile",
     "load_config",
     "messages_from_openai",
     "messages_to_openai",
@@ -90,7 +93,7 @@ def test_version_matches_distribution_metadata() -> None:
     """ctxmgr.__version__ equals the installed distribution's version."""
     from importlib.metadata import version
 
-    assert version("ctxmgr") == ctxmgr.__version__
+    assert version("ctxmgr-llm") == ctxmgr.__version__
 
 
 def _fresh_modules(code: str) -> list[str]:
