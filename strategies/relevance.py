@@ -94,7 +94,8 @@ def wordllama_embedder(texts: list[str]) -> np.ndarray:
         texts: the texts (not mutated); only the first 2,000 characters of each count.
 
     Returns:
-        A float32 array of shape (len(texts), 256), rows L2-normalized.
+        A float32 array of shape (len(texts), 256), rows L2-normalized (all zeros for a
+        text with no token).
 
     Raises:
         ImportError: ``wordllama`` is not installed (``pip install "ctxmgr[semantic]"``).
@@ -108,10 +109,13 @@ def wordllama_embedder(texts: list[str]) -> np.ndarray:
         ) from exc
     # batches are padded to their longest text: embed in order of length, cut very long
     # texts (the mean of static embeddings over 2,000 characters has settled)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    rows = model.embed([texts[i][:_EMBED_CHARS] for i in order], norm=True)
-    out = np.empty((len(texts), rows.shape[1]), dtype=np.float32)
-    out[order] = rows
+    # texts with no word (empty tool results, an empty system prompt) get a zero vector
+    order = sorted((i for i in range(len(texts)) if texts[i].strip()), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), model.embedding.shape[1]), dtype=np.float32)
+    if order:
+        with np.errstate(invalid="ignore", divide="ignore"):  # a text of unknown tokens only
+            rows = model.embed([texts[i][:_EMBED_CHARS] for i in order], norm=True)
+        out[order] = np.nan_to_num(rows, nan=0.0, posinf=0.0, neginf=0.0)
     return out
 
 
