@@ -287,6 +287,7 @@ class RelevanceEviction(Strategy):
             self._embed = None
             self._index.drop_vectors()
             return None
+        rows = np.nan_to_num(rows, nan=0.0, posinf=0.0, neginf=0.0)
         if self.options.semantic_dim is not None:
             rows = rows[:, : self.options.semantic_dim]
         norms = np.linalg.norm(rows, axis=1, keepdims=True)
