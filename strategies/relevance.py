@@ -409,22 +409,42 @@ class RelevanceEviction(Strategy):
         block = data.get("block")
         if block is not None and block[0] == query:
             kept = [p for p in block[1] if p < len(history) and p not in taken]
-            if sum(history[p].tokens for p in kept) <= room:
+            self._index.sync(history)
+            question = self._index.question.view()
+            whole = all(
+                history[p].role != "assistant"
+                or p >= len(question)
+                or question[p] < 0
+                or int(question[p]) in taken
+                or int(question[p]) in kept
+                for p in kept
+            )  # the prefix may have dropped a question since: then choose again
+            if whole and sum(history[p].tokens for p in kept) <= room:
                 return kept
         scores = self._history_scores(window)
-        picked: list[int] = []
+        question = self._index.question.view()
+        units: list[list[int]] = []  # an answer comes with its question, or not at all
+        chosen: set[int] = set()
         budget = room
         for pos in self._ranked(scores, taken, self.options.max_recall + 64):
-            tokens = history[pos].tokens
+            if pos in chosen:
+                continue
+            unit = [pos]
+            q = int(question[pos]) if pos < len(question) else -1
+            if history[pos].role == "assistant" and q >= 0 and q not in taken | chosen:
+                unit = [q, pos]
+            tokens = sum(history[p].tokens for p in unit)
             if tokens <= budget:
-                picked.append(pos)
+                units.append(unit)
+                chosen.update(unit)
                 budget -= tokens
-                if len(picked) >= self.options.max_recall:
+                if len(chosen) >= self.options.max_recall:
                     break
         if self.options.block_order == "chronological":
-            picked.sort()
+            units.sort()
         elif self.options.block_position == "before_question":
-            picked.reverse()  # most relevant last, nearest the question
+            units.reverse()  # most relevant last, nearest the question
+        picked = [p for unit in units for p in unit]
         data["block"] = [query, picked]
         return picked
 
