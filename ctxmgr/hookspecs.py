@@ -227,7 +227,7 @@ def ctxmgr_recall_block(window: Window, selected: Sequence[int], room: int) -> S
     :param window: the fit's window (``window.query``, ``window.history`` = every
         committed segment, oldest first).
     :param selected: positions in ``window.history`` already in the context.
-    :param room: tokens the block may use (the trigger minus everything else).
+    :param room: tokens the block may use (the effective limit minus everything else).
     :return: positions in ``window.history``, in the order they are to appear (none of
         ``selected``, at most ``room`` tokens in total), or ``None``.
     """

@@ -141,6 +141,8 @@ class HistoryIndex:
         self.df = _Grow(np.int32)
         self.lengths = _Grow(np.float32)
         self.labels = _Grow(np.int64)
+        self.question = _Grow(np.int64)  # position of the latest user segment before, or -1
+        self._last_user = -1
         self.total_length = 0.0
         self._vec_chunks: list[np.ndarray] = []
         self._vec_open = np.zeros((0, 0), dtype=np.float32)  # CHUNK rows once dim is known
@@ -163,6 +165,8 @@ class HistoryIndex:
         other.df = self.df.copy()
         other.lengths = self.lengths.copy()
         other.labels = self.labels.copy()
+        other.question = self.question.copy()
+        other._last_user = self._last_user
         other.total_length = self.total_length
         other._vec_chunks = list(self._vec_chunks)
         other._vec_open = self._vec_open.copy()
@@ -195,6 +199,7 @@ class HistoryIndex:
         vocab = self.vocab
         lengths: list[float] = []
         labels: list[int] = []
+        questions: list[int] = []
         for offset, (seg, toks) in enumerate(zip(segments, token_lists)):
             doc = base + offset
             counts = Counter(vocab.setdefault(t, len(vocab)) for t in toks)
@@ -211,11 +216,15 @@ class HistoryIndex:
             lengths.append(float(len(toks)))
             label = self._session(seg)
             labels.append(self._labels_map.setdefault(label, len(self._labels_map)))
+            questions.append(self._last_user)
+            if seg.role == "user":
+                self._last_user = doc
             self.segments.append(seg)
             if len(self.segments) % CHUNK == 0:
                 self._seal()
         self.lengths.extend(lengths)
         self.labels.extend(labels)
+        self.question.extend(questions)
         self.total_length += sum(lengths)
 
     def _seal(self) -> None:
@@ -250,6 +259,13 @@ class HistoryIndex:
         self.total_length -= float(self.lengths.view()[k:].sum())
         self.lengths.n = k
         self.labels.n = k
+        self.question.n = k
+        if k == 0:
+            self._last_user = -1
+        else:
+            self._last_user = (
+                k - 1 if self.segments[k - 1].role == "user" else int(self.question.data[k - 1])
+            )
         del self.segments[k:]
         vectors = self.vectors()
         if vectors is not None and self.embedded > k:
@@ -295,9 +311,11 @@ class HistoryIndex:
     def cosine(self, query: np.ndarray) -> np.ndarray:
         """Cosine of a unit query vector with every document vector, in document order."""
         q = np.asarray(query, dtype=np.float32)
-        parts = [chunk @ q for chunk in self._vec_chunks]
+        # einsum, not BLAS: a matrix-vector product is memory-bound, and a threaded BLAS
+        # spins its idle threads (twice the CPU for nothing on a busy machine)
+        parts = [np.einsum("ij,j->i", chunk, q) for chunk in self._vec_chunks]
         if self._vec_n:
-            parts.append(self._vec_open[: self._vec_n] @ q)
+            parts.append(np.einsum("ij,j->i", self._vec_open[: self._vec_n], q))
         return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
 
     # ------------------------------------------------------------------ scoring

@@ -80,6 +80,9 @@ def _wordllama() -> Any:
     return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
 
 
+_EMBED_CHARS = 2000
+
+
 def wordllama_embedder(texts: list[str]) -> np.ndarray:
     """Embed ``texts`` with the WordLlama model bundled in the ``wordllama`` wheel.
 
@@ -88,10 +91,11 @@ def wordllama_embedder(texts: list[str]) -> np.ndarray:
     core, no network.
 
     Args:
-        texts: the texts (not mutated).
+        texts: the texts (not mutated); only the first 2,000 characters of each count.
 
     Returns:
-        A float32 array of shape (len(texts), 256), rows L2-normalized.
+        A float32 array of shape (len(texts), 256), rows L2-normalized (all zeros for a
+        text with no token).
 
     Raises:
         ImportError: ``wordllama`` is not installed (``pip install "ctxmgr[semantic]"``).
@@ -103,11 +107,16 @@ def wordllama_embedder(texts: list[str]) -> np.ndarray:
         raise ImportError(
             'the semantic scorer needs wordllama: pip install "ctxmgr[semantic]"'
         ) from exc
-    rows = np.asarray(model.embed(texts, norm=False), dtype=np.float32)
-    # normalize here: a text with no known token pools to a zero vector, which stays zero
-    # (WordLlama's own norm=True divides it by 0 and warns)
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)  # type: ignore[no-any-return]
+    # batches are padded to their longest text: embed in order of length, cut very long
+    # texts (the mean of static embeddings over 2,000 characters has settled)
+    # texts with no word (empty tool results, an empty system prompt) get a zero vector
+    order = sorted((i for i in range(len(texts)) if texts[i].strip()), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), model.embedding.shape[1]), dtype=np.float32)
+    if order:
+        with np.errstate(invalid="ignore", divide="ignore"):  # a text of unknown tokens only
+            rows = model.embed([texts[i][:_EMBED_CHARS] for i in order], norm=True)
+        out[order] = np.nan_to_num(rows, nan=0.0, posinf=0.0, neginf=0.0)
+    return out
 
 
 def _semantic_available() -> bool:
@@ -124,6 +133,12 @@ class RelevanceOptions(StrategyOptions):
             alone. An embedder that raises is dropped with a warning (BM25 goes on).
         semantic: use the bundled WordLlama scorer when ``embedder`` is ``None``.
         semantic_weight: share of the semantic score in the fusion, in [0, 1].
+        semantic_dim: keep only the first this many embedding dimensions (re-normalized),
+            or ``None`` for all. WordLlama is trained Matryoshka-style (Kusupati et al.,
+            NeurIPS 2022), so a prefix of its 256 dimensions is itself an embedding; fewer
+            dimensions cost proportionally less memory and time per question. Default 128:
+            LoCoMo evidence recall at 4,000 tokens is the same with 64, 128 or 256
+            (``benchmarks/README.md``); 128 halves the matrix.
         fusion: ``"zscore"`` (blend of z-scored BM25 and cosine, clipped at 0) or
             ``"rrf"`` (reciprocal rank fusion, 1 / (rrf_k + rank)).
         rrf_k: the RRF constant (60 in Cormack et al. 2009).
@@ -161,6 +176,7 @@ class RelevanceOptions(StrategyOptions):
     embedder: str | None = None
     semantic: bool = True
     semantic_weight: float = Field(default=0.5, ge=0, le=1)
+    semantic_dim: int | None = Field(default=128, ge=8)
     fusion: Literal["zscore", "rrf"] = "zscore"
     rrf_k: int = Field(default=60, ge=1)
     recency_weight: float = Field(default=0.1, ge=0, le=1)
@@ -271,6 +287,9 @@ class RelevanceEviction(Strategy):
             self._embed = None
             self._index.drop_vectors()
             return None
+        rows = np.nan_to_num(rows, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.options.semantic_dim is not None:
+            rows = rows[:, : self.options.semantic_dim]
         norms = np.linalg.norm(rows, axis=1, keepdims=True)
         return rows / np.where(norms == 0, 1.0, norms)
 
@@ -390,36 +409,42 @@ class RelevanceEviction(Strategy):
         block = data.get("block")
         if block is not None and block[0] == query:
             kept = [p for p in block[1] if p < len(history) and p not in taken]
-            if sum(history[p].tokens for p in kept) <= room:
+            self._index.sync(history)
+            question = self._index.question.view()
+            whole = all(
+                history[p].role != "assistant"
+                or p >= len(question)
+                or question[p] < 0
+                or int(question[p]) in taken
+                or int(question[p]) in kept
+                for p in kept
+            )  # the prefix may have dropped a question since: then choose again
+            if whole and sum(history[p].tokens for p in kept) <= room:
                 return kept
         scores = self._history_scores(window)
-        groups: list[list[int]] = []  # an answer comes with its question (exchanges whole)
-        seen = set(taken)
+        question = self._index.question.view()
+        units: list[list[int]] = []  # an answer comes with its question, or not at all
+        chosen: set[int] = set()
         budget = room
-        n_picked = 0
         for pos in self._ranked(scores, taken, self.options.max_recall + 64):
-            if pos in seen:
+            if pos in chosen:
                 continue
-            group = [pos]
-            if history[pos].role == "assistant":
-                q = pos - 1
-                while q >= 0 and history[q].role != "user":
-                    q -= 1
-                if q >= 0 and q not in seen:
-                    group.insert(0, q)
-            tokens = sum(history[p].tokens for p in group)
+            unit = [pos]
+            q = int(question[pos]) if pos < len(question) else -1
+            if history[pos].role == "assistant" and q >= 0 and q not in taken and q not in chosen:
+                unit = [q, pos]
+            tokens = sum(history[p].tokens for p in unit)
             if tokens <= budget:
-                groups.append(group)
-                seen.update(group)
+                units.append(unit)
+                chosen.update(unit)
                 budget -= tokens
-                n_picked += len(group)
-                if n_picked >= self.options.max_recall:
+                if len(chosen) >= self.options.max_recall:
                     break
-        if self.options.block_position == "before_question":
-            groups.reverse()  # most relevant last, nearest the question
-        picked = [p for group in groups for p in group]
         if self.options.block_order == "chronological":
-            picked.sort()
+            units.sort()
+        elif self.options.block_position == "before_question":
+            units.reverse()  # most relevant last, nearest the question
+        picked = [p for unit in units for p in unit]
         data["block"] = [query, picked]
         return picked
 

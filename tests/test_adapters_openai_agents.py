@@ -210,15 +210,16 @@ async def test_runner_thirty_turns_stay_valid(provider: str) -> None:
 async def test_session_stores_everything_and_reads_the_fitted_view() -> None:
     """``ContextSession``: all items stored; each run starts from a view within the window.
 
-    The session is read once per run, so it bounds the first model call of each turn (the
-    filter bounds in-run tool rounds, tested above).
+    The session is read once per run, before the SDK appends the run's new input, so it
+    bounds the first model call of each turn only with headroom for that input, given as
+    extra reply reserve (the filter bounds every call, tested above).
     """
     session = ContextSession.from_config(
         "t2",
         AGENT,
         instructions=SYSTEM,
         max_context_tokens=MAX_TOKENS,
-        reserve_output_tokens=RESERVE,
+        reserve_output_tokens=RESERVE + 64,  # headroom for the question the SDK appends
     )
     model = scripted(TURNS * 2)
     agent = Agent(name="researcher", instructions=SYSTEM, model=model, tools=[search, lookup])

@@ -60,6 +60,13 @@ def test_wordllama_loads_with_the_network_blocked(no_network: None) -> None:
     assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
 
 
+def test_empty_texts_embed_to_zero_vectors_without_warnings() -> None:
+    """An empty or blank text (an empty system prompt) is a zero row, not NaN or a warning."""
+    vectors = wordllama_embedder(["", "   ", "a dog"])
+    assert vectors[0].tolist() == [0.0] * 256 and vectors[1].tolist() == [0.0] * 256
+    assert np.linalg.norm(vectors[2]) == pytest.approx(1.0, rel=1e-4)
+
+
 def test_no_network_fixture_blocks_internet_sockets(no_network: None) -> None:
     """The guard really refuses a non-loopback connection (the test above is not vacuous)."""
     import socket
