@@ -114,6 +114,7 @@ class ContextManager:
         self._base_budget = self.budget
         self._budget_cache: tuple[tuple[Any, ...], Budget] | None = None
         self.profile = get_profile(config.provider, config.model)
+        self._identity = self.profile.is_identity
         self._tools_cache: dict[str, int] = {}
         self._force_reason: str | None = None
         self._overflow_cap: int | None = None
@@ -357,7 +358,12 @@ class ContextManager:
     ) -> Generator[Awaitable[Any], None, FitResult]:
         t0 = time.perf_counter()
         tools_tokens = self._tools_tokens(tools) if tools else 0
-        self.budget = self._active_budget(tools_tokens)
+        if tools_tokens or PROVIDER_STATE in self.state.extra or self._overflow_cap is not None:
+            self.budget = self._active_budget(tools_tokens)
+            calibration, reserve_tokens = self.calibration, self.reserve_tokens
+        else:  # nothing learned from the provider: the configured budget
+            self.budget = self._base_budget
+            calibration, reserve_tokens = 1.0, self._base_budget.reserve_output_tokens
         self.state.turn += 1
         n_repairs = len(self._segmenter.repairs)
         start, new_segs = self._ingest(messages)
@@ -401,8 +407,8 @@ class ContextManager:
             repairs=repairs,
             turn=self.state.turn,
             tools_tokens=tools_tokens,
-            calibration=self.calibration,
-            reserve_tokens=self.reserve_tokens,
+            calibration=calibration,
+            reserve_tokens=reserve_tokens,
             recovered=self._force_reason is not None,
             provider=self.profile.name,
         )
@@ -473,7 +479,7 @@ class ContextManager:
         message can change when messages are appended); an open tool step is normalized
         on top and rolled back, since it is not committed.
         """
-        if self.profile.is_identity:
+        if self._identity:
             out = list(self._output)
             if pending is not None:
                 out.extend(pending.messages)
