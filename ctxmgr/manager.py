@@ -447,6 +447,8 @@ class ContextManager:
         if total > self.budget.effective_limit and not report.compacted:
             # the provider's rules added tokens (a placeholder first user turn): compact
             reason = f"provider rules pass the limit ({total} tokens)"
+            report.kept.clear()  # the compaction reports what it keeps and injects
+            report.injected.clear()
             yield from self._compact(window, pending_tokens, reason, report, use_async)
             out, total = self._finish(pending, pending_tokens, priming)
         if total > self.budget.effective_limit:
