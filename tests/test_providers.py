@@ -533,3 +533,29 @@ def test_long_anthropic_runs_never_break_the_rules(preset: str) -> None:
             _check(mgr, history[:n], out, report.tokens_after)
             assert out[0].role == "system" and out[1].role == "user"
         assert compactions > 2
+
+
+def test_placeholder_over_the_limit_on_the_append_path_compacts() -> None:
+    """A greeting-first chat filling the window exactly: the placeholder forces a compaction.
+
+    The relevance preset appends up to the limit (trigger = 1.0); the placeholder user turn
+    Anthropic needs before the greeting would pass it, so the fit compacts instead.
+    """
+    profile = get_profile("anthropic")
+    hits = 0
+    for pad in range(12):
+        mgr = ContextManager.from_config(
+            "relevance", max_context_tokens=600, reserve_output_tokens=0, provider="anthropic"
+        )
+        history = [Message.system("Be brief."), Message.assistant("Hello! How can I help?")]
+        for i in range(40):
+            history.append(Message.user(f"q{i} " + "word " * (3 + (i + pad) % 5)))
+            out, report = mgr.fit(history)
+            assert profile.violations(out) == []
+            assert COUNTER.count_messages(out) == report.tokens_after <= report.effective_limit
+            if report.reason.startswith("provider rules pass the limit"):
+                hits += 1
+                assert report.compacted
+                assert len({r.ids for r in report.kept}) == len(report.kept)
+            history.append(Message.assistant(f"a{i} " + "ok " * (2 + (i * pad) % 4)))
+    assert hits > 0
