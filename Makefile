@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test bench lint typecheck install clean
+.PHONY: test bench lint typecheck install clean services
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -21,8 +21,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck services
 	$(BIN)/python -m pytest -q
+
+# The store tests start a real redis-server and PostgreSQL on 127.0.0.1: install the Debian
+# packages when a binary is missing (idempotent; nothing to do when both are present).
+services:
+	@if command -v redis-server >/dev/null 2>&1 && \
+		ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server postgresql; \
+	else echo "install redis-server and postgresql to run the store tests"; fi
 
 # The public transcripts: CTXMGR_DATA_DIR if set, else ../shared/data beside the checkout,
 # else what `ctxmgr datasets fetch` downloaded into the cache.

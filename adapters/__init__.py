@@ -8,6 +8,16 @@
 * :mod:`ctxmgr.adapters.autogen` (``pip install "ctxmgr[autogen]"``):
   ``ContextManagerContext`` for ``AssistantAgent``, ``AutoGenSummarizer``,
   ``ContextTransform`` (AutoGen 0.2 ``transform_messages``), ``note_tools``.
+* :mod:`ctxmgr.adapters.openai_agents` (``pip install "ctxmgr[openai-agents]"``):
+  ``ContextFilter`` for ``RunConfig(call_model_input_filter=...)``, ``ContextSession``,
+  ``AgentsSummarizer``, ``note_tools``.
+* :mod:`ctxmgr.adapters.pydantic_ai` (``pip install "ctxmgr[pydantic-ai]"``):
+  ``ContextProcessor`` (history processor / ``ProcessHistory`` capability),
+  ``PydanticAISummarizer``, ``note_tools``.
+* :mod:`ctxmgr.adapters.langgraph` (``pip install "ctxmgr[langchain]"``): ``ContextHook``,
+  a ``pre_model_hook`` for LangGraph's prebuilt ``create_react_agent``.
+* :mod:`ctxmgr.adapters.ag2` (``pip install "ctxmgr[ag2]"``): ``ContextTransform`` for AG2's
+  ``TransformMessages`` on a ``ConversableAgent``, ``AG2Summarizer``, ``note_tools``.
 
 Each module also has lossless converters ``to_messages`` / ``from_messages`` between the
 framework's message types and :class:`ctxmgr.messages.Message`. This package imports no

@@ -25,6 +25,7 @@ __all__ = [
     "ConversationPool",
     "adapter_metadata",
     "content_parts",
+    "fork_for",
     "load_manager",
     "missing_extra",
     "note_functions",
@@ -86,6 +87,18 @@ def load_manager(
     return ContextManager.from_config(config, **kwargs)
 
 
+def fork_for(base: ContextManager, key: str) -> ContextManager:
+    """Return ``base.fork()`` for conversation ``key``.
+
+    A manager bound to a store (``from_config(..., store=...)``) forks onto the stored
+    conversation ``key``, so any worker serving that thread sees its summary, notes,
+    archive and token counts; a plain manager forks a fresh in-memory state.
+    """
+    if getattr(base, "store", None) is not None:
+        return base.fork(conversation_id=key)  # type: ignore[call-arg]
+    return base.fork()
+
+
 class Conversation:
     """What one conversation holds: its manager, conversion cache and latest report."""
 
@@ -122,7 +135,7 @@ class ConversationPool:
         with self._lock:
             item = self._items.get(key)
             if item is None:
-                item = self._items[key] = Conversation(self.base.fork())
+                item = self._items[key] = Conversation(fork_for(self.base, key))
                 if self.max_threads is not None and len(self._items) > self.max_threads:
                     self._items.popitem(last=False)
             else:

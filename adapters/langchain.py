@@ -41,6 +41,7 @@ from ctxmgr.adapters._common import (
     ConfigLike,
     Conversation,
     ConversationPool,
+    fork_for,
     load_manager,
     missing_extra,
     note_functions,
@@ -825,7 +826,12 @@ class ManagedChatMessageHistory(BaseChatMessageHistory):
                 history = sessions.get(session_id)
                 if history is None:
                     inner = inner_factory(session_id) if inner_factory else None
-                    history = cls(inner, manager=base.fork(), on_fit=on_fit, session_id=session_id)
+                    history = cls(
+                        inner,
+                        manager=fork_for(base, session_id),
+                        on_fit=on_fit,
+                        session_id=session_id,
+                    )
                     sessions[session_id] = history
                 return history
 

@@ -376,6 +376,8 @@ def _with_headroom(manager: ContextManager, headroom: int) -> ContextManager:
         summarizer=manager.summarizer,
         on_report=manager.on_report,
         reserve_output_tokens=manager.budget.reserve_output_tokens + headroom,
+        store=getattr(manager, "store", None),
+        conversation_id=getattr(manager, "conversation_id", None),
     )
 
 

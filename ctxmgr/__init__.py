@@ -21,6 +21,7 @@ from ctxmgr.errors import (
     CtxmgrError,
     DatasetError,
     InvalidHistoryError,
+    InvalidStateError,
     StrategyError,
     TranscriptError,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "FitResult",
     "Injection",
     "InvalidHistoryError",
+    "InvalidStateError",
     "Message",
     "Note",
     "ProviderProfile",

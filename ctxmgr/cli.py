@@ -12,7 +12,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ctxmgr.bench.datasets_cli import app as datasets_app
 from ctxmgr.errors import CtxmgrError
@@ -28,8 +30,13 @@ app = typer.Typer(
 app.add_typer(datasets_app, name="datasets", help="List and fetch the public benchmark datasets.")
 
 
+def _one_line(message: str) -> str:
+    """Collapse a multi-line message (a YAML parser's, say) into one line."""
+    return " ".join(message.split())
+
+
 def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {_one_line(message)}", err=True)
     return typer.Exit(1)
 
 
@@ -66,6 +73,10 @@ def fit(
         messages, report = manager.fit(transcript.messages)
     except (CtxmgrError, OSError) as exc:
         raise _fail(str(exc)) from None
+    except RecursionError:
+        raise _fail(
+            f"{path}: nested too deeply to read (JSON deeper than Python's limit)"
+        ) from None
     if as_json:
         payload = {"messages": [to_openai(m) for m in messages], "report": report.to_dict()}
         typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
@@ -80,16 +91,21 @@ def fit(
         if m.tool_calls:
             text += " -> " + ", ".join(f"{c.name}({c.arguments[:60]})" for c in m.tool_calls)
         tag = m.metadata.get("ctxmgr")
-        table.add_row(str(i), m.role + (f" [{tag}]" if tag else ""), text)
+        # Text, not markup: transcript text such as "[ctxmgr: no result ...]" is shown as is
+        table.add_row(str(i), Text(m.role + (f" [{tag}]" if tag else "")), Text(text))
     console.print(table)
-    console.print(str(report))
+    console.print(Text(str(report)))
     for name in ("pinned", "cleared", "dropped", "summarized", "injected"):
         records = getattr(report, name)
         if records:
             console.print(
                 f"[bold]{name}[/bold]: "
-                + "; ".join(f"{','.join(r.ids)} ({r.tokens} tok, {r.reason})" for r in records[:8])
-                + (f" ... (+{len(records) - 8})" if len(records) > 8 else "")
+                + escape(
+                    "; ".join(
+                        f"{','.join(r.ids)} ({r.tokens} tok, {r.reason})" for r in records[:8]
+                    )
+                    + (f" ... (+{len(records) - 8})" if len(records) > 8 else "")
+                )
             )
 
 
@@ -143,13 +159,38 @@ except ImportError:  # pragma: no cover - only while the bench package is incomp
     pass
 
 
-def main() -> None:
-    """Console-script entry point."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: every failure is one ``error: ...`` line and exit 1.
+
+    Bad command-line values (``--max-tokens abc``, a missing argument) are reported the
+    same way instead of with a usage box; ``--help`` and a bare ``ctxmgr`` still print help.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+    """
     try:
-        app()
-    except CtxmgrError as exc:  # pragma: no cover - commands catch their own
-        typer.echo(f"error: {exc}", err=True)
+        code = app(args=argv, standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: bad option values, missing args
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `ctxmgr` / `ctxmgr datasets`
+            typer.echo(exc.format_message())
+            sys.exit(0)
+        typer.echo(f"error: {_one_line(exc.format_message())}", err=True)
         sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    except CtxmgrError as exc:
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
+        sys.exit(1)
+    except RecursionError:
+        typer.echo("error: input nested too deeply to read", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

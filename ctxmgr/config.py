@@ -50,6 +50,11 @@ __all__ = [
 PRESETS: tuple[str, ...] = ("agent", "fifo", "relevance", "summary")
 
 
+#: Upper bound of any token count in a config: 1e9 tokens, 100x the largest context window
+#: announced so far (Llama 4 Scout, 10 M), so a typo such as 10**30 is an error.
+MAX_TOKENS = 1_000_000_000
+
+
 class StrategyConfig(BaseModel):
     """One entry of ``strategies``: a registered name, a score weight, and options.
 
@@ -58,7 +63,7 @@ class StrategyConfig(BaseModel):
         weight: multiplier of the strategy's scores (ignored by non-scoring strategies).
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     name: str
     weight: float = Field(default=1.0, ge=0)
@@ -94,12 +99,13 @@ class CtxmgrConfig(BaseModel):
         strategies: the pipeline, in order.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: True is not 1, "8000" is not 8000 (a config says what it means)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     preset: str | None = None
     model: str | None = None
-    max_context_tokens: int | None = Field(default=None, gt=0)
-    reserve_output_tokens: int | None = Field(default=None, ge=0)
+    max_context_tokens: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
+    reserve_output_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
     trigger: float = Field(default=0.8, gt=0, le=1)
     target: float = Field(default=0.6, gt=0, le=1)
     tokenizer: str = "tiktoken"
@@ -129,9 +135,18 @@ def preset_path(name: str) -> Path:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"config path {str(path)!r} is a directory, not a file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {exc.start}): is it a binary file?"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -149,8 +164,15 @@ def _read_file(path: Path) -> dict[str, Any]:
             )
     except ConfigError:
         raise
+    except RecursionError:
+        raise ConfigError(f"cannot parse {str(path)!r}: nested too deeply") from None
     except Exception as exc:  # parse errors of three libraries, each with line info
-        raise ConfigError(f"cannot parse {str(path)!r}: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)  # YAML: one line with the position
+        if mark is not None:
+            what = getattr(exc, "problem", None) or exc
+            where = f"line {mark.line + 1}, column {mark.column + 1}"
+            raise ConfigError(f"cannot parse {str(path)!r}: {where}: {what}") from None
+        raise ConfigError(f"cannot parse {str(path)!r}: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{str(path)!r} must hold a table/mapping at top level")
     return data

@@ -5,6 +5,7 @@ Hierarchy::
     CtxmgrError                      base of everything ctxmgr raises on purpose
     ├── ConfigError                  a config is invalid (names the key and allowed values)
     ├── InvalidHistoryError          a message history is malformed (names the message index)
+    ├── InvalidStateError            saved session state cannot be loaded (names the key path)
     ├── ContextOverflowError         pinned content alone exceeds the effective token limit
     ├── StrategyError                a strategy failed (carries ``.strategy``)
     ├── TranscriptError              a recorded transcript cannot be loaded (file, record, field)
@@ -24,6 +25,7 @@ __all__ = [
     "CtxmgrError",
     "DatasetError",
     "InvalidHistoryError",
+    "InvalidStateError",
     "StrategyError",
     "TranscriptError",
 ]
@@ -65,6 +67,19 @@ class InvalidHistoryError(CtxmgrError, ValueError):
         self.problem = problem
         prefix = f"message {index}: " if index is not None else ""
         super().__init__(f"{prefix}{message}")
+
+
+class InvalidStateError(CtxmgrError, ValueError):
+    """Saved session state is malformed; nothing was loaded.
+
+    Attributes:
+        key: path of the offending value (``"archive[3].message.content"``), or ``None``.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None):
+        self.key = key
+        prefix = f"state {key}: " if key else "state: "
+        super().__init__(prefix + message)
 
 
 class ContextOverflowError(CtxmgrError):

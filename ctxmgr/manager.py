@@ -12,9 +12,10 @@ Data flow of one fit::
       otherwise: pin -> reserve -> shrink -> score -> evict to target -> compact -> inject
       -> validate (budget, pairs) -> FitReport
 
-The append-only path costs O(new messages): the previous input is compared as a list
-slice (identity comparison in C) and only new messages are segmented, counted and
-shown to strategies.
+The append-only path costs O(new messages): the previous input is recognised by its
+length and the identity of its first and last messages (a value comparison of the whole
+prefix when the objects differ; a full refit when the history was edited), and only new
+messages are segmented, counted and shown to strategies.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from typing import Any, cast
 from ctxmgr.boundary import PROVIDER_STATE, ProviderBoundary
 from ctxmgr.budget import Budget
 from ctxmgr.config import CtxmgrConfig, load_config, validate_strategies
-from ctxmgr.errors import ConfigError, ContextOverflowError, CtxmgrError, StrategyError
+from ctxmgr.errors import (
+    ConfigError,
+    ContextOverflowError,
+    CtxmgrError,
+    InvalidHistoryError,
+    StrategyError,
+)
 from ctxmgr.messages import Message
 from ctxmgr.models import context_window
 from ctxmgr.plugins import get_strategy_types, new_plugin_manager
@@ -124,6 +131,8 @@ class ContextManager(ProviderBoundary):
         self.history_policy = policy
         for strategy in self.strategies:
             strategy.bind(self)
+        # strategies with instance state to snapshot at every fit (see _begin)
+        self._stateful = [s for s in self.strategies if type(s).snapshot is not Strategy.snapshot]
         self.state = SessionState()
         self._reset_incremental()
 
@@ -136,6 +145,8 @@ class ContextManager(ProviderBoundary):
         counter: TokenCounter | str | Callable[..., int] | None = None,
         summarizer: Any = None,
         on_report: Callable[[FitReport], None] | None = None,
+        store: Any = None,
+        conversation_id: str | None = None,
         **overrides: Any,
     ) -> ContextManager:
         """Build a manager from a preset name, a config file path, a mapping or a config.
@@ -146,11 +157,28 @@ class ContextManager(ProviderBoundary):
             counter: see the class docstring.
             summarizer: see the class docstring.
             on_report: see the class docstring.
+            store: keep the session state in a store: a URL (``"sqlite:///s.db"``,
+                ``"redis://..."``, ``"postgresql://..."``, ``"memory://"``) or a
+                :class:`~ctxmgr.stores.SessionStore`. Returns a
+                :class:`~ctxmgr.stores.session.StoredContextManager` that loads before and
+                saves after every fit (compare-and-swap; see ``docs/stores.md``).
+            conversation_id: the conversation's key in ``store`` (default ``"default"``).
             **overrides: top-level config keys (``max_context_tokens=8000``...).
 
         Raises:
             ConfigError: the config is invalid (naming the key and the allowed values).
         """
+        if store is not None:
+            from ctxmgr.stores.session import StoredContextManager
+
+            return StoredContextManager(
+                load_config(source, **overrides),
+                store=store,
+                conversation_id=conversation_id or "default",
+                counter=counter,
+                summarizer=summarizer,
+                on_report=on_report,
+            )
         return cls(
             load_config(source, **overrides),
             counter=counter,
@@ -213,7 +241,12 @@ class ContextManager(ProviderBoundary):
     def load_state(self, data: Mapping[str, Any]) -> None:
         """Replace the session state by :meth:`SessionState.to_dict` output.
 
-        The incremental caches are reset: the next fit re-reads the whole history once.
+        The whole input is validated before anything is replaced. The incremental caches
+        are reset: the next fit re-reads the whole history once.
+
+        Raises:
+            InvalidStateError: ``data`` is malformed (naming the key path); the manager
+                is unchanged.
         """
         self.state = SessionState.from_dict(data)
         self._reset_incremental()
@@ -244,6 +277,8 @@ class ContextManager(ProviderBoundary):
         self._covered_cache: tuple[list[str], int, set[str]] = ([], 0, set())
         self._norm: Normalizer | None = None
         self._norm_src: list[Message] | None = None
+        # a window snapshot from a store, restored at the next fit (ctxmgr.stores.snapshot)
+        self._resume: Mapping[str, Any] | None = None
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -269,6 +304,10 @@ class ContextManager(ProviderBoundary):
                 subtracted from the effective limit for this fit
                 (``FitReport.tools_tokens``).
 
+        A fit is transactional: if it raises (any error) the manager (caches, state,
+        archive, summary, notes, turn, strategy state) is left exactly as before the
+        call, so a retry gives what an uninterrupted manager would.
+
         Returns:
             ``FitResult(messages, report)``; kept messages are the same objects as given.
 
@@ -278,12 +317,17 @@ class ContextManager(ProviderBoundary):
             InvalidHistoryError: a malformed history under ``history_policy = "strict"``.
             StrategyError: a strategy failed.
         """
+        undo = self._begin()
         gen = self._fit(messages, query, use_async=False, tools=tools)
         try:
             awaitable = next(gen)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            self._rollback(undo)
+            raise
         gen.close()
+        self._rollback(undo)
         if hasattr(awaitable, "close"):
             awaitable.close()
         raise StrategyError("returned an awaitable from a synchronous fit", strategy="?")
@@ -295,7 +339,12 @@ class ContextManager(ProviderBoundary):
         query: str | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> FitResult:
-        """Async :meth:`fit`: awaits async summarizers instead of blocking."""
+        """Async :meth:`fit`: awaits async summarizers instead of blocking.
+
+        Cancelling the task at any await leaves the manager as it was before the call
+        (see :meth:`fit`).
+        """
+        undo = self._begin()
         gen = self._fit(messages, query, use_async=True, tools=tools)
         try:
             awaitable = next(gen)
@@ -304,25 +353,106 @@ class ContextManager(ProviderBoundary):
                 awaitable = gen.send(None)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except BaseException:  # CancelledError included: a cancelled fit is rolled back
+            gen.close()
+            self._rollback(undo)
+            raise
+
+    # ------------------------------------------------------------------ transactions
+    def _begin(self) -> tuple[Any, ...]:
+        """Record what a fit may change, so a failed or cancelled fit can be undone.
+
+        Cheap (the append path stays O(new messages)): the lists a fit changes only grow
+        or are replaced, so their objects and lengths are kept; ``_shrunk`` is copied on
+        write in :meth:`_compact`; the state keeps its own checkpoint; each strategy
+        snapshots its instance state. A new field a fit mutates must be added here.
+        """
+        return (
+            self.state,
+            self.state.checkpoint(),
+            self._history,
+            len(self._history),
+            self._segments,
+            len(self._segments),
+            self._selected,
+            len(self._selected),
+            self._output,
+            len(self._output),
+            self._segmenter,
+            self._segmenter.mark(),
+            self._shrunk,
+            self._output_tokens,
+            self._last_user,
+            self._history_total,
+            self._history_counted,
+            [(strategy, strategy.snapshot()) for strategy in self._stateful],
+            self._resume,
+        )
+
+    def _rollback(self, undo: tuple[Any, ...]) -> None:
+        """Restore the manager exactly as :meth:`_begin` found it (a fit raised)."""
+        (
+            self.state,
+            checkpoint,
+            self._history,
+            n_history,
+            self._segments,
+            n_segments,
+            self._selected,
+            n_selected,
+            self._output,
+            n_output,
+            self._segmenter,
+            mark,
+            self._shrunk,
+            self._output_tokens,
+            self._last_user,
+            self._history_total,
+            self._history_counted,
+            snapshots,
+            self._resume,
+        ) = undo
+        self.state.rollback(checkpoint)
+        del self._history[n_history:]
+        del self._segments[n_segments:]
+        del self._selected[n_selected:]
+        del self._output[n_output:]
+        self._segmenter.rollback(mark)
+        self._covered_cache = ([], 0, set())
+        self._norm = None  # the provider normalizer re-reads the restored output
+        self._norm_src = None
+        for strategy, snapshot in snapshots:
+            strategy.restore(snapshot)
 
     def _ingest(self, messages: Sequence[Message]) -> tuple[int, list[Segment]]:
         """Feed new messages; return (index of first new segment, new segments)."""
+        if self._resume is not None:
+            from ctxmgr.stores.snapshot import resume_window
+
+            snapshot, self._resume = self._resume, None
+            resume_window(self, snapshot, messages)
         n_prev = len(self._history)
-        prefix = messages[:n_prev]
-        if not isinstance(prefix, list):
-            prefix = list(prefix)
-        if n_prev and (len(messages) < n_prev or prefix != self._history):
+        if n_prev and not self._extends(messages, n_prev):
             logger.debug("history is not an extension of the previous one: full refit")
             state = self.state
             self._reset_incremental()
             self.state = state
             n_prev = 0
+        elif n_prev and any(
+            messages[i] is not self._history[i] for i in (0, n_prev // 2, n_prev - 1)
+        ):
+            prefix = messages[:n_prev]
+            # equal but rebuilt messages: send the caller's objects
+            self._adopt(prefix if isinstance(prefix, list) else list(prefix))
         new_msgs = list(messages[n_prev:])
+        for offset, msg in enumerate(new_msgs):  # O(new): older ones were checked before
+            if not isinstance(msg, Message):
+                raise _not_a_message(msg, n_prev + offset)
         self._history.extend(new_msgs)
         n_repairs = len(self._segmenter.repairs)
         new_segs = self._segmenter.feed(new_msgs)
         for repair in self._segmenter.repairs[n_repairs:]:
-            if repair.action == "archived":
+            if repair.action in ("archived", "dropped_duplicate_call"):  # originals kept
                 self.state.archive.add(repair.message, repair.problem, self.state.turn)
         start = len(self._segments)
         count = self.counter.count_message
@@ -335,6 +465,47 @@ class ContextManager(ProviderBoundary):
         self._segments.extend(measured)
         return start, measured
 
+    def _adopt(self, given: list[Message]) -> None:
+        """Use the caller's message objects where they equal (not are) the ones held.
+
+        Kept messages are the objects passed on *this* call, so an adapter that rebuilds
+        equal messages (with fresh metadata) gets its own back. O(history); only runs
+        when the first, middle or last message of the prefix is a new object. New lists
+        are built (never mutated in place) so a failed fit still rolls back.
+        """
+        swap = {id(old): new for old, new in zip(self._history, given) if old is not new}
+
+        def conv(seg: Segment) -> Segment:
+            return Segment(tuple(swap.get(id(m), m) for m in seg.messages), seg.start, seg.tokens)
+
+        self._history = list(given)
+        self._segments = [conv(seg) for seg in self._segments]
+        self._shrunk = {pos: conv(seg) for pos, seg in self._shrunk.items()}
+        self._output = [swap.get(id(m), m) for m in self._output]
+        self._segmenter.adopt(swap)
+
+    def _extends(self, messages: Sequence[Message], n_prev: int) -> bool:
+        """Whether ``messages`` starts with the ``n_prev`` messages of the previous fit.
+
+        O(1) when the caller passes the same message objects as last time (frameworks
+        append to one list): the first message and the last 8 previous ones are compared by
+        identity. Otherwise the whole prefix is compared by value (O(n), in C). An edit deep
+        inside a history whose first and last 8 objects are unchanged is not seen: build
+        new message objects for an edited history, or call :meth:`reset`.
+        """
+        if len(messages) < n_prev:
+            return False
+        history = self._history
+        k = min(n_prev, 8)
+        if messages[0] is history[0] and all(
+            messages[i] is history[i] for i in range(n_prev - k, n_prev)
+        ):
+            return True
+        prefix = messages[:n_prev]
+        if not isinstance(prefix, list):
+            prefix = list(prefix)
+        return prefix == history
+
     def _fit(
         self,
         messages: Sequence[Message],
@@ -343,6 +514,17 @@ class ContextManager(ProviderBoundary):
         tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Generator[Awaitable[Any], None, FitResult]:
         t0 = time.perf_counter()
+        if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+            raise InvalidHistoryError(
+                "fit() argument 'messages' must be a list of ctxmgr.Message (oldest first), "
+                f"got {type(messages).__name__}; convert OpenAI dicts with messages_from_openai",
+                problem="bad_argument",
+            )
+        if query is not None and not isinstance(query, str):
+            raise InvalidHistoryError(
+                f"fit() argument 'query' must be a str or None, got {type(query).__name__}",
+                problem="bad_argument",
+            )
         tools_tokens = self._tools_tokens(tools) if tools else 0
         if tools_tokens or PROVIDER_STATE in self.state.extra or self._overflow_cap is not None:
             self.budget = self._active_budget(tools_tokens)
@@ -401,10 +583,15 @@ class ContextManager(ProviderBoundary):
         if self._notes:
             report.notes.extend(self._notes)
             self._notes.clear()
-        # messages strategies append on this fit (system-prompt replay), counted up front
+        # messages strategies append on this fit (system-prompt replay), counted up front;
+        # deferred while a tool step is open: they would go before it, and the open step
+        # is re-rendered at the next fit, so the context would no longer only grow
         appended = [
             msg
-            for batch in self._call("append", hook.ctxmgr_append, window=window) or ()
+            for batch in (
+                self._call("append", hook.ctxmgr_append, window=window) if pending is None else ()
+            )
+            or ()
             for msg in batch or ()
         ]
         appended_tokens = sum(self.counter.count_message(m) for m in appended)
@@ -586,6 +773,7 @@ class ContextManager(ProviderBoundary):
         self, window: Window, pending_tokens: int, reason: str, report: FitReport, use_async: bool
     ) -> Generator[Awaitable[Any], None, None]:
         hook = self._pm.hook
+        self._shrunk = dict(self._shrunk)  # copy on write: a failed fit restores the old one
         report.compacted = True
         report.reason = reason
         previous = set(self._selected)
@@ -714,7 +902,10 @@ class ContextManager(ProviderBoundary):
                 covered_now = self._covered()
                 for seg in newly_evicted:
                     if covered_now.issuperset(seg.ids):
-                        report.summarized.append(record(seg, "folded into running summary"))
+                        why = "folded into running summary"
+                        if window.scratch.get("summary_fallback"):
+                            why += f" (extractive fallback: {window.scratch['summary_fallback']})"
+                        report.summarized.append(record(seg, why))
         injections: list[Injection] = []
         for batch in self._call("inject", hook.ctxmgr_inject, window=window) or ():
             injections.extend(batch or ())
@@ -833,7 +1024,8 @@ class ContextManager(ProviderBoundary):
 
         fitter = ExtractiveSummarizer(self.counter.count_text)
         for kind in ("notes", "summary"):
-            for index in [i for i, m in enumerate(out) if m.metadata.get("ctxmgr") == kind]:
+            # newest first, so popping one never shifts the index of the next
+            for index in [i for i, m in enumerate(out) if m.metadata.get("ctxmgr") == kind][::-1]:
                 if tokens <= limit:
                     return out, tokens
                 msg = out[index]
@@ -844,7 +1036,9 @@ class ContextManager(ProviderBoundary):
                 if room > 24 and short.strip():
                     new = msg.evolve(content=f"{header}\n{short}")
                     after = self.counter.count_message(new)
-                    if after < before:
+                    # only a shortening that fits: tokenization of the cut text may not
+                    # shrink as planned, and then the injection is removed instead
+                    if tokens + after - before <= limit:
                         out[index] = new
                         tokens += after - before
                         continue
@@ -885,6 +1079,20 @@ class ContextManager(ProviderBoundary):
             f"ContextManager(max_context_tokens={self.budget.max_context_tokens}, "
             f"effective_limit={self.budget.effective_limit}, strategies=[{names}])"
         )
+
+
+def _not_a_message(item: object, index: int) -> InvalidHistoryError:
+    hint = (
+        "; convert OpenAI dicts with messages_from_openai"
+        if isinstance(item, Mapping)
+        else "; build messages with Message.user(...), Message.assistant(...) and so on"
+    )
+    return InvalidHistoryError(
+        f"fit() argument 'messages': item of type {type(item).__name__} is not a ctxmgr.Message"
+        + hint,
+        index=index,
+        problem="not_a_message",
+    )
 
 
 def run_coroutine_sync(awaitable: Awaitable[Any]) -> Any:

@@ -59,6 +59,22 @@ class ToolCall:
     name: str
     arguments: str = "{}"
 
+    def __post_init__(self) -> None:
+        for field_name, value in (
+            ("id", self.id),
+            ("name", self.name),
+            ("arguments", self.arguments),
+        ):
+            if not isinstance(value, str):
+                raise InvalidHistoryError(
+                    f"ToolCall.{field_name} must be a str, got {type(value).__name__} {value!r}",
+                    problem="bad_tool_call",
+                )
+        if not self.name:
+            raise InvalidHistoryError(
+                f"ToolCall {self.id!r} has an empty name", problem="bad_tool_call"
+            )
+
     def parsed_arguments(self) -> Any:
         """Return the arguments decoded from JSON, or the raw text when it is not JSON."""
         try:
@@ -83,6 +99,17 @@ class ContentPart:
     data: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.type, str) or not isinstance(self.text, str):
+            raise InvalidHistoryError(
+                f"ContentPart type and text must be str, got {self.type!r}, "
+                f"{type(self.text).__name__}",
+                problem="bad_content",
+            )
+        if not isinstance(self.data, Mapping):
+            raise InvalidHistoryError(
+                f"ContentPart.data must be a mapping, got {type(self.data).__name__}",
+                problem="bad_content",
+            )
         object.__setattr__(self, "data", _freeze(self.data))
 
     def __copy__(self) -> ContentPart:
@@ -132,11 +159,15 @@ class Message:
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}; got {self.role!r}")
+            raise InvalidHistoryError(
+                f"Message.role must be one of {', '.join(ROLES)}; got {self.role!r}",
+                problem="bad_role",
+            )
         if isinstance(self.content, list):
             object.__setattr__(self, "content", tuple(self.content))
         if isinstance(self.tool_calls, list):
             object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
+        _check_fields(self)
         object.__setattr__(self, "metadata", _freeze(self.metadata))
         digest = hashlib.blake2b(self._canonical().encode("utf-8"), digest_size=8).hexdigest()
         object.__setattr__(self, "fingerprint", digest)
@@ -217,6 +248,45 @@ class Message:
         return replace(self, **changes)
 
 
+def _bad(field_name: str, expected: str, value: Any, hint: str = "") -> InvalidHistoryError:
+    got = type(value).__name__
+    return InvalidHistoryError(
+        f"Message.{field_name} must be {expected}, got {got} {value!r:.60}{hint}",
+        problem="bad_field",
+    )
+
+
+def _check_fields(msg: Message) -> None:
+    """Reject wrong field types at construction (nothing is coerced: 'false' is no bool).
+
+    Raises:
+        InvalidHistoryError: naming the field, the expected and the given type.
+    """
+    content = msg.content
+    if not isinstance(content, str) and not (
+        type(content) is tuple and all(isinstance(p, ContentPart) for p in content)
+    ):
+        raise _bad(
+            "content",
+            "a str or a sequence of ContentPart",
+            content,
+            " (convert OpenAI dicts with messages_from_openai)",
+        )
+    calls = msg.tool_calls
+    if type(calls) is not tuple or not all(isinstance(c, ToolCall) for c in calls):
+        raise _bad("tool_calls", "a sequence of ToolCall", calls)
+    if msg.tool_call_id is not None and not isinstance(msg.tool_call_id, str):
+        raise _bad("tool_call_id", "a str (the id of the call answered) or None", msg.tool_call_id)
+    if msg.name is not None and not isinstance(msg.name, str):
+        raise _bad("name", "a str or None", msg.name)
+    if not isinstance(msg.id, str):
+        raise _bad("id", "a str", msg.id)
+    if type(msg.pinned) is not bool:
+        raise _bad("pinned", "True or False", msg.pinned)
+    if msg.metadata is not None and not isinstance(msg.metadata, Mapping):
+        raise _bad("metadata", "a mapping", msg.metadata)
+
+
 # ---------------------------------------------------------------------------------------
 # OpenAI converters
 # ---------------------------------------------------------------------------------------
@@ -230,18 +300,27 @@ def _content_from_openai(raw: Any, index: int | None) -> str | tuple[ContentPart
         for part in raw:
             if isinstance(part, str):
                 parts.append(ContentPart("text", part))
-            elif isinstance(part, Mapping) and "type" in part:
-                ptype = str(part["type"])
-                text = str(part.get("text", "")) if ptype == "text" else ""
+            elif isinstance(part, Mapping) and isinstance(part.get("type"), str):
+                ptype = part["type"]
+                text = part.get("text", "") if ptype == "text" else ""
+                if not isinstance(text, str):
+                    raise InvalidHistoryError(
+                        f"field 'content[{len(parts)}].text' must be a string, "
+                        f"got {type(text).__name__}",
+                        index=index,
+                        problem="bad_content",
+                    )
                 data = {k: v for k, v in part.items() if k not in ("type", "text")}
                 parts.append(ContentPart(ptype, text, data))
             else:
                 raise InvalidHistoryError(
-                    f"content part {part!r} has no 'type'", index=index, problem="bad_content"
+                    f"field 'content[{len(parts)}]' has no string 'type': {part!r:.60}",
+                    index=index,
+                    problem="bad_content",
                 )
         return tuple(parts)
     raise InvalidHistoryError(
-        f"content must be a string or a list of parts, got {type(raw).__name__}",
+        f"field 'content' must be a string or a list of parts, got {type(raw).__name__}",
         index=index,
         problem="bad_content",
     )
@@ -275,6 +354,12 @@ def from_openai(data: Mapping[str, Any], *, index: int | None = None) -> Message
             f"expected a message object, got {type(data).__name__}", index=index, problem="bad"
         )
     role = data.get("role")
+    if "role" not in data:
+        raise InvalidHistoryError(
+            f"missing 'role' (keys: {', '.join(map(str, data)) or 'none'})",
+            index=index,
+            problem="bad_role",
+        )
     if role == "developer":
         role = "system"
     if role == "function":
@@ -286,14 +371,31 @@ def from_openai(data: Mapping[str, Any], *, index: int | None = None) -> Message
             problem="bad_role",
         )
     calls: list[ToolCall] = []
-    for j, call in enumerate(data.get("tool_calls") or ()):
+    raw_calls = data.get("tool_calls") or ()
+    if not isinstance(raw_calls, (list, tuple)):
+        raise InvalidHistoryError(
+            f"field 'tool_calls' must be a list, got {type(raw_calls).__name__}",
+            index=index,
+            problem="bad_tool_call",
+        )
+    for j, call in enumerate(raw_calls):
         fn = call.get("function") if isinstance(call, Mapping) else None
         if not isinstance(fn, Mapping) or not fn.get("name"):
             raise InvalidHistoryError(
-                f"tool_calls[{j}] has no function name", index=index, problem="bad_tool_call"
+                f"field 'tool_calls[{j}]' has no function name",
+                index=index,
+                problem="bad_tool_call",
             )
         call_id = call.get("id") or f"call-{index}-{j}"
-        calls.append(ToolCall(str(call_id), str(fn["name"]), _arguments_text(fn.get("arguments"))))
+        for key, value in (("id", call_id), ("function.name", fn["name"])):
+            if not isinstance(value, str):
+                raise InvalidHistoryError(
+                    f"field 'tool_calls[{j}].{key}' must be a string, got "
+                    f"{type(value).__name__} {value!r:.40}",
+                    index=index,
+                    problem="bad_tool_call",
+                )
+        calls.append(ToolCall(call_id, fn["name"], _arguments_text(fn.get("arguments"))))
     fc = data.get("function_call")
     if isinstance(fc, Mapping) and fc.get("name"):
         calls.append(ToolCall(f"fc-{index}", str(fc["name"]), _arguments_text(fc.get("arguments"))))
@@ -310,16 +412,30 @@ def from_openai(data: Mapping[str, Any], *, index: int | None = None) -> Message
     metadata = {k: v for k, v in data.items() if k not in known}
     if data.get("role") == "function":
         metadata["openai_legacy_function"] = True
-    return Message(
-        role=role,
-        content=_content_from_openai(data.get("content"), index),
-        tool_calls=tuple(calls),
-        tool_call_id=data.get("tool_call_id"),
-        name=data.get("name"),
-        id=str(data.get("id") or ""),
-        metadata=metadata,
-        pinned=bool(data.get("pinned", False)),
-    )
+    for key, expected in (("tool_call_id", str), ("name", str), ("pinned", bool)):
+        value = data.get(key)
+        if value is not None and not isinstance(value, expected):
+            raise InvalidHistoryError(
+                f"field {key!r} must be {'true or false' if expected is bool else 'a string'}, "
+                f"got {type(value).__name__} {value!r:.40}",
+                index=index,
+                problem="bad_field",
+            )
+    try:
+        return Message(
+            role=role,
+            content=_content_from_openai(data.get("content"), index),
+            tool_calls=tuple(calls),
+            tool_call_id=data.get("tool_call_id"),
+            name=data.get("name"),
+            id=str(data.get("id") or ""),
+            metadata=metadata,
+            pinned=bool(data.get("pinned", False)),
+        )
+    except InvalidHistoryError as exc:
+        if exc.index is not None:
+            raise
+        raise InvalidHistoryError(str(exc), index=index, problem=exc.problem) from None
 
 
 def messages_from_openai(items: Iterable[Mapping[str, Any]]) -> list[Message]:
@@ -331,6 +447,12 @@ def messages_from_openai(items: Iterable[Mapping[str, Any]]) -> list[Message]:
     Raises:
         InvalidHistoryError: naming the index of the first malformed message.
     """
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+        raise InvalidHistoryError(
+            "messages_from_openai() takes a list of OpenAI message dicts (oldest first), "
+            f"got {type(items).__name__}",
+            problem="bad_argument",
+        )
     out: list[Message] = []
     open_calls: list[ToolCall] = []
     for index, item in enumerate(items):

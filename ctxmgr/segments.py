@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from ctxmgr.errors import InvalidHistoryError
 from ctxmgr.messages import Message, ToolCall
@@ -133,7 +133,8 @@ class Segmenter:
         self.policy: HistoryPolicy = policy
         self.repairs: list[Repair] = []
         self._open: _Open | None = None
-        self._answered: set[str] = set()
+        # answered call ids; a dict (insertion ordered) so :meth:`rollback` can undo by length
+        self._answered: dict[str, int] = {}
         self._next_index = 0
 
     # -- internals ---------------------------------------------------------------------
@@ -168,6 +169,37 @@ class Segmenter:
                 )
             results.append(got)
         out.append(Segment((op.call, *results), op.start))
+
+    # -- transactions ------------------------------------------------------------------
+    def mark(self) -> tuple[object, ...]:
+        """Return an undo mark for :meth:`rollback`: O(calls of the open exchange).
+
+        Every mutable part of a segmenter only grows between marks (repairs and answered
+        ids are appended, the open exchange fills its result slots), so the mark is a
+        handful of lengths plus a copy of the open exchange's result slots.
+        """
+        op = self._open
+        results = list(op.results) if op is not None else None
+        return (len(self.repairs), op, results, len(self._answered), self._next_index)
+
+    def rollback(self, mark: tuple[object, ...]) -> None:
+        """Undo every :meth:`feed` since ``mark`` was taken (used when a fit fails)."""
+        n_repairs, op, results, n_answered, next_index = mark
+        del self.repairs[cast(int, n_repairs) :]
+        self._open = cast("_Open | None", op)
+        if self._open is not None:
+            self._open.results[:] = cast("list[Message | None]", results)
+        while len(self._answered) > cast(int, n_answered):
+            self._answered.popitem()
+        self._next_index = cast(int, next_index)
+
+    def adopt(self, swap: dict[int, Message]) -> None:
+        """Replace held messages by equal ones the caller passed (``id(old) -> new``)."""
+        op = self._open
+        if op is not None:
+            results = [None if r is None else swap.get(id(r), r) for r in op.results]
+            call = swap.get(id(op.call), op.call)
+            self._open = _Open(op.start, call, op.pending, results)
 
     # -- public API --------------------------------------------------------------------
     @property

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ctxmgr.errors import InvalidHistoryError, InvalidStateError
 from ctxmgr.messages import Message, from_openai, to_openai
 
 __all__ = [
@@ -36,6 +37,18 @@ def _json_safe(value: Any) -> Any:
         return json.loads(json.dumps(value, default=repr))
 
 
+def _copy_json(value: Any) -> Any:
+    """Copy nested dicts and lists (the containers strategies mutate); share the leaves."""
+    if type(value) is dict:
+        return {k: _copy_json(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    if type(value) is list:
+        return [_copy_json(v) if type(v) in _CONTAINERS else v for v in value]
+    return value
+
+
+_CONTAINERS = (dict, list)
+
+
 def message_to_dict(message: Message) -> dict[str, Any]:
     """Serialize a message: the OpenAI dict plus ``id``, ``metadata``, ``pinned``.
 
@@ -55,6 +68,8 @@ def message_from_dict(data: Mapping[str, Any]) -> Message:
     """Inverse of :func:`message_to_dict`."""
     raw = {k: v for k, v in data.items() if k != "metadata"}
     msg = from_openai(raw)
+    if not data.get("metadata"):
+        return msg  # built once: no metadata to merge
     meta = dict(data.get("metadata") or {})
     extra = {k: v for k, v in msg.metadata.items()}
     extra.update(meta)
@@ -95,6 +110,16 @@ class Archive:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def truncate(self, length: int) -> None:
+        """Remove the entries archived after the archive had ``length`` entries.
+
+        Entries are kept in insertion order, so this undoes the newest additions (used to
+        roll back a fit that failed). O(removed entries).
+        """
+        entries = self._entries
+        while len(entries) > length:
+            entries.popitem()
 
     def __iter__(self) -> Any:
         return iter(self._entries.values())
@@ -201,6 +226,44 @@ class SessionState:
     last_fit: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def checkpoint(self) -> tuple[Any, ...]:
+        """Return what :meth:`rollback` needs to undo later changes.
+
+        O(notes + size of ``extra``), independent of the archive and summary size: the
+        archive and ``summary_covers`` only grow during a fit (their lengths are kept),
+        strings are immutable, ``last_fit`` is replaced rather than mutated, and notes and
+        ``extra`` (small, mutated in place) are copied.
+        """
+        notes = {k: (n, n.facts[:], n.pointers[:], n.turn) for k, n in self.notes.items()}
+        return (
+            self.summary,
+            self.summary_covers,
+            len(self.summary_covers),
+            notes,
+            self.turn,
+            len(self.archive._entries),
+            self.last_fit,
+            _copy_json(self.extra),
+        )
+
+    def rollback(self, checkpoint: tuple[Any, ...]) -> None:
+        """Restore the state as it was when ``checkpoint`` was taken (same objects)."""
+        summary, covers, n_covers, notes, turn, n_archive, last_fit, extra = checkpoint
+        self.summary = summary
+        del covers[n_covers:]
+        self.summary_covers = covers
+        self.notes.clear()
+        for key, (note, facts, pointers, note_turn) in notes.items():
+            note.facts[:] = facts
+            note.pointers[:] = pointers
+            note.turn = note_turn
+            self.notes[key] = note
+        self.turn = turn
+        self.archive.truncate(n_archive)
+        self.last_fit = last_fit
+        self.extra.clear()
+        self.extra.update(extra)
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict (``json.dumps`` works on it)."""
         return {
@@ -219,17 +282,99 @@ class SessionState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SessionState:
-        """Rebuild from :meth:`to_dict` output."""
-        notes = {
-            n["key"]: Note(n["key"], list(n["facts"]), list(n["pointers"]), int(n["turn"]))
-            for n in data.get("notes", [])
-        }
+        """Rebuild from :meth:`to_dict` output, validating all of it first.
+
+        Raises:
+            InvalidStateError: a missing or wrongly typed value, naming its key path
+                (``archive[3].message.content``); nothing is built.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidStateError(
+                f"expected a mapping (SessionState.to_dict() output), got {type(data).__name__}"
+            )
+        version = data.get("version", 1)
+        if type(version) is not int or version != 1:
+            raise InvalidStateError(
+                f"unsupported version {version!r} (supported: 1)", key="version"
+            )
+        summary = data.get("summary")
+        if summary is not None and not isinstance(summary, str):
+            raise _wrong("summary", "a string or null", summary)
+        covers = _str_list(data.get("summary_covers", []), "summary_covers")
+        raw_notes = _list(data.get("notes", []), "notes")
+        notes: dict[str, Note] = {}
+        for i, n in enumerate(raw_notes):
+            where = f"notes[{i}]"
+            if not isinstance(n, Mapping):
+                raise _wrong(where, "an object", n)
+            key = n.get("key")
+            if not isinstance(key, str):
+                raise _wrong(f"{where}.key", "a string", key)
+            notes[key] = Note(
+                key,
+                _str_list(n.get("facts", []), f"{where}.facts"),
+                _str_list(n.get("pointers", []), f"{where}.pointers"),
+                _int(n.get("turn", 0), f"{where}.turn"),
+            )
+        turn = _int(data.get("turn", 0), "turn")
+        archive = Archive()
+        for i, item in enumerate(_list(data.get("archive", []), "archive")):
+            where = f"archive[{i}]"
+            if not isinstance(item, Mapping):
+                raise _wrong(where, "an object", item)
+            raw = item.get("message")
+            if not isinstance(raw, Mapping):
+                raise _wrong(f"{where}.message", "a message object", raw)
+            if raw.get("metadata") is not None and not isinstance(raw["metadata"], Mapping):
+                raise _wrong(f"{where}.message.metadata", "an object", raw["metadata"])
+            try:
+                message = message_from_dict(raw)
+            except InvalidHistoryError as exc:
+                raise InvalidStateError(str(exc), key=f"{where}.message") from None
+            reason = item.get("reason")
+            if not isinstance(reason, str):
+                raise _wrong(f"{where}.reason", "a string", reason)
+            strategy = item.get("strategy")
+            if strategy is not None and not isinstance(strategy, str):
+                raise _wrong(f"{where}.strategy", "a string or null", strategy)
+            archive.add(message, reason, _int(item.get("turn"), f"{where}.turn"), strategy)
+        last_fit = data.get("last_fit")
+        if last_fit is not None and not isinstance(last_fit, Mapping):
+            raise _wrong("last_fit", "an object or null", last_fit)
+        extra = data.get("extra", {})
+        if not isinstance(extra, Mapping):
+            raise _wrong("extra", "an object", extra)
         return cls(
-            summary=data.get("summary"),
-            summary_covers=list(data.get("summary_covers", [])),
+            summary=summary,
+            summary_covers=covers,
             notes=notes,
-            turn=int(data.get("turn", 0)),
-            archive=Archive.from_list(data.get("archive", [])),
-            last_fit=data.get("last_fit"),
-            extra=dict(data.get("extra", {})),
+            turn=turn,
+            archive=archive,
+            last_fit=dict(last_fit) if last_fit is not None else None,
+            extra=_copy_json(dict(extra)),
         )
+
+
+def _wrong(key: str, expected: str, value: Any) -> InvalidStateError:
+    return InvalidStateError(
+        f"must be {expected}, got {type(value).__name__} {value!r:.60}", key=key
+    )
+
+
+def _list(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _wrong(key, "a list", value)
+    return value
+
+
+def _str_list(value: Any, key: str) -> list[str]:
+    for i, item in enumerate(_list(value, key)):
+        if not isinstance(item, str):
+            raise _wrong(f"{key}[{i}]", "a string", item)
+    return list(value)
+
+
+def _int(value: Any, key: str) -> int:
+    if type(value) is not int or value < 0:
+        raise _wrong(key, "a non-negative integer", value)
+    return value

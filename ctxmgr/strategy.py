@@ -10,9 +10,12 @@ __all__ = ["Strategy", "StrategyOptions"]
 
 
 class StrategyOptions(BaseModel):
-    """Options of a strategy; subclasses declare fields. Unknown options are errors."""
+    """Options of a strategy; subclasses declare fields. Unknown options are errors.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Validation is strict: a boolean is not a number and a string is not an int.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Strategy:
@@ -45,6 +48,23 @@ class Strategy:
 
         Only caches that are safe to share (keyed by message content) may be shared;
         per-conversation decisions must be copied, not shared. Default: nothing.
+        """
+
+    def snapshot(self) -> Any:
+        """Return what :meth:`restore` needs to undo this fit's changes to the instance.
+
+        Called at the start of every fit, so it must be cheap (O(1), never a copy of the
+        history). Only state kept on the instance matters; ``window.state`` is rolled
+        back by the manager. Stateless strategies keep the default (``None``).
+        """
+        return None
+
+    def restore(self, snapshot: Any) -> None:
+        """Undo the changes since :meth:`snapshot` returned ``snapshot``: the fit failed.
+
+        A fit that raises or is cancelled is rolled back, so a retry gives what an
+        uninterrupted manager would. Caches keyed by content may stay; caches keyed by
+        history positions must be dropped or restored. Default: nothing.
         """
 
     def __repr__(self) -> str:

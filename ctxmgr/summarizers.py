@@ -157,7 +157,13 @@ class ExtractiveSummarizer:
         if lines and (found := _MARKER.match(lines[0])):
             omitted = int(found.group(1))
             lines = lines[1:]
-        lines = [" ".join(ln.split()) for ln in lines]  # one point per line, no inner newlines
+        # a line can never keep more than this many characters: cut before counting, so
+        # fitting a huge line (a runaway LLM summary) stays linear in its length
+        max_chars = (max(0, max_tokens) + 1) * 32
+        lines = [
+            " ".join((ln if len(ln) <= max_chars else ln[:max_chars] + " …").split())
+            for ln in lines
+        ]  # one point per line, no inner newlines
         costs = [self.count_tokens(ln) + 1 for ln in lines]  # +1: the joining newline
         marker_cost = 16
         total = sum(costs)
@@ -189,6 +195,9 @@ class ExtractiveSummarizer:
             return "\n".join(head + lines)
 
         while lines and self.count_tokens(render()) > max_tokens:
+            if len(lines) == 1 and len(lines[0]) > 80:  # the last point: cut, keep its head
+                lines[0] = lines[0][: len(lines[0]) * 2 // 3].rstrip(" …") + " …"
+                continue
             lines.pop(0)
             omitted += 1
         return render()

@@ -20,18 +20,32 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import bm25s
-import numpy as np
 from pydantic import Field
 
+from ctxmgr.errors import ConfigError
 from ctxmgr.hookspecs import hookimpl
 from ctxmgr.segments import Segment
 from ctxmgr.strategy import Strategy, StrategyOptions
 from ctxmgr.window import Window
 
 __all__ = ["RelevanceEviction"]
+
+if TYPE_CHECKING:
+    import bm25s
+    import numpy as np
+else:  # heavy: imported when the strategy is first configured (``import ctxmgr`` stays light)
+    bm25s = np = None
+
+
+def _import_deps() -> None:
+    global bm25s, np
+    if np is None:
+        import bm25s as _bm25s
+        import numpy as _np
+
+        bm25s, np = _bm25s, _np
 
 
 class RelevanceOptions(StrategyOptions):
@@ -50,7 +64,9 @@ class RelevanceOptions(StrategyOptions):
         session_key: metadata key whose value delimits sessions for smoothing.
         index_metadata: metadata keys whose values are indexed with the text (dates).
         rerank_on_new_query: re-select on every new user message (the question changed),
-            recalling relevant archived segments; costs a prompt-cache miss on that turn.
+            recalling relevant archived segments, even below the trigger; costs a
+            prompt-cache miss on that turn. Off by default (a context below the trigger
+            only grows by appending); the ``relevance`` preset turns it on.
         max_recall: at most this many archived segments recalled per new query.
         k1: BM25 term-frequency saturation.
         b: BM25 length normalization.
@@ -70,7 +86,7 @@ class RelevanceOptions(StrategyOptions):
     neighbor_decay: float = Field(default=1.0, gt=0, le=1)
     session_key: str = "session"
     index_metadata: list[str] = Field(default_factory=lambda: ["session_date"])
-    rerank_on_new_query: bool = True
+    rerank_on_new_query: bool = False
     max_recall: int = Field(default=256, ge=0)
     k1: float = Field(default=1.5, gt=0)
     b: float = Field(default=0.75, ge=0, le=1)
@@ -88,11 +104,11 @@ class RelevanceEviction(Strategy):
 
     def __init__(self, options: StrategyOptions | None = None, *, weight: float = 1.0):
         super().__init__(options, weight=weight)
+        _import_deps()
         self._tokens: dict[str, list[str]] = {}
         self._counts: dict[str, Counter[str]] = {}
         self._cache: tuple[tuple[str, int], np.ndarray] | None = None
         self._query_state: dict[str, Any] | None = None
-        self._recalled_for = ""
         self._vectors: dict[str, Any] = {}
         self._stemmer: Any = None
         if self.options.stemmer:
@@ -102,7 +118,13 @@ class RelevanceEviction(Strategy):
         self._embed: Callable[[list[str]], Any] | None = None
         if self.options.embedder:
             module, _, attr = self.options.embedder.partition(":")
-            self._embed = getattr(importlib.import_module(module), attr)
+            try:
+                self._embed = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise ConfigError(
+                    f"cannot load {self.options.embedder!r} ('module:function'): {exc}",
+                    key="relevance.embedder",
+                ) from None
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
         out = bm25s.tokenize(
@@ -120,7 +142,15 @@ class RelevanceEviction(Strategy):
             self._tokens = other._tokens
             self._counts = other._counts
             self._vectors = other._vectors
-            self._recalled_for = other._recalled_for
+
+    def snapshot(self) -> Any:
+        """Nothing to keep: the last query recalled for lives in the session state."""
+        return None
+
+    def restore(self, snapshot: Any) -> None:
+        """Drop the caches keyed by history length (a failed fit)."""
+        self._cache = None
+        self._query_state = None
 
     def _doc(self, seg: Segment) -> str:
         extra = [
@@ -259,9 +289,11 @@ class RelevanceEviction(Strategy):
         if not self.options.rerank_on_new_query:
             return None
         query = window.query.strip()
-        if not query or query == self._recalled_for:
+        # per conversation, so it is saved with the session (stores, clones)
+        data = window.state.extra.setdefault(self.name, {})
+        if not query or query == data.get("recalled_for"):
             return None
-        self._recalled_for = query
+        data["recalled_for"] = query
         scores = self._history_scores(window)
         budget = window.budget.target_tokens
         out: list[int] = []

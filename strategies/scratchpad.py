@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ctxmgr.errors import CtxmgrError
 from ctxmgr.hookspecs import hookimpl
@@ -43,12 +43,21 @@ class ExtractionRule(BaseModel):
         max_facts: keep at most this many (newest) facts in the note.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     tool: str = "*"
     pattern: str
     key: str = "{tool}"
     max_facts: int = Field(default=20, gt=0)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        return pattern
 
 
 class ScratchpadNotesOptions(StrategyOptions):

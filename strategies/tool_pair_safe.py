@@ -11,15 +11,23 @@ loop, and shrinks before anything is dropped:
 2. a single tool result larger than ``max_tool_result_tokens`` is truncated, keeping its
    head and tail, even in the current step;
 3. if pinned content alone (system prompt, task, current tool loop) still exceeds the
-   effective limit, the largest pinned tool results are truncated just enough to fit
-   (``truncate_to_fit``), since a truncated result beats a request that cannot be sent.
+   effective limit, the tool results of the pinned tool exchanges are truncated just
+   enough to fit (``truncate_to_fit``), each cut in proportion to its size and never below
+   ``min_truncated_tokens``, since a truncated result beats a request that cannot be
+   sent. A result truncated at one fit is truncated again from its original at a later
+   one if the room shrank.
+
+Pinned means verbatim: a message marked ``pinned=True`` is never cleared or truncated
+unless ``truncate_pinned_tool_results`` is on (off by default; each use is reported as
+``"truncated pinned tool result"``); pinned content that cannot fit raises
+ContextOverflowError.
 
 The originals are archived by the manager; nothing is lost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import Field
@@ -47,9 +55,12 @@ class ToolPairSafeOptions(StrategyOptions):
         min_clear_tokens: only clear results larger than this.
         max_tool_result_tokens: truncate any single tool result above this (None: never).
         truncate_to_fit: when pinned content (system prompt, current tool loop) alone
-            exceeds the effective limit, truncate the largest pinned tool results (head
-            and tail kept, original archived) instead of failing with
-            ContextOverflowError.
+            exceeds the effective limit, truncate the pinned tool exchanges' results in
+            proportion to their sizes (head and tail kept, original archived) instead of
+            failing with ContextOverflowError.
+        truncate_pinned_tool_results: also truncate tool results marked ``pinned=True``
+            (by ``truncate_to_fit`` and ``max_tool_result_tokens``); off by default, so a
+            pinned result is sent verbatim or the fit raises ContextOverflowError.
         min_truncated_tokens: never truncate a tool result below this.
     """
 
@@ -60,6 +71,7 @@ class ToolPairSafeOptions(StrategyOptions):
     min_clear_tokens: int = Field(default=60, ge=0)
     max_tool_result_tokens: int | None = Field(default=None, gt=0)
     truncate_to_fit: bool = True
+    truncate_pinned_tool_results: bool = False
     min_truncated_tokens: int = Field(default=64, gt=0)
 
 
@@ -69,8 +81,12 @@ def _placeholder(result: Message, call_desc: str, tokens: int) -> Message:
         "The original is in the archive; call the tool again if it is needed.]"
     )
     meta = dict(result.metadata)
-    meta.update({"ctxmgr": "cleared_tool_result", "original_id": result.id})
-    return Message.tool(text, result.tool_call_id or "", name=result.name, metadata=meta)
+    meta.update(
+        {"ctxmgr": "cleared_tool_result", "original_id": meta.get("original_id", result.id)}
+    )
+    return Message.tool(
+        text, result.tool_call_id or "", name=result.name, metadata=meta, pinned=result.pinned
+    )
 
 
 def _truncate(result: Message, keep_tokens: int, counter: Any) -> Message:
@@ -84,7 +100,9 @@ def _truncate(result: Message, keep_tokens: int, counter: Any) -> Message:
     if total <= keep_tokens:
         return result
     meta = dict(result.metadata)
-    meta.update({"ctxmgr": "truncated_tool_result", "original_id": result.id})
+    meta.update(
+        {"ctxmgr": "truncated_tool_result", "original_id": meta.get("original_id", result.id)}
+    )
     ratio = len(text) / max(1, counter.count_text(text))
     budget = keep_tokens - 40  # marker and message overhead
     out = result
@@ -92,7 +110,9 @@ def _truncate(result: Message, keep_tokens: int, counter: Any) -> Message:
         half = max(0, int(max(0, budget) * ratio / 2))
         marker = f"\n[ctxmgr: {total - keep_tokens} tokens truncated; original archived]\n"
         body = f"{text[:half]}{marker}{text[-half:] if half else ''}"
-        out = Message.tool(body, result.tool_call_id or "", name=result.name, metadata=meta)
+        out = Message.tool(
+            body, result.tool_call_id or "", name=result.name, metadata=meta, pinned=result.pinned
+        )
         excess = counter.count_message(out) - keep_tokens
         if excess <= 0:
             break
@@ -141,46 +161,89 @@ class ToolPairSafe(Strategy):
                     continue
                 need -= self._clear(window, i)
         if opts.max_tool_result_tokens is not None:
+            cap = opts.max_tool_result_tokens
             for i in exchanges:
                 seg = window.segments[i]
-                if any(
-                    m.role == "tool"
-                    and window.counter.count_message(m) > opts.max_tool_result_tokens
-                    for m in seg.messages
-                ):
-                    new = [
-                        _truncate(m, opts.max_tool_result_tokens, window.counter)
-                        if m.role == "tool"
-                        else m
-                        for m in seg.messages
-                    ]
-                    need -= window.replace(i, new, "truncated oversized tool result", self.name)
+                over = [
+                    j
+                    for j, m in enumerate(seg.messages)
+                    if self._truncatable(m) and window.counter.count_message(m) > cap
+                ]
+                if over:
+                    new = list(seg.messages)
+                    for j in over:
+                        new[j] = _truncate(new[j], cap, window.counter)
+                    need -= window.replace(
+                        i,
+                        new,
+                        self._reason(new, over, "truncated oversized tool result"),
+                        self.name,
+                    )
         if opts.truncate_to_fit:
             self._truncate_pinned(window)
 
+    def _truncatable(self, msg: Message) -> bool:
+        """A real tool result (or an earlier truncation of one) this strategy may truncate."""
+        if msg.role != "tool" or (msg.pinned and not self.options.truncate_pinned_tool_results):
+            return False
+        return msg.metadata.get("ctxmgr") in (None, "truncated_tool_result")
+
+    @staticmethod
+    def _reason(messages: Sequence[Message], changed: Iterable[int], reason: str) -> str:
+        if any(messages[j].pinned for j in changed):
+            return reason + " (pinned=True message truncated: truncate_pinned_tool_results)"
+        return reason
+
+    @staticmethod
+    def _original(window: Window, i: int, j: int, msg: Message) -> Message:
+        """The tool result as given, when ``msg`` is an earlier fit's truncation of it."""
+        if msg.metadata.get("ctxmgr") != "truncated_tool_result":
+            return msg
+        if window.positions and window.history:
+            original = window.history[window.positions[i]].messages[j]
+            if original.id == msg.metadata.get("original_id"):
+                return original
+        return msg
+
     def _truncate_pinned(self, window: Window) -> None:
+        """Truncate the pinned tool exchanges' results, fairly, until pinned content fits.
+
+        Water-filling: every eligible result keeps the same fraction of its size, except
+        that none goes below ``min_truncated_tokens`` (the rest is taken from the larger
+        ones). Results truncated at an earlier fit are re-cut from their originals.
+        """
         limit = window.budget.effective_limit - window.reserved
-        over = sum(window.segments[i].tokens for i in window.pinned) - limit
-        if over <= 0:
-            return
         floor = self.options.min_truncated_tokens
-        items = []
-        for i in window.pinned:
-            seg = window.segments[i]
-            if not seg.is_tool_exchange:
-                continue
-            for j, msg in enumerate(seg.messages):
-                if msg.role == "tool" and not msg.metadata.get("ctxmgr"):
-                    items.append((window.counter.count_message(msg), i, j))
-        for tokens, i, j in sorted(items, reverse=True):
+        for _ in range(3):  # truncation lands within a few tokens of its target: re-balance
+            over = sum(window.segments[i].tokens for i in window.pinned) - limit
             if over <= 0:
-                break
-            keep = max(floor, tokens - over)
-            if keep >= tokens:
-                continue
-            messages = list(window.segments[i].messages)
-            messages[j] = _truncate(messages[j], keep, window.counter)
-            over -= window.replace(i, messages, "truncated to fit the effective limit", self.name)
+                return
+            items = []
+            for i in sorted(window.pinned):
+                seg = window.segments[i]
+                if not seg.is_tool_exchange:
+                    continue
+                for j, msg in enumerate(seg.messages):
+                    if self._truncatable(msg):
+                        items.append((window.counter.count_message(msg), i, j))
+            keeps = _fair_keep([t for t, _, _ in items], over, floor)
+            changes: dict[int, dict[int, int]] = {}
+            for (tokens, i, j), keep in zip(items, keeps):
+                if keep < tokens:
+                    changes.setdefault(i, {})[j] = keep
+            if not changes:
+                return
+            for i, cuts in changes.items():
+                messages = list(window.segments[i].messages)
+                for j, keep in cuts.items():
+                    source = self._original(window, i, j, messages[j])
+                    messages[j] = _truncate(source, keep, window.counter)
+                window.replace(
+                    i,
+                    messages,
+                    self._reason(messages, cuts, "truncated to fit the effective limit"),
+                    self.name,
+                )
 
     def _clear(self, window: Window, index: int) -> int:
         seg = window.segments[index]
@@ -189,7 +252,12 @@ class ToolPairSafe(Strategy):
         changed = False
         for msg in seg.messages[1:]:
             tokens = window.counter.count_message(msg)
-            if msg.metadata.get("ctxmgr") or tokens < self.options.min_clear_tokens:
+            kind = msg.metadata.get("ctxmgr")
+            if (
+                kind not in (None, "truncated_tool_result")
+                or msg.pinned
+                or tokens < self.options.min_clear_tokens
+            ):
                 new.append(msg)
                 continue
             call = calls.get(msg.tool_call_id or "")
@@ -202,6 +270,29 @@ class ToolPairSafe(Strategy):
         if not changed:
             return 0
         return window.replace(index, new, "old tool result cleared", self.name)
+
+
+def _fair_keep(sizes: Sequence[int], cut: int, floor: int) -> list[int]:
+    """Token sizes to keep so that ``cut`` tokens are freed, shared in proportion to size.
+
+    Each item keeps ``max(min(floor, size), ratio * size)`` with the largest ``ratio`` that
+    frees at least ``cut`` tokens (found by bisection); items smaller than ``floor`` keep
+    their size. If even the floors cannot free ``cut``, every item goes to its floor.
+    """
+
+    def keeps(ratio: float) -> list[int]:
+        return [max(min(floor, s), int(ratio * s)) for s in sizes]
+
+    if sum(sizes) - sum(keeps(0.0)) <= cut:
+        return keeps(0.0)
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if sum(sizes) - sum(keeps(mid)) >= cut:
+            lo = mid
+        else:
+            hi = mid
+    return keeps(lo)
 
 
 @hookimpl

@@ -27,6 +27,7 @@ PUBLIC = [
     "FitResult",
     "Injection",
     "InvalidHistoryError",
+    "InvalidStateError",
     "Message",
     "Note",
     "ProviderProfile",

@@ -573,9 +573,9 @@ def test_relevance_keeps_matching_segment_over_newer_irrelevant_ones() -> None:
 
 
 def test_relevance_recalls_archived_segment_for_a_new_question() -> None:
-    """An evicted segment matching a new question is recalled from the archive."""
+    """An evicted segment matching a new question is recalled from the archive (opt-in)."""
     history = [*_passport_history(), Message.user("Tell me about the weather on day 19.")]
-    mgr = _manager([{"name": "relevance"}], 700)
+    mgr = _manager([{"name": "relevance", "rerank_on_new_query": True}], 700)
     fitted, _ = mgr.fit(history)
     assert not _has_passport(fitted)
     assert mgr.state.archive.search("passport XK-442")

@@ -1,0 +1,593 @@
+"""Bind a :class:`~ctxmgr.manager.ContextManager` to one conversation in a store.
+
+:class:`StoredSession` loads the conversation before a fit and saves it after a
+successful one with compare-and-swap. **Guarantee**: when several workers (threads,
+processes, machines) fit the same conversation at once, each save succeeds only if
+nobody saved since that worker loaded; the loser reloads the winner's state and fits
+again (bounded retries with jittered backoff). So every committed fit builds on every
+earlier committed fit: no archived message, note, summary fold or token count is lost,
+and the archive holds each message once. A fit that raised commits nothing.
+Notes edited between fits must go through :meth:`StoredSession.transact` (the adapters'
+note tools do), which applies the same load / change / compare-and-swap loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from ctxmgr.manager import ContextManager
+from ctxmgr.messages import Message
+from ctxmgr.report import FitResult
+from ctxmgr.state import Archive, ArchivedMessage, SessionState, message_from_dict, message_to_dict
+from ctxmgr.stores.base import StoredState, StoreError, VersionConflict
+from ctxmgr.stores.snapshot import HistoryDigest, export_window
+
+__all__ = ["StoredArchive", "StoredContextManager", "StoredSession"]
+
+T = TypeVar("T")
+
+FORMAT = 1
+
+
+def _entry(item: Mapping[str, Any]) -> ArchivedMessage:
+    return ArchivedMessage(
+        message_from_dict(item["message"]),
+        str(item["reason"]),
+        int(item["turn"]),
+        item.get("strategy"),
+    )
+
+
+def _key(message: Message) -> str:
+    return f"{message.id}/{message.fingerprint}"
+
+
+class StoredArchive(Archive):
+    """An archive whose entries live in a store; only entries not yet saved are in memory.
+
+    Reading (iteration, ``get``, ``search``, ``in``) fetches the stored entries; ``len``
+    is the stored size plus the unsaved entries. Adding a message the store already has
+    is harmless: the store keeps the first entry per key.
+
+    Args:
+        fetch: returns the stored entries, oldest first.
+        size: returns the number of stored entries.
+    """
+
+    def __init__(self, fetch: Callable[[], list[dict[str, Any]]], size: Callable[[], int]):
+        super().__init__()
+        self._fetch = fetch
+        self._size = size
+        self._stored_size: int | None = None
+
+    def pending(self) -> list[tuple[str, dict[str, Any]]]:
+        """Entries added since the last save, as store rows."""
+        return [
+            (
+                key,
+                {
+                    "message": message_to_dict(e.message),
+                    "reason": e.reason,
+                    "turn": e.turn,
+                    "strategy": e.strategy,
+                },
+            )
+            for key, e in self._entries.items()
+        ]
+
+    def committed(self) -> None:
+        """Forget the pending entries: the store has them now."""
+        self._entries.clear()
+        self._stored_size = None
+
+    def _stored(self) -> dict[str, ArchivedMessage]:
+        out: dict[str, ArchivedMessage] = {}
+        for item in self._fetch():
+            entry = _entry(item)
+            out.setdefault(_key(entry.message), entry)
+        return out
+
+    def _all(self) -> dict[str, ArchivedMessage]:
+        entries = self._stored()
+        for key, entry in self._entries.items():
+            entries.setdefault(key, entry)
+        return entries
+
+    def __len__(self) -> int:
+        if not self._entries:
+            if self._stored_size is None:
+                self._stored_size = self._size()
+            return self._stored_size
+        return len(self._all())
+
+    def __iter__(self) -> Iterator[ArchivedMessage]:
+        return iter(list(self._all().values()))
+
+    def __contains__(self, message: object) -> bool:
+        if not isinstance(message, Message):
+            return False
+        return _key(message) in self._entries or _key(message) in self._stored()
+
+    def get(self, message_id: str) -> Message | None:
+        """Return the archived message with this id, or ``None`` (reads the store)."""
+        for entry in self._all().values():
+            if entry.message.id == message_id:
+                return entry.message
+        return None
+
+    def search(self, query: str, k: int = 5) -> list[ArchivedMessage]:
+        """See :meth:`Archive.search` (reads the store)."""
+        arc = Archive()
+        arc._entries = self._all()
+        return arc.search(query, k)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """Serialize every entry, stored and pending."""
+        arc = Archive()
+        arc._entries = self._all()
+        return arc.to_list()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Archive:
+        arc = Archive()  # a clone gets an in-memory copy, detached from the store
+        arc._entries = dict(self._all())
+        return arc
+
+
+class StoredSession:
+    """A manager bound to conversation ``conversation_id`` of ``store``.
+
+    Args:
+        manager: the manager to fit with; its state is replaced by the stored one.
+        store: a :class:`~ctxmgr.stores.base.SessionStore` (or ``AsyncPostgresStore`` for
+            :meth:`afit`).
+        conversation_id: the conversation (thread, session) key.
+        max_retries: fits attempted per call before giving up on version conflicts.
+
+    Raises:
+        StoreError: from fit/afit when ``max_retries`` saves in a row lost the race, or
+            the store failed.
+    """
+
+    def __init__(
+        self,
+        manager: ContextManager,
+        store: Any,
+        conversation_id: str,
+        *,
+        max_retries: int = 20,
+    ) -> None:
+        self.manager = manager
+        self.store = store
+        self.conversation_id = conversation_id
+        self.max_retries = max_retries
+        self.version = 0
+        self.conflicts = 0
+        self._synced = False
+        self._digest = HistoryDigest()
+        self._counted = 0  # history messages whose counts the store has
+        self._config_key = manager.config.model_dump_json()
+        self._archive_size: int | None = None
+
+    # ------------------------------------------------------------------ loading
+    def _apply(
+        self,
+        stored: StoredState | None,
+        counts: Mapping[str, int] | None,
+        archive_size: int | None = None,
+    ) -> None:
+        mgr = self.manager
+        mgr.reset()
+        cid, store = self.conversation_id, self.store
+        if archive_size is None:
+            archive = StoredArchive(lambda: store.archive(cid), lambda: store.archive_size(cid))
+        else:  # an async store: the size is known, the entries need ``await store.archive``
+            self._archive_size = archive_size
+            archive = StoredArchive(self._async_entries, lambda: self._archive_size or 0)
+        self._digest = HistoryDigest()
+        self._counted = 0
+        if stored is None:
+            self.version = 0
+            mgr.state.archive = archive
+            self._synced = True
+            return
+        data = stored.data
+        state = SessionState.from_dict({**data["state"], "archive": []})
+        state.archive = archive
+        mgr.state = state
+        if counts:
+            cache = getattr(mgr.counter, "_cache", None)
+            prefix = f"{mgr.counter.name}|"
+            if isinstance(cache, dict):
+                for key, tokens in counts.items():
+                    if key.startswith(prefix):
+                        cache[key[len(prefix) :]] = tokens
+        window = data.get("window")
+        if window and data.get("config") == self._config_key:
+            mgr._resume = window
+            self._counted = int(window["history_len"]) if counts is not None else 0
+        self.version = stored.version
+        self._synced = True
+
+    def sync(self) -> None:
+        """Make the manager reflect the stored conversation (a no-op when up to date)."""
+        if self._synced and self.store.version(self.conversation_id) == self.version:
+            return
+        stored = self.store.load(self.conversation_id)
+        counts = self.store.counts(self.conversation_id) if stored is not None else None
+        self._apply(stored, counts)
+
+    async def async_sync(self) -> None:
+        """:meth:`sync` for a store whose methods are coroutines (or plain ones)."""
+        cid = self.conversation_id
+        if self._synced and await _maybe(self.store.version(cid)) == self.version:
+            return
+        stored = await _maybe(self.store.load(cid))
+        counts = await _maybe(self.store.counts(cid)) if stored is not None else None
+        size = await _maybe(self.store.archive_size(cid)) if stored is not None else 0
+        self._apply(stored, counts, int(size))
+
+    def _async_entries(self) -> list[dict[str, Any]]:
+        raise StoreError(
+            f"the archive of {self.conversation_id!r} is in an async store: read it with "
+            "`await store.archive(conversation_id)`"
+        )
+
+    # ------------------------------------------------------------------ saving
+    def _payload(self) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], dict[str, int]]:
+        mgr = self.manager
+        state = mgr.state
+        archive = state.archive
+        state_dict = copy.copy(state)
+        state_dict.archive = Archive()
+        history = mgr._history
+        digest = self._digest.follow(history)
+        cache = getattr(mgr.counter, "_cache", None)
+        counts: dict[str, int] = {}
+        if isinstance(cache, dict):
+            prefix = f"{mgr.counter.name}|"
+            for msg in history[min(self._counted, len(history)) :]:
+                tokens = cache.get(msg.fingerprint)
+                if tokens is not None:
+                    counts[prefix + msg.fingerprint] = tokens
+        data = {
+            "format": FORMAT,
+            "state": state_dict.to_dict(),
+            "counter": mgr.counter.name,
+            "config": self._config_key,
+            # a loaded window not yet resumed by a fit (notes edited first) is kept as is
+            "window": mgr._resume if mgr._resume is not None else export_window(mgr, digest),
+        }
+        rows = (
+            archive.pending()
+            if isinstance(archive, StoredArchive)
+            else [
+                (f"{e['message']['id']}/{message_from_dict(e['message']).fingerprint}", e)
+                for e in archive.to_list()
+            ]
+        )
+        return data, rows, counts
+
+    def _committed(self, version: int) -> None:
+        self.version = version
+        self._counted = len(self.manager._history)
+        archive = self.manager.state.archive
+        if isinstance(archive, StoredArchive):
+            archive.committed()
+
+    def save(self) -> int:
+        """Save the manager's state now (after edits outside a fit).
+
+        Raises:
+            VersionConflict: another worker saved first (use :meth:`transact`).
+        """
+        data, rows, counts = self._payload()
+        version = int(
+            self.store.save(
+                self.conversation_id,
+                data,
+                expected_version=self.version,
+                archive=rows,
+                counts=counts,
+            )
+        )
+        self._committed(version)
+        return version
+
+    async def asave(self) -> int:
+        """:meth:`save` for a store whose methods are coroutines."""
+        data, rows, counts = self._payload()
+        version = int(
+            await _maybe(
+                self.store.save(
+                    self.conversation_id,
+                    data,
+                    expected_version=self.version,
+                    archive=rows,
+                    counts=counts,
+                )
+            )
+        )
+        self._committed(version)
+        if getattr(self, "_archive_size", None) is not None:
+            self._archive_size = int(await _maybe(self.store.archive_size(self.conversation_id)))
+        return version
+
+    def _conflict(self, attempt: int) -> float:
+        self._synced = False
+        self.conflicts += 1
+        return random.uniform(0, min(0.05, 0.002 * 2**attempt))
+
+    def _give_up(self) -> StoreError:
+        return StoreError(
+            f"conversation {self.conversation_id!r}: {self.max_retries} saves in a row lost "
+            "the race to other writers; raise max_retries or route a conversation's turns "
+            "to fewer workers"
+        )
+
+    # ------------------------------------------------------------------ transactions
+    def transact(self, change: Callable[[ContextManager], T]) -> T:
+        """Load, apply ``change(manager)``, save with compare-and-swap; retry on conflict.
+
+        Args:
+            change: edits the manager's state (notes...); called again after a conflict,
+                so it must be repeatable.
+
+        Returns:
+            What ``change`` returned on the attempt that was saved.
+
+        Raises:
+            StoreError: every attempt lost the race.
+        """
+        for attempt in range(self.max_retries):
+            self.sync()
+            try:
+                result = change(self.manager)
+            except BaseException:
+                self._synced = False
+                raise
+            try:
+                self.save()
+                return result
+            except VersionConflict:
+                time.sleep(self._conflict(attempt))
+        raise self._give_up()
+
+    def fit(
+        self,
+        messages: Sequence[Message],
+        *,
+        query: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> FitResult:
+        """:meth:`ContextManager.fit` on the stored conversation, then save it.
+
+        Args:
+            messages: the full history so far, oldest first (not mutated).
+            query: see :meth:`ContextManager.fit`.
+            tools: see :meth:`ContextManager.fit`.
+
+        Raises:
+            StoreError: the store failed, or every attempt lost the race.
+            ContextOverflowError, InvalidHistoryError, StrategyError: as the manager; nothing
+                is saved and the next fit reloads.
+        """
+        return self.transact(
+            lambda mgr: ContextManager.fit(mgr, messages, query=query, tools=tools)
+        )
+
+    async def afit(
+        self,
+        messages: Sequence[Message],
+        *,
+        query: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> FitResult:
+        """Async :meth:`fit`: awaits async summarizers and async stores."""
+        for attempt in range(self.max_retries):
+            await self.async_sync()
+            try:
+                result = await ContextManager.afit(self.manager, messages, query=query, tools=tools)
+            except BaseException:
+                self._synced = False
+                raise
+            try:
+                await self.asave()
+                return result
+            except VersionConflict:
+                await _sleep(self._conflict(attempt))
+        raise self._give_up()
+
+    def __repr__(self) -> str:
+        return (
+            f"StoredSession({self.conversation_id!r}, store={self.store!r}, version={self.version})"
+        )
+
+
+async def _maybe(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+_STORES: dict[tuple[int, str], Any] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def _shared_store(url: str) -> Any:
+    """One store per URL and process, shared by every manager given that URL."""
+    from ctxmgr.stores import open_store
+
+    key = (os.getpid(), url)
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is None:
+            store = _STORES[key] = open_store(url)
+        return store
+
+
+class StoredContextManager(ContextManager):
+    """A :class:`~ctxmgr.manager.ContextManager` whose state lives in a store.
+
+    Built by ``ContextManager.from_config(..., store=..., conversation_id=...)``; every
+    :meth:`fit` / :meth:`afit` runs through a :class:`StoredSession` (load, fit, save with
+    compare-and-swap, retry on conflict), and :attr:`scratchpad` edits are transactions,
+    so notes written by a tool between fits survive a concurrent fit on another worker.
+    :meth:`fork` keeps the store (the adapters' per-thread pools fork one per thread id).
+
+    Args:
+        config: a validated config.
+        store: a :class:`~ctxmgr.stores.base.SessionStore`, or a store URL
+            (:func:`~ctxmgr.stores.open_store`; one store per URL and process is opened
+            and shared by every manager given that URL); ``None`` for a detached manager.
+        conversation_id: the conversation's key in the store.
+        max_retries: see :class:`StoredSession`.
+        **kwargs: ``counter``, ``summarizer``, ``on_report`` as for ``ContextManager``.
+
+    Raises:
+        ConfigError: as ``ContextManager``, or an unknown store URL scheme.
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        store: Any,
+        conversation_id: str = "default",
+        max_retries: int = 20,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config, **kwargs)
+        self.store = _shared_store(store) if isinstance(store, str) else store
+        self.conversation_id = conversation_id
+        self.max_retries = max_retries
+        self.session: StoredSession | None = (
+            StoredSession(self, self.store, conversation_id, max_retries=max_retries)
+            if self.store is not None
+            else None
+        )
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Load the stored conversation now (fits and note edits load it themselves).
+
+        A no-op for an async store, which loads at the first :meth:`afit`.
+
+        Raises:
+            StoreError: the store failed.
+        """
+        if self.session is not None and not inspect.iscoroutinefunction(self.store.version):
+            self.session.sync()  # an async store loads at the first afit
+
+    def fit(
+        self,
+        messages: Sequence[Message],
+        *,
+        query: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> FitResult:
+        """:meth:`ContextManager.fit` on the stored conversation (load, fit, CAS save).
+
+        Raises:
+            StoreError: the store failed, or ``max_retries`` saves lost the race.
+        """
+        if self.session is None:
+            return ContextManager.fit(self, messages, query=query, tools=tools)
+        return self.session.transact(
+            lambda mgr: ContextManager.fit(mgr, messages, query=query, tools=tools)
+        )
+
+    async def afit(
+        self,
+        messages: Sequence[Message],
+        *,
+        query: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> FitResult:
+        """Async :meth:`fit` (awaits async summarizers and ``AsyncPostgresStore``)."""
+        if self.session is None:
+            return await ContextManager.afit(self, messages, query=query, tools=tools)
+        return await self.session.afit(messages, query=query, tools=tools)
+
+    def fork(self, conversation_id: str | None = None) -> StoredContextManager:
+        """Return a manager on the same store for ``conversation_id`` (default: the same)."""
+        return type(self)(
+            self.config,
+            store=self.store,
+            conversation_id=conversation_id or self.conversation_id,
+            max_retries=self.max_retries,
+            counter=self.counter,
+            summarizer=self.summarizer,
+            on_report=self.on_report,
+        )
+
+    def clone(self) -> ContextManager:
+        """Return a detached in-memory copy (what-if fits never write to the store)."""
+        store, self.store = self.store, None
+        try:
+            return super().clone()
+        finally:
+            self.store = store
+
+    def forget(self) -> None:
+        """Delete the conversation from the store and start fresh."""
+        if self.store is not None:
+            self.store.delete(self.conversation_id)
+        self.reset()
+        if self.session is not None:
+            self.session._synced = False
+
+    @property
+    def scratchpad(self) -> Any:
+        """The scratchpad note API; writes are store transactions. ``None`` when off."""
+        pad = ContextManager.scratchpad.fget(self)  # type: ignore[attr-defined]
+        if pad is None or self.session is None:
+            return pad
+        return _TransactionalScratchpad(self.session)
+
+
+class _TransactionalScratchpad:
+    """The scratchpad API of a stored manager: reads load first, edits are transactions."""
+
+    def __init__(self, session: StoredSession) -> None:
+        self._session = session
+
+    @staticmethod
+    def _pad(mgr: ContextManager) -> Any:
+        return ContextManager.scratchpad.fget(mgr)  # type: ignore[attr-defined]
+
+    def write(self, key: str, facts: Any, pointers: Sequence[str] = ()) -> Any:
+        """See :meth:`ctxmgr.strategies.scratchpad.Scratchpad.write` (a transaction)."""
+        return self._session.transact(lambda mgr: self._pad(mgr).write(key, facts, pointers))
+
+    def update(
+        self, key: str, facts: Any = None, pointers: Any = None, *, append: bool = False
+    ) -> Any:
+        """See :meth:`ctxmgr.strategies.scratchpad.Scratchpad.update` (a transaction)."""
+        return self._session.transact(
+            lambda mgr: self._pad(mgr).update(key, facts, pointers, append=append)
+        )
+
+    def delete(self, key: str) -> bool:
+        """See :meth:`ctxmgr.strategies.scratchpad.Scratchpad.delete` (a transaction)."""
+        return bool(self._session.transact(lambda mgr: self._pad(mgr).delete(key)))
+
+    def read(self, key: str | None = None) -> str:
+        """See :meth:`ctxmgr.strategies.scratchpad.Scratchpad.read` (loads first)."""
+        self._session.sync()
+        return str(self._pad(self._session.manager).read(key))
+
+    def list(self) -> Any:
+        """See :meth:`ctxmgr.strategies.scratchpad.Scratchpad.list` (loads first)."""
+        self._session.sync()
+        return self._pad(self._session.manager).list()
