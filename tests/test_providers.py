@@ -335,16 +335,23 @@ def test_calibration_scales_the_budget_and_is_serialized() -> None:
 
 
 def test_calibrated_budget_holds_in_provider_tokens() -> None:
-    """A provider counting 1.3x: after one usage report, every fit stays within the window."""
-    mgr = ContextManager.from_config("agent", max_context_tokens=3000)
+    """A provider counting 1.3x: after one usage report, every fit stays within the window.
+
+    The relevance preset fills the window (trigger 1.0), so without calibration most of
+    these requests would be over the provider's limit.
+    """
     history = agent_history(300, seed=5)
-    over = 0
-    for n in range(10, len(history), 9):
-        out, report = mgr.fit(history[:n])
-        provider_tokens = int(COUNTER.count_messages(out) * 1.3)
-        over += provider_tokens > 3000 - report.reserve_tokens
-        mgr.record_usage(input_tokens=provider_tokens)
-    assert over <= 1  # only the first request, before any usage was known
+    over = {False: 0, True: 0}
+    for learn in (False, True):
+        mgr = ContextManager.from_config("relevance", max_context_tokens=3000)
+        for n in range(10, len(history), 9):
+            out, report = mgr.fit(history[:n])
+            provider_tokens = int(COUNTER.count_messages(out) * 1.3)
+            over[learn] += provider_tokens > 3000 - report.reserve_tokens
+            if learn:
+                mgr.record_usage(input_tokens=provider_tokens)
+    assert over[False] > 10
+    assert over[True] <= 1  # only the first request, before any usage was known
 
 
 # -- stop reasons and overflow recovery -----------------------------------------------------
