@@ -11,6 +11,7 @@ Phases of one fit, in order::
     compaction     ctxmgr_recall -> ctxmgr_pin -> ctxmgr_reserve -> ctxmgr_shrink ->
                    ctxmgr_score -> (evict) ->
                    ctxmgr_compact -> ctxmgr_inject     (only above the trigger, or on request)
+    recall block   ctxmgr_recall_block                 (every fit, after the above)
 
 Within a phase, strategies are called in config order (the manager registers them so
 that pluggy's LIFO call order equals the config list).
@@ -183,4 +184,25 @@ def ctxmgr_inject(window: Window) -> Sequence[Injection] | None:
 
     :param window: the kept candidates.
     :return: injections, or ``None``.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Recall block (every fit, once the append-only context is settled)
+# ---------------------------------------------------------------------------------------
+@hookspec(firstresult=True)
+def ctxmgr_recall_block(window: Window, selected: Sequence[int], room: int) -> Sequence[int] | None:
+    """Segments recalled for the current question, placed as one block (stops at first non-None).
+
+    The context stays an append-only prefix (cache-stable); the block is inserted just
+    before the latest user message (or after the leading system messages) and is not part
+    of that prefix: it is asked for again on every fit and may change when the question
+    does. Its tokens come out of ``room``, never out of the prefix.
+
+    :param window: the fit's window (``window.query``, ``window.history`` = every
+        committed segment, oldest first).
+    :param selected: positions in ``window.history`` already in the context.
+    :param room: tokens the block may use (effective limit minus everything else).
+    :return: positions in ``window.history``, in the order they are to appear (none of
+        ``selected``, at most ``room`` tokens in total), or ``None``.
     """

@@ -624,6 +624,8 @@ class ContextManager(ProviderBoundary):
             report.injected.clear()
             yield from self._compact(window, pending_tokens, reason, report, use_async)
             out, total = self._finish(pending, pending_tokens, priming)
+        if total <= self.budget.effective_limit:
+            out, total = self._place_recall_block(window, out, total, pending, priming, report)
         if total > self.budget.effective_limit:
             raise self._overflow(total, pending)
         if report.recovered:
@@ -736,6 +738,76 @@ class ContextManager(ProviderBoundary):
         finally:
             self._force_reason = None
             self._overflow_cap = None
+
+    def _place_recall_block(
+        self,
+        window: Window,
+        out: list[Message],
+        total: int,
+        pending: Segment | None,
+        priming: int,
+        report: FitReport,
+    ) -> tuple[list[Message], int]:
+        """Insert the ``ctxmgr_recall_block`` segments; return the context and its tokens.
+
+        The block goes just before the latest user message (or, when a strategy sets
+        ``window.scratch["recall_block_position"] = "after_system"``, after the leading
+        system messages), within the trigger. It is not part of the append-only prefix
+        (``self._output``).
+        With a provider profile that rewrites messages the context with the block is
+        normalized as a whole; if that would pass the limit the block is left out.
+
+        Args:
+            window: the fit's window.
+            out: the context without the block (already normalized), not mutated.
+            total: its tokens, reply priming included.
+            pending: the open tool step, if any (it stays last).
+            priming: reply-priming tokens.
+            report: the fit's report (recalled segments are listed under ``kept``).
+        """
+        # the block fills up to the trigger, like the prefix between compactions: the
+        # headroom above it absorbs what a framework adds after the fit (a session read
+        # before the new input is appended) and the local tokenizer's error
+        room = self.budget.trigger_tokens - total
+        block = self._call(
+            "recall_block",
+            self._pm.hook.ctxmgr_recall_block,
+            window=window,
+            selected=self._selected,
+            room=room,
+        )
+        if not block:
+            return out, total
+        taken = set(self._selected)
+        segs = [self._segments[p] for p in dict.fromkeys(block) if p not in taken]
+        tokens = sum(s.tokens for s in segs)
+        if not segs:
+            return out, total
+        if tokens > room:
+            raise StrategyError(
+                f"recall block of {tokens} tokens exceeds its room of {room}", strategy="recall"
+            )
+        raw = list(self._output)
+        at = len(raw)
+        if window.scratch.get("recall_block_position") == "after_system":
+            at = next((i for i, m in enumerate(raw) if m.role != "system"), len(raw))
+        elif self._last_user is not None:
+            head = self._segments[self._last_user].head
+            at = next((i for i in range(len(raw) - 1, -1, -1) if raw[i] is head), len(raw))
+        raw[at:at] = [m for s in segs for m in s.messages]
+        if pending is not None:
+            raw.extend(pending.messages)
+        if self.profile.is_identity:
+            new_total = total + tokens
+        else:
+            raw = self.profile.normalize(raw)
+            new_total = sum(self.counter.count_message(m) for m in raw) + priming
+            if new_total > self.budget.effective_limit:
+                return out, total
+        for seg in segs:
+            report.kept.append(record(seg, "recalled for the current question"))
+        report.kept_count += len(segs)
+        return raw, new_total
 
     def _history_tokens(self, pending_tokens: int) -> int:
         # running total of every committed segment, advanced over new segments only

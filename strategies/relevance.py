@@ -1,26 +1,42 @@
-"""``relevance``: score segments against the current query (BM25 or embeddings) plus recency.
+"""``relevance``: score segments against the current query (BM25 + embeddings) plus recency.
 
-BM25 (Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM25 and Beyond",
-2009), Lucene variant as in the ``bm25s`` library, with ``bm25s``'s tokenizer, English
-stop words and the Snowball stemmer (``PyStemmer``). Any embedding function can replace
-it (cosine similarity). The query is the latest user message unless ``fit(query=...)``
-gives one. Scores are normalized to [0, 1] and blended with recency.
+Lexical: BM25 (Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM25 and
+Beyond", 2009), Lucene variant as in the ``bm25s`` library, with ``bm25s``'s tokenizer,
+English stop words and the Snowball stemmer (``PyStemmer``). Semantic: cosine similarity
+of embeddings, by default the static WordLlama model bundled in the ``wordllama`` wheel
+(``pip install "ctxmgr[semantic]"``; loaded offline, no download), or any embedding
+callable (``embedder = "module:function"``). The two are fused by a z-scored blend or by
+reciprocal rank fusion (Cormack, Clarke & Buettcher, SIGIR 2009), smoothed over
+neighbouring turns and normalized to [0, 1]. The query is the latest user message unless
+``fit(query=...)`` gives one.
 
-Cost: nothing on the append-only path. At a compaction, segments not seen before are
-tokenized in one batch and their term counts cached; candidates are scored from those
-counts (O(candidates x query terms), no index build). Recalling archived segments uses a
-``bm25s`` index over the whole history, rebuilt only when the history has grown by a
-quarter since the last build.
+Cost: each segment is tokenized and embedded once, when it first reaches the strategy,
+into a :class:`~ctxmgr.index.HistoryIndex` (inverted index and vector matrix grown in
+chunks). A new question reads only the postings of its own terms plus one vectorized
+matrix-vector product over the history (no Python loop over the history).
+
+Placement of what a new question recalls (``placement``):
+
+* ``"block"``: cache-stable. The context stays an append-only prefix (pinned messages,
+  summary, recent tail); the segments recalled for the current question form one block
+  just before the latest user message, replaced on the next question, ordered so the most
+  relevant sits nearest the question (Liu et al., "Lost in the Middle", TACL 2024).
+* ``"inline"``: a new question re-selects the whole context (recalled segments in
+  chronological order); higher recall, a prompt-cache miss on every new question.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import math
-from collections import Counter
+import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -30,30 +46,83 @@ from ctxmgr.segments import Segment
 from ctxmgr.strategy import Strategy, StrategyOptions
 from ctxmgr.window import Window
 
-__all__ = ["RelevanceEviction"]
+__all__ = ["RelevanceEviction", "wordllama_embedder"]
 
 if TYPE_CHECKING:
     import bm25s
     import numpy as np
+
+    from ctxmgr.index import HistoryIndex, zscore
 else:  # heavy: imported when the strategy is first configured (``import ctxmgr`` stays light)
-    bm25s = np = None
+    bm25s = np = HistoryIndex = zscore = None
 
 
 def _import_deps() -> None:
-    global bm25s, np
+    global bm25s, np, HistoryIndex, zscore
     if np is None:
         import bm25s as _bm25s
         import numpy as _np
 
-        bm25s, np = _bm25s, _np
+        from ctxmgr.index import HistoryIndex as _HistoryIndex
+        from ctxmgr.index import zscore as _zscore
+
+        bm25s, np, HistoryIndex, zscore = _bm25s, _np, _HistoryIndex, _zscore  # type: ignore[misc]
+
+
+@functools.lru_cache(maxsize=1)
+def _wordllama() -> Any:
+    # small batches: the tokenizer's thread pool costs more than it saves
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import wordllama
+    from wordllama import WordLlama
+
+    # the weights and tokenizer config ship inside the wheel; never download
+    return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+
+
+def wordllama_embedder(texts: list[str]) -> np.ndarray:
+    """Embed ``texts`` with the WordLlama model bundled in the ``wordllama`` wheel.
+
+    256-dimension static token embeddings, mean-pooled (Miller, "WordLlama", 2024,
+    https://github.com/dleemiller/WordLlama); about 10,000 short turns per second on one
+    core, no network.
+
+    Args:
+        texts: the texts (not mutated).
+
+    Returns:
+        A float32 array of shape (len(texts), 256), rows L2-normalized.
+
+    Raises:
+        ImportError: ``wordllama`` is not installed (``pip install "ctxmgr[semantic]"``).
+    """
+    _import_deps()
+    try:
+        model = _wordllama()
+    except ImportError as exc:
+        raise ImportError(
+            'the semantic scorer needs wordllama: pip install "ctxmgr[semantic]"'
+        ) from exc
+    return np.asarray(model.embed(texts, norm=True), dtype=np.float32)
+
+
+def _semantic_available() -> bool:
+    return importlib.util.find_spec("wordllama") is not None
 
 
 class RelevanceOptions(StrategyOptions):
     """Options of :class:`RelevanceEviction`.
 
     Attributes:
-        embedder: ``None`` for BM25, or ``"module:function"`` naming a callable
-            ``f(texts: list[str]) -> list[list[float]]``.
+        embedder: ``"module:function"`` naming a callable
+            ``f(texts: list[str]) -> list[list[float]]``, ``"wordllama"``, or ``None``:
+            WordLlama when ``semantic`` is on and ``wordllama`` is installed, else BM25
+            alone. An embedder that raises is dropped with a warning (BM25 goes on).
+        semantic: use the bundled WordLlama scorer when ``embedder`` is ``None``.
+        semantic_weight: share of the semantic score in the fusion, in [0, 1].
+        fusion: ``"zscore"`` (blend of z-scored BM25 and cosine, clipped at 0) or
+            ``"rrf"`` (reciprocal rank fusion, 1 / (rrf_k + rank)).
+        rrf_k: the RRF constant (60 in Cormack et al. 2009).
         recency_weight: share of recency in the blended score, in [0, 1].
         neighbor_weight: each segment gains this times the relevance of its neighbours
             (``neighbor_span`` on each side, same session only): answers in a dialogue sit
@@ -63,29 +132,42 @@ class RelevanceOptions(StrategyOptions):
             ``neighbor_weight * neighbor_decay ** (d - 1)``.
         session_key: metadata key whose value delimits sessions for smoothing.
         index_metadata: metadata keys whose values are indexed with the text (dates).
-        rerank_on_new_query: re-select on every new user message (the question changed),
-            recalling relevant archived segments, even below the trigger; costs a
-            prompt-cache miss on that turn. Off by default (a context below the trigger
-            only grows by appending); the ``relevance`` preset turns it on.
-        max_recall: at most this many archived segments recalled per new query.
+        placement: ``"block"`` (cache-stable recall block before the latest user message)
+            or ``"inline"`` (see the module docstring).
+        block_order: ``"relevance"`` (most relevant nearest the question) or
+            ``"chronological"`` inside the recall block.
+        block_position: ``"before_question"`` (just before the latest user message) or
+            ``"after_system"`` (right after the leading system messages).
+        rerank_on_new_query: with ``placement = "inline"``, re-select on every new user
+            message, recalling relevant archived segments, even below the trigger (a
+            prompt-cache miss then). Off by default (a context below the trigger only grows
+            by appending); the ``relevance`` preset turns it on.
+        max_recall: at most this many segments recalled per new query.
         k1: BM25 term-frequency saturation.
         b: BM25 length normalization.
         stemmer: Snowball stemmer language, or ``None``.
         stopwords: a ``bm25s`` stop-word list (``"en"``, ``"en_plus"``) or ``None``.
 
     Defaults (k1 = 1.5, ``en_plus`` stop words, English stemmer, speaker and session date
-    indexed, neighbour smoothing 0.4 over 2 turns, recency 0.1) were chosen on LoCoMo
-    (Maharana et al. 2024) evidence recall; 2-fold cross-validation by dialogue gave the
-    same held-out recall (``benchmarks/README.md``).
+    indexed, neighbour smoothing 0.4 over 2 turns, recency 0.1, z-scored fusion with
+    semantic weight 0.5) were chosen on LoCoMo (Maharana et al. 2024) evidence recall with
+    2-fold cross-validation by dialogue (``benchmarks/README.md``).
     """
 
     embedder: str | None = None
+    semantic: bool = True
+    semantic_weight: float = Field(default=0.5, ge=0, le=1)
+    fusion: Literal["zscore", "rrf"] = "zscore"
+    rrf_k: int = Field(default=60, ge=1)
     recency_weight: float = Field(default=0.1, ge=0, le=1)
     neighbor_weight: float = Field(default=0.4, ge=0, le=1)
     neighbor_span: int = Field(default=2, ge=0)
     neighbor_decay: float = Field(default=1.0, gt=0, le=1)
     session_key: str = "session"
     index_metadata: list[str] = Field(default_factory=lambda: ["session_date"])
+    placement: Literal["block", "inline"] = "inline"
+    block_order: Literal["relevance", "chronological"] = "relevance"
+    block_position: Literal["before_question", "after_system"] = "before_question"
     rerank_on_new_query: bool = False
     max_recall: int = Field(default=256, ge=0)
     k1: float = Field(default=1.5, gt=0)
@@ -95,36 +177,42 @@ class RelevanceOptions(StrategyOptions):
 
 
 class RelevanceEviction(Strategy):
-    """Evicts the segments least relevant to the current query first."""
+    """Evicts the segments least relevant to the current query first; recalls the most."""
 
     name = "relevance"
-    summary = "scores segments by BM25 (or embeddings) against the current query, plus recency"
+    summary = "scores segments by BM25 + embeddings against the current query, plus recency"
     Options = RelevanceOptions
     options: RelevanceOptions
 
     def __init__(self, options: StrategyOptions | None = None, *, weight: float = 1.0):
         super().__init__(options, weight=weight)
         _import_deps()
-        self._tokens: dict[str, list[str]] = {}
-        self._counts: dict[str, Counter[str]] = {}
-        self._cache: tuple[tuple[str, int], np.ndarray] | None = None
-        self._query_state: dict[str, Any] | None = None
-        self._vectors: dict[str, Any] = {}
         self._stemmer: Any = None
         if self.options.stemmer:
             import Stemmer
 
             self._stemmer = Stemmer.Stemmer(self.options.stemmer)
-        self._embed: Callable[[list[str]], Any] | None = None
-        if self.options.embedder:
-            module, _, attr = self.options.embedder.partition(":")
+        self._embed: Callable[[list[str]], Any] | None = self._resolve_embedder()
+        self._index = HistoryIndex(self._tokenize, self._doc, self._session)
+        self._cache: tuple[tuple[str, int], np.ndarray] | None = None
+        self._qvec: tuple[str, np.ndarray] | None = None
+
+    def _resolve_embedder(self) -> Callable[[list[str]], Any] | None:
+        name = self.options.embedder
+        if name == "wordllama" or (
+            name is None and self.options.semantic and _semantic_available()
+        ):
+            return wordllama_embedder
+        if name:
+            module, _, attr = name.partition(":")
             try:
-                self._embed = getattr(importlib.import_module(module), attr)
+                return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
             except (ImportError, AttributeError, ValueError) as exc:
                 raise ConfigError(
-                    f"cannot load {self.options.embedder!r} ('module:function'): {exc}",
+                    f"cannot load {name!r} ('module:function'): {exc}",
                     key="relevance.embedder",
                 ) from None
+        return None
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
         out = bm25s.tokenize(
@@ -137,20 +225,19 @@ class RelevanceEviction(Strategy):
         return [list(t) for t in out]  # type: ignore[union-attr]
 
     def adopt(self, other: Strategy) -> None:
-        """Share the content-keyed token caches and the history index with a clone."""
+        """Fork the history index of ``other`` and copy its recall decisions (a clone)."""
         if isinstance(other, RelevanceEviction):
-            self._tokens = other._tokens
-            self._counts = other._counts
-            self._vectors = other._vectors
+            self._index = other._index.fork()
+            self._embed = other._embed
+            self._qvec = other._qvec
 
     def snapshot(self) -> Any:
-        """Nothing to keep: the last query recalled for lives in the session state."""
+        """Nothing to keep: the recall decisions (last query, block) live in the session state."""
         return None
 
     def restore(self, snapshot: Any) -> None:
-        """Drop the caches keyed by history length (a failed fit)."""
+        """Drop the per-query score cache (a failed fit)."""
         self._cache = None
-        self._query_state = None
 
     def _doc(self, seg: Segment) -> str:
         extra = [
@@ -158,138 +245,111 @@ class RelevanceEviction(Strategy):
         ]
         return " ".join([seg.text, *extra])
 
-    def _smooth(self, scores: np.ndarray, history: Sequence[Segment]) -> np.ndarray:
-        """Add ``neighbor_weight`` x the scores of neighbours within ``neighbor_span``.
+    def _session(self, seg: Segment) -> Any:
+        value = seg.head.metadata.get(self.options.session_key)
+        return value if value is None or isinstance(value, (str, int, float)) else str(value)
 
-        ``scores`` holds one value per history segment, in history order; a neighbour at
-        distance d counts ``neighbor_decay ** (d - 1)`` and only within the same session
-        (``session_key`` metadata). Vectorized: O(history x span) numpy work.
-        """
-        nw, span = self.options.neighbor_weight, self.options.neighbor_span
-        if nw <= 0 or span <= 0 or len(scores) < 2:
-            return scores
-        key = self.options.session_key
-        labels = np.array([hash(seg.head.metadata.get(key)) for seg in history])
-        out = scores.copy()
-        for d in range(1, span + 1):
-            w = nw * self.options.neighbor_decay ** (d - 1)
-            same = labels[d:] == labels[:-d]
-            out[:-d] += w * np.where(same, scores[d:], 0.0)
-            out[d:] += w * np.where(same, scores[:-d], 0.0)
+    # ------------------------------------------------------------------ scoring
+    def _embed_rows(self, texts: list[str]) -> np.ndarray | None:
+        """Unit-normalized embeddings of ``texts``; ``None`` (and BM25 only) on failure."""
+        assert self._embed is not None
+        try:
+            rows = np.asarray(self._embed(texts), dtype=np.float32)
+            if rows.ndim != 2 or len(rows) != len(texts):
+                raise ValueError(f"expected {len(texts)} vectors, got shape {rows.shape}")
+        except Exception as exc:
+            warnings.warn(
+                f"relevance: the embedder failed ({exc!r}); scoring falls back to BM25 alone "
+                "for this conversation (set embedder = None to silence)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self._embed = None
+            self._index.drop_vectors()
+            return None
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        return rows / np.where(norms == 0, 1.0, norms)
+
+    def _semantic(self, query: str, n: int) -> np.ndarray | None:
+        """Cosine of ``query`` with every history segment, or ``None`` (no embedder)."""
+        if self._embed is None:
+            return None
+        index = self._index
+        texts = [self._doc(s) for s in index.segments[index.embedded : n]]
+        fresh_query = self._qvec is None or self._qvec[0] != query
+        if texts or fresh_query:
+            rows = self._embed_rows([*texts, query] if fresh_query else texts)  # one batch
+            if rows is None:
+                return None
+            index.add_vectors(rows[: len(texts)])
+            if fresh_query:
+                self._qvec = (query, rows[-1])
+        assert self._qvec is not None
+        return index.cosine(self._qvec[1])[:n]
+
+    def _fuse(self, lex: np.ndarray, sem: np.ndarray | None) -> np.ndarray:
+        if sem is None:
+            return lex
+        w = self.options.semantic_weight
+        if self.options.fusion == "zscore":
+            return np.maximum(0.0, (1 - w) * zscore(lex) + w * zscore(sem))
+        k = float(self.options.rrf_k)
+        out = np.zeros(len(lex))
+        for weight, vec, mask in ((1 - w, lex, lex > 0), (w, sem, None)):
+            ranks = np.empty(len(vec))
+            ranks[np.argsort(-vec, kind="stable")] = np.arange(1, len(vec) + 1)
+            part = weight / (k + ranks)
+            out += part if mask is None else np.where(mask, part, 0.0)
         return out
 
-    @staticmethod
-    def _key(seg: Segment) -> str:
-        return seg.head.fingerprint + seg.head.id
-
-    def _ensure(self, segments: Sequence[Segment]) -> None:
-        """Tokenize (in one batch) the segments not seen yet; cache tokens and counts."""
-        missing = [s for s in segments if self._key(s) not in self._tokens]
-        if missing:
-            for seg, toks in zip(missing, self._tokenize([self._doc(s) for s in missing])):
-                key = self._key(seg)
-                self._tokens[key] = toks
-                self._counts[key] = Counter(toks)
-
     def _history_scores(self, window: Window) -> np.ndarray:
-        """Smoothed relevance of every history segment to ``window.query``, max-normalized.
+        """Fused, smoothed relevance of every history segment to ``window.query``, in [0, 1].
 
-        Cached per (query, history length). For BM25 the per-term frequency arrays of the
-        current query are kept and extended with new segments only, so a compaction in a
-        tool loop (same query, a few new segments) costs O(new segments) in Python plus
-        vectorized O(history) numpy work.
+        Cached per (query, history length). New segments are indexed (and embedded) once.
         """
         history = window.history
         key = (window.query, len(history))
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         n = len(history)
+        self._index.sync(history)
         if not window.query.strip() or n == 0:
             scores = np.zeros(n)
-        elif self._embed is not None:
-            scores = self._cosine(history, window.query)
         else:
-            scores = self._bm25_history(history, window.query)
-        scores = self._smooth(scores, history)
+            o = self.options
+            lex = self._index.bm25(self._tokenize([window.query])[0], o.k1, o.b)
+            scores = self._fuse(lex, self._semantic(window.query, n))
+            scores = self._index.smooth(
+                scores, o.neighbor_weight, o.neighbor_span, o.neighbor_decay
+            )
         top = float(scores.max()) if n else 0.0
         scores = scores / top if top > 0 and math.isfinite(top) else np.zeros(n)
         self._cache = (key, scores)
         return scores
 
-    def _bm25_history(self, history: Sequence[Segment], query: str) -> np.ndarray:
-        """BM25 of every history segment for ``query``, reusing the query's tf arrays."""
-        q = self._query_state
-        n = len(history)
-        if q is None or q["query"] != query or q["history"] is not history or q["n"] > n:
-            terms = sorted(set(self._tokenize([query])[0]))
-            q = {
-                "query": query,
-                "history": history,
-                "n": 0,
-                "terms": terms,
-                "tf": {t: np.zeros(0) for t in terms},
-                "lengths": np.zeros(0),
-            }
-            self._query_state = q
-        if q["n"] < n:
-            new = history[q["n"] :]
-            self._ensure(new)
-            counts = [self._counts[self._key(s)] for s in new]
-            q["lengths"] = np.concatenate(
-                [q["lengths"], np.fromiter((sum(c.values()) for c in counts), float, len(counts))]
-            )
-            for t in q["terms"]:
-                add = np.fromiter((c.get(t, 0) for c in counts), float, len(counts))
-                q["tf"][t] = np.concatenate([q["tf"][t], add])
-            q["n"] = n
-        return self._bm25_arrays(q["tf"], q["lengths"])
+    def _ranked(self, scores: np.ndarray, exclude: AbstractSet[int], limit: int) -> list[int]:
+        """Positions with a positive score, best first, skipping ``exclude``: O(n) + top-k."""
+        k = min(len(scores), limit + len(exclude))
+        if k <= 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [int(p) for p in top if scores[p] > 0 and int(p) not in exclude][:limit]
 
-    def _bm25_arrays(self, tf_by_term: dict[str, np.ndarray], lengths: np.ndarray) -> np.ndarray:
-        """BM25 of every document from per-term frequency arrays (one array per query term).
-
-        The Lucene variant, as ``bm25s.BM25(method="lucene")`` computes it (tested equal in
-        ``tests/test_relevance.py``): idf = ln(1 + (N - df + 0.5) / (df + 0.5)), term score
-        = idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)) (bm25s leaves out the constant
-        k1 + 1 factor too).
-        """
-        n = len(lengths)
-        scores = np.zeros(n)
-        if n == 0:
-            return scores
-        k1, b = self.options.k1, self.options.b
-        norm = k1 * (1 - b + b * lengths / (float(lengths.mean()) or 1.0))
-        for tf in tf_by_term.values():
-            df = int(np.count_nonzero(tf))
-            if df:
-                scores += math.log(1 + (n - df + 0.5) / (df + 0.5)) * tf / (tf + norm)
-        return scores
-
-    def _cosine(self, segments: Sequence[Segment], query: str) -> np.ndarray:
-        assert self._embed is not None
-        keys = [self._key(s) for s in segments]
-        todo = [i for i, k in enumerate(keys) if k not in self._vectors]
-        if todo:
-            vectors = self._embed([self._doc(segments[i]) for i in todo])
-            for i, vec in zip(todo, vectors):
-                self._vectors[keys[i]] = np.asarray(vec, dtype=float)
-        matrix = np.stack([self._vectors[k] for k in keys])
-        qvec = np.asarray(self._embed([query])[0], dtype=float)
-        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(qvec) or 1.0)
-        return np.maximum(0.0, matrix @ qvec / np.where(norms == 0, 1.0, norms))
-
+    # ------------------------------------------------------------------ hooks
     @hookimpl
     def ctxmgr_recall(
         self, window: Window, history: Sequence[Segment], candidates: AbstractSet[int]
     ) -> Iterable[int] | None:
-        """On a new query, return the archived segments most relevant to it.
+        """Inline placement: on a new query, return the archived segments most relevant to it.
 
         Takes the best-scoring segments not already candidates, up to the target token
         budget (at most ``max_recall``); the eviction step then ranks them with the rest.
         """
-        if not self.options.rerank_on_new_query:
+        if self.options.placement != "inline" or not self.options.rerank_on_new_query:
             return None
         query = window.query.strip()
-        # per conversation, so it is saved with the session (stores, clones)
+        # per conversation, so it is saved with the session (stores, clones, rollbacks)
         data = window.state.extra.setdefault(self.name, {})
         if not query or query == data.get("recalled_for"):
             return None
@@ -297,21 +357,62 @@ class RelevanceEviction(Strategy):
         scores = self._history_scores(window)
         budget = window.budget.target_tokens
         out: list[int] = []
-        for pos in np.argsort(-scores, kind="stable")[: self.options.max_recall + len(candidates)]:
-            pos = int(pos)
-            if scores[pos] <= 0 or budget <= 0 or len(out) >= self.options.max_recall:
+        for pos in self._ranked(scores, candidates, self.options.max_recall):
+            if budget <= 0:
                 break
-            if pos not in candidates:
-                out.append(pos)
-                budget -= history[pos].tokens
+            out.append(pos)
+            budget -= history[pos].tokens
         return out
+
+    @hookimpl
+    def ctxmgr_recall_block(
+        self, window: Window, selected: Sequence[int], room: int
+    ) -> Sequence[int] | None:
+        """Block placement: the segments recalled for the current query, in block order.
+
+        The same block is returned while the query stays the same and it still fits in
+        ``room`` (so a tool loop keeps the prompt cache); a new query replaces it.
+        """
+        if self.options.placement != "block":
+            return None
+        window.scratch["recall_block_position"] = self.options.block_position
+        query = window.query.strip()
+        if not query or room <= 0 or not window.history:
+            return []
+        history = window.history
+        taken = set(selected)
+        # per conversation, in the session state: any worker continues the same block
+        data = window.state.extra.setdefault(self.name, {})
+        block = data.get("block")
+        if block is not None and block[0] == query:
+            kept = [p for p in block[1] if p < len(history) and p not in taken]
+            if sum(history[p].tokens for p in kept) <= room:
+                return kept
+        scores = self._history_scores(window)
+        picked: list[int] = []
+        budget = room
+        for pos in self._ranked(scores, taken, self.options.max_recall + 64):
+            tokens = history[pos].tokens
+            if tokens <= budget:
+                picked.append(pos)
+                budget -= tokens
+                if len(picked) >= self.options.max_recall:
+                    break
+        if self.options.block_order == "chronological":
+            picked.sort()
+        elif self.options.block_position == "before_question":
+            picked.reverse()  # most relevant last, nearest the question
+        data["block"] = [query, picked]
+        return picked
 
     @hookimpl
     def ctxmgr_wants_compaction(
         self, window: Window, new_segments: Sequence[Segment]
     ) -> str | None:
-        """Ask for a re-selection when a new user message arrives and history was evicted."""
-        if not self.options.rerank_on_new_query or len(window.state.archive) == 0:
+        """Inline placement: ask for a re-selection when a new user message arrives."""
+        if self.options.placement != "inline" or not self.options.rerank_on_new_query:
+            return None
+        if len(window.state.archive) == 0:
             return None
         if any(s.role == "user" for s in new_segments):
             return "new query: re-rank by relevance"
@@ -325,7 +426,7 @@ class RelevanceEviction(Strategy):
             return None
         if window.history and window.positions:
             rel = self._history_scores(window)[np.asarray(window.positions)]
-        else:  # no history view (direct use): score the candidates themselves
+        else:  # no history view (direct use): score the candidates on a throwaway index
             probe = Window(
                 segments=window.segments,
                 budget=window.budget,
@@ -334,7 +435,13 @@ class RelevanceEviction(Strategy):
                 query=window.query,
                 history=window.segments,
             )
-            rel = self._history_scores(probe)
+            saved = (self._index, self._cache)
+            self._index = HistoryIndex(self._tokenize, self._doc, self._session, self._index.vocab)
+            self._cache = None
+            try:
+                rel = self._history_scores(probe)
+            finally:
+                self._index, self._cache = saved
         rw = self.options.recency_weight
         recency = np.arange(n, dtype=float) / max(1, n - 1)
         return list((1 - rw) * rel + rw * recency)

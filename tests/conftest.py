@@ -39,3 +39,51 @@ def data_dir() -> Path:
             "(`ctxmgr datasets fetch locomo` downloads LoCoMo)"
         )
     return path
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Block every non-loopback internet connection for the test (a socket guard).
+
+    ``socket.connect`` / ``connect_ex`` raise ``OSError`` for AF_INET/AF_INET6 addresses
+    other than 127.0.0.0/8 and ::1, and ``getaddrinfo`` refuses names other than
+    ``localhost``, so a library that tries to download anything fails loudly.
+    """
+    import ipaddress
+    import socket
+
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
+
+    def _check(sock: socket.socket, address: object) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
+            host = str(address[0])
+            try:
+                loopback = ipaddress.ip_address(host.split("%")[0]).is_loopback
+            except ValueError:
+                loopback = host == "localhost"
+            if not loopback:
+                raise OSError(f"network blocked by the no_network fixture: {address!r}")
+
+    def connect(sock: socket.socket, address: object) -> None:
+        _check(sock, address)
+        real_connect(sock, address)  # type: ignore[arg-type]
+
+    def connect_ex(sock: socket.socket, address: object) -> int:
+        _check(sock, address)
+        return real_connect_ex(sock, address)  # type: ignore[arg-type]
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name not in ("localhost", "None"):
+            try:
+                if not ipaddress.ip_address(name.split("%")[0]).is_loopback:
+                    raise OSError(f"network blocked by the no_network fixture: {name!r}")
+            except ValueError:
+                raise OSError(f"network blocked by the no_network fixture: {name!r}") from None
+        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)

@@ -270,6 +270,7 @@ def test_locomo_synthetic_order_and_evidence(tmp_path: Path) -> None:
     """Sessions sort numerically; a missing date gives "[session N]"; evidence is cleaned."""
     path = _write(tmp_path / "loco.json", [_locomo_sample(category=1)])
     (t,) = load_transcripts(path)
+    assert t.dataset == "loco"  # not the built-in locomo10.json: labelled by its file stem
     assert [m.metadata["dia_id"] for m in t.messages] == ["D1:1", "D1:2", "D2:1", "D10:1"]
     assert [m.text for m in t.messages] == [
         "[session 1 — 1 May] hi",
@@ -384,9 +385,27 @@ def test_tau_action_probes(tau: list[Transcript]) -> None:
 def test_tau_values_whole_tokens(tau: list[Transcript]) -> None:
     """Short values such as "no" are not counted when only found inside longer words."""
     p = tau[0].probes[0]
-    assert "HAT136" in p.values and "certificate_7504069" in p.values
     assert "no" not in p.values  # only inside "economy"/"unknown" in the results
-    assert "no" in p.metadata["values_not_in_tool_results"]
+    assert "no" in p.metadata["values_not_scored"]
+    by_id = {tr.id: tr for tr in tau}
+    assert by_id["tau-bench/2-0"].probes[0].values == ("BOH180", "credit_card_9525117")
+
+
+@pytest.mark.data
+def test_tau_values_in_earlier_call_arguments_are_not_scored(tau: list[Transcript]) -> None:
+    """A value the agent already passed to an earlier tool call is not a recall test."""
+    t = tau[0]
+    p = t.probes[0]
+    assert p.position is not None
+    earlier_args = " ".join(c.arguments for m in t.messages[: p.position] for c in m.tool_calls)
+    assert "HAT136" in earlier_args
+    assert "HAT136" in p.metadata["values_not_scored"]
+    for tr in tau:
+        for probe in tr.probes:
+            assert probe.position is not None
+            calls = [c for m in tr.messages[: probe.position] for c in m.tool_calls]
+            args = " ".join(c.arguments for c in calls)
+            assert not any(f'"{v}"' in args for v in probe.values)
 
 
 def _tau_record(actions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -396,7 +415,7 @@ def _tau_record(actions: list[dict[str, Any]]) -> dict[str, Any]:
         "reward": 1.0,
         "info": {"task": {"actions": actions}},
         "traj": [
-            {"role": "user", "content": "cancel ABC123 please"},
+            {"role": "user", "content": "cancel my reservation please"},
             {
                 "role": "assistant",
                 "content": None,
@@ -435,7 +454,7 @@ def test_tau_synthetic_fallback_to_earlier_action(tmp_path: Path) -> None:
     assert p.position == 3
     assert p.values == ("ABC123",)
     assert p.metadata["is_last_gt_action"] is False
-    assert p.metadata["values_not_in_tool_results"] == ["1"]
+    assert p.metadata["values_not_scored"] == ["1"]
 
 
 def test_tau_synthetic_no_probe_when_nothing_issued(tmp_path: Path) -> None:

@@ -270,6 +270,17 @@ def test_aggregate_rows_exact(tmp_path: Path) -> None:
     broken = by[("broken", "toy-qa", 14)]
     assert broken["errors"] == 1 and broken["first_error"] == "toy/qa: RuntimeError: boom"
     assert broken["transcripts"] == 0 and broken["tokens_mean"] is None
+    # an errored transcript still counts: its probes score 0, rows stay comparable
+    assert broken["evidence_probes"] == fifo_qa["evidence_probes"] == 2
+    assert broken["evidence_recall_all"] == 0.0 and broken["evidence_turn_recall"] == 0.0
+    assert broken["answer_probes"] == fifo_qa["answer_probes"]
+    assert broken["answer_in_context"] == 0.0
+    broken_tools = by[("broken", "toy-tools", 14)]
+    assert broken_tools["errors"] == 0  # Broken only fails on toy/qa
+    assert keep["fill_ratio"] == pytest.approx(keep["tokens_mean"] / 14, abs=1e-4)
+    assert keep["prefix_reuse"] == 1.0
+    assert fifo_qa["evidence_by_category"] is not None
+    assert sum(c["probes"] for c in fifo_qa["evidence_by_category"].values()) == 2
     # ordering: dataset (first seen), then budget, then config
     assert [(r["dataset"], r["budget"], r["config"]) for r in rows[:3]] == [
         ("toy-qa", 14, "fake-fifo"),
@@ -277,7 +288,8 @@ def test_aggregate_rows_exact(tmp_path: Path) -> None:
         ("toy-qa", 14, "broken"),
     ]
     json_path, csv_path = write_results(rows, {"command": "test"}, tmp_path)
-    assert csv_path.read_text().splitlines()[0] == ",".join(ROW_KEYS)
+    flat = [k for k in ROW_KEYS if k != "evidence_by_category"]  # nested, JSON only
+    assert csv_path.read_text().splitlines()[0] == ",".join(flat)
     assert '"meta"' in json_path.read_text()
 
 

@@ -24,6 +24,7 @@ EXPECTED_HOOKS = {
     "ctxmgr_score",
     "ctxmgr_compact",
     "ctxmgr_inject",
+    "ctxmgr_recall_block",
 }
 
 
@@ -90,6 +91,7 @@ def test_hooks_with_results() -> None:
         "ctxmgr_inject",
         "ctxmgr_pin",
         "ctxmgr_recall",
+        "ctxmgr_recall_block",
         "ctxmgr_reserve",
         "ctxmgr_score",
         "ctxmgr_wants_compaction",
@@ -103,9 +105,9 @@ def test_hookspec_with_a_result_documents_it(name: str) -> None:
 
 
 def test_first_result_hooks() -> None:
-    """Only ctxmgr_wants_compaction stops at the first non-None result."""
+    """ctxmgr_wants_compaction and ctxmgr_recall_block stop at the first non-None result."""
     first = {name for name, fn in SPECS.items() if fn.ctxmgr_spec.get("firstresult")}  # type: ignore[attr-defined]
-    assert {"ctxmgr_wants_compaction"} == first
+    assert {"ctxmgr_wants_compaction", "ctxmgr_recall_block"} == first
 
 
 def test_builtin_hookimpls_name_existing_hooks_with_spec_arguments() -> None:

@@ -1,37 +1,184 @@
-"""The relevance strategy's BM25 against the bm25s library it follows."""
+"""The relevance strategy: hybrid BM25 + semantic scoring, fallback, the recall block."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Sequence
 
-import bm25s
 import numpy as np
 import pytest
-from ctxmgr.strategies.relevance import RelevanceEviction
+from ctxmgr.strategies import relevance
+from ctxmgr.strategies.relevance import RelevanceEviction, wordllama_embedder
 
-DOCS = [
-    "the cat sat on the mat",
-    "dogs chase cats in the park every morning",
-    "a bird sings",
-    "cat cat cat food for the hungry cat",
-    "Caroline went to the LGBTQ support group yesterday",
-]
+from ctxmgr import ContextManager, Message
+from ctxmgr.report import FitResult
+
+FILLER = 30
 
 
-@pytest.mark.parametrize(("k1", "b"), [(1.5, 0.75), (1.2, 0.3), (2.0, 1.0)])
-@pytest.mark.parametrize("query", ["cat food", "support group", "bird morning park"])
-def test_bm25_equals_bm25s_lucene(k1: float, b: float, query: str) -> None:
-    """Scores from cached term counts equal bm25s.BM25(method="lucene").get_scores."""
-    strategy = RelevanceEviction(RelevanceEviction.Options(k1=k1, b=b))
-    tokens = strategy._tokenize(DOCS)
-    terms = sorted(set(strategy._tokenize([query])[0]))
-    counts = [Counter(t) for t in tokens]
-    tf = {t: np.array([float(c.get(t, 0)) for c in counts]) for t in terms}
-    lengths = np.array([float(len(t)) for t in tokens])
-    ours = strategy._bm25_arrays(tf, lengths)
-    retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
-    retriever.index(tokens, show_progress=False)
-    known = [t for t in terms if t in retriever.vocab_dict]
-    expected = retriever.get_scores(known)
-    assert ours == pytest.approx(expected, rel=1e-5)
-    assert ours.max() > 0
+def _history() -> list[Message]:
+    """A system prompt, one fact early on, then chit-chat that pushes it out of a small window."""
+    out = [
+        Message.system("You are helpful."),
+        Message.user("Let's chat."),
+        Message.assistant("Sure."),
+    ]
+    out.append(Message.user("I adopted a puppy; Biscuit arrived last spring."))
+    out.append(Message.assistant("Congratulations on adopting Biscuit!"))
+    for i in range(FILLER):
+        out.append(Message.user(f"Day {i}: the weather was fine and we discussed football."))
+        out.append(Message.assistant(f"Thanks for the update on day {i}, football is fun."))
+    return out
+
+
+def _ids(messages: Sequence[Message]) -> list[str]:
+    return [m.id for m in messages]
+
+
+def _manager(**options: object) -> ContextManager:
+    return ContextManager.from_config(
+        {
+            "max_context_tokens": 700,
+            "reserve_output_tokens": 0,
+            "trigger": 0.8,
+            "target": 0.6,
+            "strategies": [
+                {"name": "tool_pair_safe"},
+                {"name": "pin_and_slide", "weight": 0.3},
+                {"name": "relevance", **options},
+            ],
+        },
+        counter="approx",
+    )
+
+
+def test_wordllama_loads_with_the_network_blocked(no_network: None) -> None:
+    """The bundled WordLlama weights load and embed with every non-loopback socket blocked."""
+    relevance._wordllama.cache_clear()
+    vectors = wordllama_embedder(["a dog is a pet", "a puppy is a young dog", "tax forms"])
+    assert vectors.shape == (3, 256)
+    assert np.linalg.norm(vectors, axis=1) == pytest.approx(1.0, rel=1e-4)
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
+
+
+def test_no_network_fixture_blocks_internet_sockets(no_network: None) -> None:
+    """The guard really refuses a non-loopback connection (the test above is not vacuous)."""
+    import socket
+
+    with socket.socket() as sock, pytest.raises(OSError, match="no_network"):
+        sock.connect(("93.184.216.34", 80))
+
+
+def test_semantic_scorer_is_the_default_when_installed() -> None:
+    """Without an embedder option, the strategy scores with WordLlama (installed by make test)."""
+    assert RelevanceEviction()._embed is wordllama_embedder
+    assert RelevanceEviction(RelevanceEviction.Options(semantic=False))._embed is None
+
+
+def test_semantic_recalls_a_paraphrase_bm25_misses() -> None:
+    """'dog' shares no stem with 'puppy': only the semantic scorer brings the fact back."""
+    question = Message.user("Which dog do I own?")
+    lexical = _manager(semantic=False, placement="block").fit([*_history(), question])
+    hybrid = _manager(placement="block").fit([*_history(), question])
+    assert not any("Biscuit" in m.text for m in lexical.messages)
+    assert any("Biscuit" in m.text for m in hybrid.messages)
+
+
+def failing_embedder(texts: list[str]) -> list[list[float]]:
+    """An embedding callable that always raises."""
+    raise RuntimeError("embedding service down")
+
+
+def test_failing_embedder_falls_back_to_bm25_with_a_warning() -> None:
+    """A raising embedder warns once; the fit equals the BM25-only fit, nothing is lost."""
+    history = [*_history(), Message.user("Remind me about the puppy Biscuit")]
+    expected = _manager(semantic=False, placement="block").fit(history)
+    mgr = _manager(embedder="tests.test_relevance:failing_embedder", placement="block")
+    with pytest.warns(RuntimeWarning, match="falls back to BM25"):
+        got = mgr.fit(history)
+    assert _ids(got.messages) == _ids(expected.messages)
+    assert any("Biscuit" in m.text for m in got.messages)
+    again = mgr.fit([*history, Message.assistant("ok"), Message.user("And the weather?")])
+    assert again.report.tokens_after <= 700
+
+
+def hashing_embedder(texts: list[str]) -> list[list[float]]:
+    """A tiny deterministic embedding callable (bag of hashed words)."""
+    out = []
+    for text in texts:
+        vec = [0.0] * 32
+        for word in text.lower().split():
+            vec[sum(map(ord, word.strip("?.!,:"))) % 32] += 1.0
+        out.append(vec)
+    return out
+
+
+def test_any_embedding_callable_plugs_in() -> None:
+    """A ``module:function`` embedder replaces WordLlama and is called once per new segment."""
+    mgr = _manager(embedder="tests.test_relevance:hashing_embedder", placement="block")
+    strategy = next(s for s in mgr.strategies if isinstance(s, RelevanceEviction))
+    history = [*_history(), Message.user("name of the puppy Biscuit?")]
+    mgr.fit(history)
+    assert strategy._index.embedded == len(strategy._index)
+    assert strategy._index.dim == 32
+
+
+def _before_block(result: FitResult) -> list[str]:
+    """Ids of the context before its recall block (the cache-stable prefix)."""
+    recalled = {
+        i
+        for r in result.report.kept
+        if r.reason == "recalled for the current question"
+        for i in r.ids
+    }
+    ids = _ids(result.messages)
+    first = next((k for k, i in enumerate(ids) if i in recalled), len(ids) - 1)
+    return ids[:first]
+
+
+def test_recall_block_sits_before_the_question_and_keeps_the_prefix() -> None:
+    """The block goes just before the latest user message, within budget.
+
+    The next question replaces the block and the context before it is still a prefix.
+    """
+    mgr = _manager(placement="block", semantic=False)
+    before = mgr.fit(_history())
+    assert not any("Biscuit" in m.text for m in before.messages)
+    history = [*_history(), Message.user("What did I tell you about Biscuit the puppy?")]
+    first = mgr.fit(history)
+    assert not first.report.compacted
+    stable = _before_block(before)
+    assert _ids(first.messages)[: len(stable)] == stable
+    assert first.messages[-1] is history[-1]
+    recalled = [r for r in first.report.kept if r.reason == "recalled for the current question"]
+    assert recalled
+    block_ids = [i for r in recalled for i in r.ids]
+    assert history[3].id in block_ids
+    assert first.messages[-2].id in (history[3].id, history[4].id)
+    assert first.report.tokens_after <= 700
+    nxt = [*history, Message.assistant("You adopted Biscuit."), Message.user("football scores?")]
+    second = mgr.fit(nxt)
+    assert not second.report.compacted
+    stable = _before_block(first)
+    assert _ids(second.messages)[: len(stable)] == stable
+    assert second.messages[-1] is nxt[-1]
+    assert len(_before_block(second)) > len(stable)  # the old block is gone, the prefix grew
+
+
+def test_recall_block_chronological_order_and_after_system() -> None:
+    """Options place the block after the system prompt, in history order."""
+    mgr = _manager(
+        placement="block",
+        semantic=False,
+        block_order="chronological",
+        block_position="after_system",
+    )
+    mgr.fit(_history())
+    history = [*_history(), Message.user("What did I tell you about Biscuit the puppy?")]
+    fitted = mgr.fit(history)
+    recalled = [r for r in fitted.report.kept if r.reason == "recalled for the current question"]
+    n = sum(len(r.ids) for r in recalled)
+    assert fitted.messages[0].role == "system"
+    block = fitted.messages[1 : 1 + n]
+    assert [m.id for m in block] == [i for r in recalled for i in r.ids]
+    order = {m.id: i for i, m in enumerate(history)}
+    assert [order[m.id] for m in block] == sorted(order[m.id] for m in block)

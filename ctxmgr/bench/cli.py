@@ -190,6 +190,7 @@ def _command(
     jobs: int,
     format: str | None,
     quick: bool,
+    cv: int = 0,
 ) -> str:
     words = ["ctxmgr", "bench", *(str(p) for p in paths)]
     words += [f"--preset {p}" for p in presets] + [f"--config {c}" for c in configs]
@@ -198,7 +199,35 @@ def _command(
         words.append(f"--format {format}")
     if quick:
         words.append("--quick")
+    if cv:
+        words.append(f"--cv {cv}")
     return " ".join(words)
+
+
+_CV_KEYS = ("evidence_probes", "evidence_recall_all", "action_values", "action_arg_recall")
+
+
+def _cv_rows(
+    results: Sequence[Any], datasets: dict[str, list[Transcript]], k: int, prices: PriceTable
+) -> dict[str, Any]:
+    """Rows of each fold (transcript i of a dataset in fold i mod k), recall metrics only."""
+    from ctxmgr.bench.results import aggregate
+
+    fold_of = {t.id: i % k for group in datasets.values() for i, t in enumerate(group)}
+    rows = []
+    for fold in range(k):
+        for row in aggregate([r for r in results if fold_of[r.transcript_id] == fold], prices):
+            rows.append(
+                {
+                    "config": row["config"],
+                    "dataset": row["dataset"],
+                    "budget": row["budget"],
+                    "fold": fold,
+                    "transcripts": row["transcripts"] + row["errors"],
+                    **{key: row[key] for key in _CV_KEYS},
+                }
+            )
+    return {"folds": k, "split": "transcript i of each dataset -> fold i mod K", "rows": rows}
 
 
 def run_bench(
@@ -211,6 +240,7 @@ def run_bench(
     jobs: int = 2,
     format: str | None = None,
     quick: bool = False,
+    cv: int = 0,
     *,
     prices: PriceTable = DEFAULT_PRICES,
     counter: Any = None,
@@ -231,6 +261,11 @@ def run_bench(
         format: transcript format for every file of ``paths``, or ``None`` to detect it.
         quick: keep :data:`QUICK_TRANSCRIPTS` transcripts per dataset and
             :data:`QUICK_PROBES` qa probes per transcript (for tests and smoke runs).
+        cv: with K >= 2, also score every config on K folds of each dataset's
+            transcripts, split by file entry (transcript i of a dataset is in fold i mod K,
+            as ``benchmarks/tune_relevance.py`` splits when it tunes), in
+            ``meta["cv"]``: a fold is a held-out figure for a tuned config when its
+            parameters were chosen on the other folds.
         prices: price table for the cost columns.
         counter: the token counter (default: ``get_counter()``, tiktoken ``cl100k_base``).
         console: where the table and messages go (default: stdout).
@@ -252,6 +287,8 @@ def run_bench(
     started = time.perf_counter()
     if jobs < 1:
         raise ConfigError(f"must be >= 1, got {jobs}", key="--jobs")
+    if cv == 1 or cv < 0:
+        raise ConfigError(f"must be 0 (off) or >= 2, got {cv}", key="--cv")
     budgets = parse_budgets(budget)
     fitters = _fitters(list(preset), list(config), peers)
     if not fitters:
@@ -281,7 +318,7 @@ def run_bench(
     results = replay.run()
     rows = aggregate(results, prices)
     meta: dict[str, Any] = {
-        "command": _command(paths, preset, config, peers, budget, out, jobs, format, quick),
+        "command": _command(paths, preset, config, peers, budget, out, jobs, format, quick, cv),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "counter": counter.name,
@@ -296,6 +333,8 @@ def run_bench(
         "load_errors": load_errors,
         "elapsed_s": None,
     }
+    if cv:
+        meta["cv"] = _cv_rows(results, datasets, cv, prices)
     out = Path(out)
     json_path, csv_path = write_results(rows, meta, out)  # written again below with timing
     plots = plot_all(rows, results, out)
@@ -380,6 +419,14 @@ def bench(
             "probes per transcript.",
         ),
     ] = False,
+    cv: Annotated[
+        int,
+        typer.Option(
+            "--cv",
+            help="Also report recall on K folds of each dataset (transcript i -> fold i mod K) "
+            "in results.json meta.cv: held-out figures for configs tuned on the other folds.",
+        ),
+    ] = 0,
 ) -> None:
     """Replay transcripts through context policies and report what each keeps, loses and costs.
 
@@ -396,6 +443,7 @@ def bench(
             jobs,
             format,
             quick,
+            cv,
         )
     except (CtxmgrError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -109,6 +109,9 @@ class TranscriptResult:
         action_total: values of the final action probe scored.
         prefix_pairs: turn fits after the first.
         prefix_extends: of those, fits whose context extends the previous turn fit's.
+        prefix_common_tokens: tokens of the common prefix of consecutive turn fits, summed.
+        prefix_previous_tokens: tokens of the earlier context of each such pair, summed.
+        evidence_by_category: ``category -> (kept, considered)`` per answerable qa probe.
         turn_tokens: ``count_messages`` of each turn fit's context, in tokens.
         cached_tokens: prompt-cached input tokens summed over turn fits (see
             :func:`ctxmgr.bench.metrics.cached_prefix_tokens`).
@@ -144,6 +147,9 @@ class TranscriptResult:
     action_total: int = 0
     prefix_pairs: int = 0
     prefix_extends: int = 0
+    prefix_common_tokens: int = 0
+    prefix_previous_tokens: int = 0
+    evidence_by_category: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     turn_tokens: list[int] = field(default_factory=list)
     cached_tokens: int = 0
     overhead_ms: list[float] = field(default_factory=list)
@@ -174,6 +180,7 @@ class _Meter:
         self.answer_cache: dict[str, str] = {}
         self.value_cache: dict[str, str] = {}
         self.previous: list[Message] | None = None
+        self.previous_tokens = 0
 
     def fit(self, res: TranscriptResult, history: Sequence[Message], context: list[Message]) -> int:
         """Record the metrics every fit gets; return the context's tokens."""
@@ -200,8 +207,11 @@ class _Meter:
             res.prefix_pairs += 1
             res.prefix_extends += M.extends_previous(self.previous, context)
             common = M.common_prefix_tokens(self.previous, context, self.count)
+            res.prefix_common_tokens += common
+            res.prefix_previous_tokens += self.previous_tokens
             res.cached_tokens += M.cached_prefix_tokens(common, self.prices)
         self.previous = context
+        self.previous_tokens = sum(self.count.count_message(m) for m in context)
 
     def qa(self, res: TranscriptResult, probe: Probe, context: list[Message]) -> None:
         """Record evidence recall and answer-in-context for a qa probe."""
@@ -211,6 +221,8 @@ class _Meter:
             kept, considered = M.evidence_kept(context, probe.evidence_ids, self.originals)
             if considered:
                 res.evidence.append((kept, considered))
+                by = res.evidence_by_category.setdefault(str(probe.category), [])
+                by.append((kept, considered))
         if probe.answer is not None:
             text = M.context_text(context, self.answer_cache, M.normalize_answer)
             hit = M.answer_in_context(text, str(probe.answer))
@@ -238,7 +250,8 @@ def replay_transcript(
     """Replay one transcript through one fitter at one budget and measure every fit.
 
     See the module docstring for the walk. An exception raised by the fitter (or by its
-    session) ends the unit: the result then carries ``error`` and no measurements.
+    session) ends the unit: the result then carries ``error``, no fit measurements, and
+    every probe scored as if nothing had been kept.
 
     Args:
         fitter: the policy.
@@ -255,9 +268,36 @@ def replay_transcript(
         _walk(fitter, transcript, budget, counter, prices, res)
     except Exception as exc:  # a failing policy is a result, not a crash
         res = _empty_result(fitter, transcript, budget, error=_error_text(transcript, exc))
+        _score_zero(res, transcript, budget, counter, prices)
     res.elapsed_s = time.perf_counter() - started
     res.cpu_s = time.process_time() - cpu_started
     return res
+
+
+def _score_zero(
+    res: TranscriptResult,
+    transcript: Transcript,
+    budget: int,
+    counter: TokenCounter,
+    prices: M.PriceTable,
+) -> None:
+    """Score every probe of a transcript as if its context were empty (the fitter raised).
+
+    Errored transcripts stay in the recall metrics with nothing kept, so rows remain
+    comparable across configs.
+    """
+    meter = _Meter(transcript, budget, counter, prices)
+    n = len(transcript.messages)
+    actions = [
+        p
+        for p in transcript.probes
+        if p.kind == "action" and p.position is not None and 1 <= p.position <= n
+    ]
+    if actions:
+        meter.action(res, max(actions, key=lambda p: p.position or 0), [])
+    for probe in transcript.probes:
+        if probe.kind == "qa" and probe.question is not None:
+            meter.qa(res, probe, [])
 
 
 def _error_text(transcript: Transcript, exc: BaseException) -> str:

@@ -42,7 +42,9 @@ ROW_KEYS: tuple[str, ...] = (
     "action_values",
     "action_arg_recall",
     "prefix_stability",
+    "prefix_reuse",
     "tokens_mean",
+    "fill_ratio",
     "tokens_p95",
     "tokens_max",
     "cost_usd",
@@ -52,6 +54,7 @@ ROW_KEYS: tuple[str, ...] = (
     "summarizer_calls",
     "errors",
     "first_error",
+    "evidence_by_category",
     "notes",
 )
 """Every key of a row, in CSV column order."""
@@ -74,9 +77,16 @@ def _row(
     def total(attr: str) -> int:
         return sum(getattr(u, attr) for u in ok)
 
+    def scored(attr: str) -> int:  # probe scores: errored transcripts count with zeros
+        return sum(getattr(u, attr) for u in units)
+
     tokens = [t for u in ok for t in u.turn_tokens]
     overhead = [ms for u in ok for ms in u.overhead_ms]
-    evidence = [e for u in ok for e in u.evidence]
+    evidence = [e for u in units for e in u.evidence]
+    categories: dict[str, list[tuple[int, int]]] = {}
+    for u in units:
+        for cat, pairs in u.evidence_by_category.items():
+            categories.setdefault(cat, []).extend(pairs)
     ev_all, ev_turn = M.evidence_recall(evidence)
     mean_t, p95_t, max_t = M.token_stats(tokens)
     input_tokens = sum(tokens)
@@ -100,12 +110,16 @@ def _row(
         "evidence_probes": len(evidence),
         "evidence_recall_all": _round(ev_all, 4),
         "evidence_turn_recall": _round(ev_turn, 4),
-        "answer_probes": total("answer_total"),
-        "answer_in_context": _round(M.share(total("answer_hits"), total("answer_total")), 4),
-        "action_values": total("action_total"),
-        "action_arg_recall": _round(M.share(total("action_found"), total("action_total")), 4),
+        "answer_probes": scored("answer_total"),
+        "answer_in_context": _round(M.share(scored("answer_hits"), scored("answer_total")), 4),
+        "action_values": scored("action_total"),
+        "action_arg_recall": _round(M.share(scored("action_found"), scored("action_total")), 4),
         "prefix_stability": _round(M.share(total("prefix_extends"), total("prefix_pairs")), 4),
+        "prefix_reuse": _round(
+            M.share(total("prefix_common_tokens"), total("prefix_previous_tokens")), 4
+        ),
         "tokens_mean": _round(mean_t, 1),
+        "fill_ratio": _round(mean_t / budget, 4) if mean_t is not None and budget else None,
         "tokens_p95": p95_t,
         "tokens_max": max_t,
         "cost_usd": _round(M.input_cost_usd(input_tokens, 0, prices), 6) if ok else None,
@@ -117,6 +131,15 @@ def _row(
         "summarizer_calls": total("summarizer_calls"),
         "errors": len(failed),
         "first_error": failed[0].error if failed else None,
+        "evidence_by_category": {
+            cat: {
+                "probes": len(pairs),
+                "evidence_recall_all": _round(M.evidence_recall(pairs)[0], 4),
+                "evidence_turn_recall": _round(M.evidence_recall(pairs)[1], 4),
+            }
+            for cat, pairs in sorted(categories.items())
+        }
+        or None,
         "notes": notes,
     }
     if not ok:
@@ -135,8 +158,10 @@ def aggregate(
     """Fold per-transcript results into rows, one per config x budget x dataset.
 
     Shares are pooled over the dataset's fits (or probes, or values), not averaged per
-    transcript; units whose fitter raised are left out of every metric and counted in
-    ``errors``. Rows come ordered by dataset (first appearance), budget (ascending), then
+    transcript. Units whose fitter raised are counted in ``errors``, left out of the
+    per-fit metrics (tokens, overhead, prefix) and kept in the probe metrics with every
+    probe scored 0 (evidence, answers, action values), so rows stay comparable. Rows
+    come ordered by dataset (first appearance), budget (ascending), then
     config (first appearance).
 
     Args:
@@ -182,7 +207,8 @@ def write_results(
     payload = {"meta": dict(meta), "rows": [dict(r) for r in rows]}
     json_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", "utf-8")
     with csv_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(ROW_KEYS), extrasaction="ignore")
+        flat = [k for k in ROW_KEYS if k != "evidence_by_category"]  # nested: JSON only
+        writer = csv.DictWriter(fh, fieldnames=flat, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in ROW_KEYS})

@@ -1,0 +1,129 @@
+"""Relevance scorer settings chosen by cross-validation by dialogue on LoCoMo.
+
+Run: ``.venv/bin/python benchmarks/tune_relevance.py [--folds 2] [--budget 4000]``
+(reads ``$CTXMGR_DATA_DIR/locomo/locomo10.json`` or ``../shared/data``).
+
+For every question of every LoCoMo dialogue (Maharana et al. 2024), the whole dialogue is
+ranked by the ``relevance`` strategy's fused score (BM25 + WordLlama, smoothed over
+neighbouring turns) and turns are taken best first until ``budget`` tokens (tiktoken
+cl100k) are used; a question counts when all its evidence turns are taken (the bench's
+``evidence_recall_all``). This isolates the scorer from the rest of a preset.
+
+Each setting of the grid is scored per dialogue. K-fold cross-validation *by dialogue*:
+the setting with the best recall on the training dialogues is scored on the held-out
+ones; the report prints every setting's recall on all dialogues and, per fold, the chosen
+setting and its held-out recall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("CTXMGR_TIKTOKEN_OFFLINE", "1")
+
+import numpy as np
+from ctxmgr.strategies.relevance import RelevanceEviction
+
+from ctxmgr import get_counter
+from ctxmgr.bench.loaders import load_transcripts
+from ctxmgr.segments import Segment
+
+GRID: dict[str, list[Any]] = {
+    "fusion": ["zscore", "rrf"],
+    "semantic_weight": [0.0, 0.3, 0.5, 0.7, 1.0],
+    "neighbor_weight": [0.2, 0.4],
+    "neighbor_span": [1, 2],
+}
+
+
+def _data() -> Path:
+    env = os.environ.get("CTXMGR_DATA_DIR")
+    base = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return base / "locomo" / "locomo10.json"
+
+
+def _settings() -> list[dict[str, Any]]:
+    out = []
+    for values in itertools.product(*GRID.values()):
+        setting = dict(zip(GRID, values, strict=True))
+        if setting["fusion"] == "rrf" and setting["semantic_weight"] in (0.0, 1.0):
+            continue  # identical to a z-score setting
+        out.append(setting)
+    return out
+
+
+def recall_per_dialogue(setting: dict[str, Any], budget: int) -> list[tuple[int, int]]:
+    """(questions with all evidence kept, answerable questions) for each dialogue."""
+    counter = get_counter()
+    out = []
+    for t in TRANSCRIPTS:
+        segs = [Segment((m,), i, counter.count_message(m)) for i, m in enumerate(t.messages)]
+        strategy = RelevanceEviction(RelevanceEviction.Options(**setting))
+        hits = total = 0
+        for probe in t.probes:
+            wanted = {e for e in probe.evidence_ids if e in ORIGINALS[t.id]}
+            if probe.kind != "qa" or probe.category == 5 or not wanted or not probe.question:
+                continue
+            window = types.SimpleNamespace(history=segs, query=probe.question)
+            scores = strategy._history_scores(window)  # type: ignore[arg-type]
+            room = budget - counter.count_text(probe.question) - 8
+            kept: set[str] = set()
+            for pos in np.argsort(-scores, kind="stable"):
+                seg = segs[int(pos)]
+                if seg.tokens <= room:
+                    room -= seg.tokens
+                    kept.add(str(seg.head.metadata.get("dia_id")))
+            total += 1
+            hits += wanted <= kept
+        out.append((hits, total))
+    return out
+
+
+def main() -> None:
+    global TRANSCRIPTS, ORIGINALS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--budget", type=int, default=4000)
+    args = parser.parse_args()
+    TRANSCRIPTS = load_transcripts(_data())
+    ORIGINALS = {
+        t.id: {str(m.metadata["dia_id"]): m.text for m in t.messages if "dia_id" in m.metadata}
+        for t in TRANSCRIPTS
+    }
+    results = {}
+    for setting in _settings():
+        per = recall_per_dialogue(setting, args.budget)
+        results[tuple(setting.items())] = per
+        share = sum(h for h, _ in per) / sum(n for _, n in per)
+        print(f"{share:.3f}  {setting}", flush=True)
+    k = args.folds
+    folds = [list(range(i, len(TRANSCRIPTS), k)) for i in range(k)]
+    held = []
+    for f, test in enumerate(folds):
+        train = [i for i in range(len(TRANSCRIPTS)) if i not in test]
+
+        def share(per: list[tuple[int, int]], idx: list[int]) -> float:
+            return sum(per[i][0] for i in idx) / max(1, sum(per[i][1] for i in idx))
+
+        best = max(results, key=lambda s: share(results[s], train))
+        score = share(results[best], test)
+        held.append(score)
+        print(
+            f"fold {f}: chosen {dict(best)} train {share(results[best], train):.3f} "
+            f"held-out {score:.3f}"
+        )
+    print(f"mean held-out evidence_recall_all at {args.budget}: {statistics.mean(held):.3f}")
+
+
+TRANSCRIPTS: list[Any] = []
+ORIGINALS: dict[str, dict[str, str]] = {}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""Incremental history index: BM25 postings and embedding vectors grown in chunks.
+
+One :class:`HistoryIndex` holds, for every committed segment of a conversation (oldest
+first), what relevance scoring needs and nothing more:
+
+* an inverted index of term ids: the open chunk as flat ``array`` buffers (document,
+  term, term frequency), each full chunk of :data:`CHUNK` documents sealed into
+  term-sorted numpy arrays (a compressed sparse column layout over the chunk's own
+  terms), so a query reads only the postings of its own terms (BM25 in
+  O(matching postings), not O(history));
+* the document frequency of every term and the length (in index terms) of every
+  document, in growable numpy arrays;
+* a session label per document (for neighbour smoothing);
+* optionally one unit-normalized embedding vector per document, stored float32 in
+  chunks of :data:`CHUNK` rows, so a question costs one matrix-vector product per chunk.
+
+Nothing is recomputed: a segment is tokenized and embedded once, when it is added. The
+index follows the manager's history by segment identity: a history that extends the
+indexed one costs O(new segments); a shorter or divergent one (a rolled-back fit, a reset)
+truncates back to the common prefix first. :meth:`fork` gives a clone that shares the
+sealed chunks (immutable) and copies the small mutable parts, for what-if fits on
+:meth:`~ctxmgr.manager.ContextManager.clone`.
+
+BM25 is the Lucene variant as in ``bm25s`` (Lù, "BM25S: Orders of magnitude faster
+lexical search via eager sparse scoring", 2024): idf = ln(1 + (N - df + 0.5) / (df + 0.5)),
+term score = idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ctxmgr.segments import Segment
+
+__all__ = ["CHUNK", "HistoryIndex"]
+
+CHUNK = 4096
+"""Documents per sealed postings chunk and rows per embedding chunk."""
+
+
+class _Grow:
+    """A 1-d numpy array with amortized O(1) append (capacity doubling)."""
+
+    __slots__ = ("data", "n")
+
+    def __init__(self, dtype: Any, capacity: int = 1024) -> None:
+        self.data = np.zeros(capacity, dtype=dtype)
+        self.n = 0
+
+    def reserve(self, n: int) -> None:
+        if n > len(self.data):
+            bigger = np.zeros(max(n, 2 * len(self.data)), dtype=self.data.dtype)
+            bigger[: self.n] = self.data[: self.n]
+            self.data = bigger
+
+    def extend(self, values: Sequence[float] | np.ndarray) -> None:
+        k = len(values)
+        self.reserve(self.n + k)
+        self.data[self.n : self.n + k] = values
+        self.n += k
+
+    def view(self) -> np.ndarray:
+        return self.data[: self.n]
+
+    def copy(self) -> _Grow:
+        out = _Grow(self.data.dtype, 1)
+        out.data = self.data.copy()
+        out.n = self.n
+        return out
+
+
+class _Sealed:
+    """Postings of one full chunk, sorted by term: ``terms[i]`` owns ``lo[i]:lo[i+1]``."""
+
+    __slots__ = ("docs", "lo", "terms", "tf")
+
+    def __init__(self, docs: np.ndarray, terms: np.ndarray, tf: np.ndarray) -> None:
+        order = np.argsort(terms, kind="stable")
+        t = terms[order]
+        self.terms, first = np.unique(t, return_index=True)
+        self.lo = np.append(first, len(t)).astype(np.int32)
+        self.docs = docs[order].astype(np.int32)
+        self.tf = tf[order].astype(np.float32)
+
+    def postings(self, term_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query-term slot, doc, tf) of every posting of ``term_ids`` in this chunk."""
+        pos = np.searchsorted(self.terms, term_ids)
+        pos = np.minimum(pos, max(0, len(self.terms) - 1))
+        hit = (len(self.terms) > 0) & (self.terms[pos] == term_ids)
+        slots, docs, tfs = [], [], []
+        for slot in np.flatnonzero(hit):
+            a, b = self.lo[pos[slot]], self.lo[pos[slot] + 1]
+            slots.append(np.full(b - a, slot, dtype=np.int32))
+            docs.append(self.docs[a:b])
+            tfs.append(self.tf[a:b])
+        if not docs:
+            empty = np.zeros(0, dtype=np.int32)
+            return empty, empty, np.zeros(0, dtype=np.float32)
+        return np.concatenate(slots), np.concatenate(docs), np.concatenate(tfs)
+
+    def coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(doc, term, tf) of every posting, in doc order."""
+        terms = np.repeat(self.terms, np.diff(self.lo))
+        order = np.argsort(self.docs, kind="stable")
+        return self.docs[order], terms[order], self.tf[order]
+
+
+class HistoryIndex:
+    """BM25 postings, lengths, session labels and embeddings of a segment history.
+
+    Args:
+        tokenize: ``tokenize(texts) -> list[list[str]]``, one term list per text.
+        document: the text indexed for a segment.
+        session: the session label of a segment (hashable).
+        vocab: a term -> id map shared with forks (ids are never reassigned).
+    """
+
+    def __init__(
+        self,
+        tokenize: Callable[[list[str]], list[list[str]]],
+        document: Callable[[Segment], str],
+        session: Callable[[Segment], Any],
+        vocab: dict[str, int] | None = None,
+    ) -> None:
+        self._tokenize = tokenize
+        self._document = document
+        self._session = session
+        self.vocab: dict[str, int] = vocab if vocab is not None else {}
+        self._labels_map: dict[Any, int] = {}
+        self.segments: list[Segment] = []
+        self._sealed: list[_Sealed] = []
+        self._open_docs = array("i")
+        self._open_terms = array("i")
+        self._open_tf = array("f")
+        self.df = _Grow(np.int32)
+        self.lengths = _Grow(np.float32)
+        self.labels = _Grow(np.int64)
+        self.total_length = 0.0
+        self._vec_chunks: list[np.ndarray] = []
+        self._vec_open = np.zeros((0, 0), dtype=np.float32)  # CHUNK rows once dim is known
+        self._vec_n = 0  # rows of _vec_open in use
+        self.dim = 0
+
+    # ------------------------------------------------------------------ maintenance
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def fork(self) -> HistoryIndex:
+        """Return an independent index with the same content (sealed chunks shared)."""
+        other = HistoryIndex(self._tokenize, self._document, self._session, self.vocab)
+        other._labels_map = dict(self._labels_map)
+        other.segments = list(self.segments)
+        other._sealed = list(self._sealed)
+        other._open_docs = array("i", self._open_docs)
+        other._open_terms = array("i", self._open_terms)
+        other._open_tf = array("f", self._open_tf)
+        other.df = self.df.copy()
+        other.lengths = self.lengths.copy()
+        other.labels = self.labels.copy()
+        other.total_length = self.total_length
+        other._vec_chunks = list(self._vec_chunks)
+        other._vec_open = self._vec_open.copy()
+        other._vec_n = self._vec_n
+        other.dim = self.dim
+        return other
+
+    def sync(self, history: Sequence[Segment]) -> list[int]:
+        """Follow ``history`` (oldest first, not mutated); return the positions added.
+
+        O(new segments) when ``history`` extends what is indexed (checked by identity of
+        the last indexed segment); otherwise the index is first cut back to the longest
+        common prefix.
+        """
+        n = len(self.segments)
+        if n and (len(history) < n or history[n - 1] is not self.segments[-1]):
+            k = min(n, len(history))
+            while k and history[k - 1] is not self.segments[k - 1]:
+                k -= 1
+            self.truncate(k)
+            n = k
+        if len(history) > n:
+            self.add(history[n:])
+        return list(range(n, len(history)))
+
+    def add(self, segments: Sequence[Segment]) -> None:
+        """Index ``segments`` (appended after the documents already indexed)."""
+        base = len(self.segments)
+        token_lists = self._tokenize([self._document(s) for s in segments])
+        vocab = self.vocab
+        lengths: list[float] = []
+        labels: list[int] = []
+        for offset, (seg, toks) in enumerate(zip(segments, token_lists)):
+            doc = base + offset
+            counts = Counter(vocab.setdefault(t, len(vocab)) for t in toks)
+            ids = list(counts)
+            self._open_docs.extend([doc] * len(ids))
+            self._open_terms.extend(ids)
+            self._open_tf.extend(counts.values())
+            if ids:
+                top = max(ids) + 1
+                if top > self.df.n:
+                    self.df.reserve(top)
+                    self.df.n = top
+                self.df.data[np.asarray(ids, dtype=np.int64)] += 1
+            lengths.append(float(len(toks)))
+            label = self._session(seg)
+            labels.append(self._labels_map.setdefault(label, len(self._labels_map)))
+            self.segments.append(seg)
+            if len(self.segments) % CHUNK == 0:
+                self._seal()
+        self.lengths.extend(lengths)
+        self.labels.extend(labels)
+        self.total_length += sum(lengths)
+
+    def _seal(self) -> None:
+        docs = np.frombuffer(self._open_docs, dtype=np.int32).copy()
+        terms = np.frombuffer(self._open_terms, dtype=np.int32).copy()
+        tf = np.frombuffer(self._open_tf, dtype=np.float32).copy()
+        self._sealed.append(_Sealed(docs, terms, tf))
+        self._open_docs, self._open_terms, self._open_tf = array("i"), array("i"), array("f")
+
+    def truncate(self, k: int) -> None:
+        """Keep the first ``k`` documents only."""
+        if k >= len(self.segments):
+            return
+        keep_chunks = k // CHUNK
+        parts = [c.coo() for c in self._sealed[keep_chunks:]]
+        parts.append(
+            (
+                np.frombuffer(self._open_docs, dtype=np.int32),
+                np.frombuffer(self._open_terms, dtype=np.int32),
+                np.frombuffer(self._open_tf, dtype=np.float32),
+            )
+        )
+        docs = np.concatenate([p[0] for p in parts])
+        terms = np.concatenate([p[1] for p in parts])
+        tf = np.concatenate([p[2] for p in parts])
+        gone = docs >= k
+        np.subtract.at(self.df.data, terms[gone], 1)
+        self._sealed = self._sealed[:keep_chunks]
+        self._open_docs = array("i", docs[~gone].tolist())
+        self._open_terms = array("i", terms[~gone].tolist())
+        self._open_tf = array("f", tf[~gone].tolist())
+        self.total_length -= float(self.lengths.view()[k:].sum())
+        self.lengths.n = k
+        self.labels.n = k
+        del self.segments[k:]
+        vectors = self.vectors()
+        if vectors is not None and self.embedded > k:
+            self.drop_vectors()
+            self.add_vectors(vectors[:k])
+
+    # ------------------------------------------------------------------ embeddings
+    @property
+    def embedded(self) -> int:
+        """Number of documents with a vector (always a prefix of the history)."""
+        return len(self._vec_chunks) * CHUNK + self._vec_n
+
+    def add_vectors(self, vectors: np.ndarray) -> None:
+        """Append unit-normalized vectors for the next documents (rows, oldest first)."""
+        rows = np.asarray(vectors, dtype=np.float32)
+        if not len(rows):
+            return
+        if self._vec_open.shape[1] != rows.shape[1]:
+            self.dim = rows.shape[1]
+            self._vec_open = np.zeros((CHUNK, self.dim), dtype=np.float32)
+            self._vec_n = 0
+        while len(rows):
+            take = min(len(rows), CHUNK - self._vec_n)
+            self._vec_open[self._vec_n : self._vec_n + take] = rows[:take]
+            self._vec_n += take
+            rows = rows[take:]
+            if self._vec_n == CHUNK:
+                self._vec_chunks.append(self._vec_open)
+                self._vec_open = np.zeros((CHUNK, self.dim), dtype=np.float32)
+                self._vec_n = 0
+
+    def drop_vectors(self) -> None:
+        """Forget every vector (the embedder failed: scoring falls back to BM25)."""
+        self._vec_chunks, self._vec_n, self.dim = [], 0, 0
+        self._vec_open = np.zeros((0, 0), dtype=np.float32)
+
+    def vectors(self) -> np.ndarray | None:
+        """All vectors as one (documents x dim) matrix, or ``None`` when there are none."""
+        if not self.embedded:
+            return None
+        return np.concatenate([*self._vec_chunks, self._vec_open[: self._vec_n]])
+
+    def cosine(self, query: np.ndarray) -> np.ndarray:
+        """Cosine of a unit query vector with every document vector, in document order."""
+        q = np.asarray(query, dtype=np.float32)
+        parts = [chunk @ q for chunk in self._vec_chunks]
+        if self._vec_n:
+            parts.append(self._vec_open[: self._vec_n] @ q)
+        return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+
+    # ------------------------------------------------------------------ scoring
+    def bm25(self, terms: Sequence[str], k1: float, b: float) -> np.ndarray:
+        """BM25 (Lucene variant) of every document for the query ``terms``.
+
+        Reads only the postings of the query's terms: O(matching postings) plus one
+        O(documents) allocation for the dense result.
+        """
+        n = len(self.segments)
+        scores = np.zeros(n)
+        ids = sorted({self.vocab[t] for t in terms if t in self.vocab})
+        if not n or not ids:
+            return scores
+        q = np.asarray(ids, dtype=np.int32)
+        df_all = self.df.view()
+        df = np.where(q < len(df_all), df_all[np.minimum(q, len(df_all) - 1)], 0)
+        idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        slots, docs, tfs = [], [], []
+        for chunk in self._sealed:
+            s, d, t = chunk.postings(q)
+            slots.append(s)
+            docs.append(d)
+            tfs.append(t)
+        if len(self._open_terms):
+            terms_open = np.frombuffer(self._open_terms, dtype=np.int32)
+            hit = np.flatnonzero(np.isin(terms_open, q))
+            slots.append(np.searchsorted(q, terms_open[hit]).astype(np.int32))
+            docs.append(np.frombuffer(self._open_docs, dtype=np.int32)[hit])
+            tfs.append(np.frombuffer(self._open_tf, dtype=np.float32)[hit])
+        slot = np.concatenate(slots)
+        doc = np.concatenate(docs)
+        tf = np.concatenate(tfs).astype(np.float64)
+        if not len(doc):
+            return scores
+        avgdl = self.total_length / n or 1.0
+        dl = self.lengths.view()[doc].astype(np.float64)
+        vals = idf[slot] * tf / (tf + k1 * (1 - b + b * dl / avgdl))
+        return np.bincount(doc, weights=vals, minlength=n)
+
+    def smooth(self, scores: np.ndarray, weight: float, span: int, decay: float) -> np.ndarray:
+        """Add ``weight * decay**(d-1)`` x the score of each same-session neighbour at d.
+
+        Answers in a dialogue sit next to the turn that matches the question. O(history x
+        span) numpy work.
+        """
+        if weight <= 0 or span <= 0 or len(scores) < 2:
+            return scores
+        labels = self.labels.view()[: len(scores)]
+        out = scores.copy()
+        for d in range(1, span + 1):
+            w = weight * decay ** (d - 1)
+            same = labels[d:] == labels[:-d]
+            out[:-d] += w * np.where(same, scores[d:], 0.0)
+            out[d:] += w * np.where(same, scores[:-d], 0.0)
+        return out
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` (zeros when ``x`` is constant)."""
+    if not len(x):
+        return x
+    std = float(x.std())
+    return (x - float(x.mean())) / std if std > 0 and math.isfinite(std) else np.zeros(len(x))

@@ -1,0 +1,92 @@
+"""ctxmgr.index: incremental BM25 postings and vectors against bm25s and a full rebuild."""
+
+from __future__ import annotations
+
+import bm25s
+import numpy as np
+import pytest
+from ctxmgr.strategies.relevance import RelevanceEviction
+
+from ctxmgr import index as index_mod
+from ctxmgr.index import HistoryIndex
+from ctxmgr.messages import Message
+from ctxmgr.segments import Segment
+
+DOCS = [
+    "the cat sat on the mat",
+    "dogs chase cats in the park every morning",
+    "a bird sings",
+    "cat cat cat food for the hungry cat",
+    "Caroline went to the LGBTQ support group yesterday",
+    "the park was full of birds and a hungry dog",
+    "support for the group came from Caroline's mother",
+]
+
+
+def _segments(texts: list[str]) -> list[Segment]:
+    return [
+        Segment((Message.user(t, metadata={"session": i // 3}),), i, 10)
+        for i, t in enumerate(texts)
+    ]
+
+
+def _index(strategy: RelevanceEviction) -> HistoryIndex:
+    return HistoryIndex(strategy._tokenize, strategy._doc, strategy._session)
+
+
+@pytest.mark.parametrize("chunk", [2, 3, 4096])
+@pytest.mark.parametrize(("k1", "b"), [(1.5, 0.75), (1.2, 0.3), (2.0, 1.0)])
+@pytest.mark.parametrize("query", ["cat food", "support group", "bird morning park"])
+def test_bm25_equals_bm25s_lucene(
+    monkeypatch: pytest.MonkeyPatch, chunk: int, k1: float, b: float, query: str
+) -> None:
+    """Postings (sealed chunks and the open one) give bm25s.BM25(method="lucene") scores."""
+    monkeypatch.setattr(index_mod, "CHUNK", chunk)
+    strategy = RelevanceEviction(RelevanceEviction.Options(k1=k1, b=b, semantic=False))
+    idx = _index(strategy)
+    segs = _segments(DOCS)
+    idx.add(segs[:3])
+    idx.add(segs[3:])
+    terms = strategy._tokenize([query])[0]
+    ours = idx.bm25(terms, k1, b)
+    retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
+    retriever.index(strategy._tokenize(DOCS), show_progress=False)
+    known = sorted({t for t in terms if t in retriever.vocab_dict})
+    expected = retriever.get_scores(known)
+    assert ours == pytest.approx(expected, rel=1e-5)
+    assert ours.max() > 0
+
+
+@pytest.mark.parametrize("chunk", [2, 4096])
+def test_truncate_and_fork_match_a_fresh_build(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """A divergent history cuts back to the common prefix; a fork does not touch its parent."""
+    monkeypatch.setattr(index_mod, "CHUNK", chunk)
+    strategy = RelevanceEviction(RelevanceEviction.Options(semantic=False))
+    segs = _segments(DOCS)
+    idx = _index(strategy)
+    assert idx.sync(segs) == list(range(len(DOCS)))
+    idx.add_vectors(np.eye(len(DOCS), 8, dtype=np.float32))
+    other = _segments(["hungry birds in the park", "a cat"])
+    fork = idx.fork()
+    fork.sync([*segs[:3], *other])  # diverges after three segments
+    fresh = _index(strategy)
+    fresh.sync([*segs[:3], *other])
+    for terms in (["cat"], ["park", "bird"], ["support"]):
+        assert fork.bm25(terms, 1.5, 0.75) == pytest.approx(fresh.bm25(terms, 1.5, 0.75))
+    assert fork.embedded == 3
+    assert idx.embedded == len(DOCS)
+    assert len(idx) == len(DOCS)
+    parent = _index(strategy)
+    parent.sync(segs)
+    assert idx.bm25(["cat"], 1.5, 0.75) == pytest.approx(parent.bm25(["cat"], 1.5, 0.75))
+
+
+def test_smoothing_stays_inside_a_session() -> None:
+    """A neighbour in another session adds nothing; one in the same session adds weight x score."""
+    strategy = RelevanceEviction(RelevanceEviction.Options(semantic=False))
+    idx = _index(strategy)
+    idx.sync(_segments(DOCS))  # sessions 0,0,0,1,1,1,2
+    scores = np.zeros(len(DOCS))
+    scores[2] = 1.0
+    out = idx.smooth(scores, 0.5, 1, 1.0)
+    assert out.tolist() == [0.0, 0.5, 1.0, 0.0, 0.0, 0.0, 0.0]
