@@ -779,7 +779,14 @@ class ContextManager(ProviderBoundary):
         if not block:
             return out, total
         taken = set(self._selected)
-        segs = [self._segments[p] for p in dict.fromkeys(block) if p not in taken]
+        order = [p for p in dict.fromkeys(block) if p not in taken]
+        whole = self._whole_exchanges(order, taken)
+        if sum(self._segments[p].tokens for p in whole) > room:
+            # the questions do not fit: answers without their question are left out
+            present = taken.union(order)
+            asked = self._question_of(set(order))
+            whole = [p for p in order if p not in asked or asked[p] in present]
+        segs = [self._segments[p] for p in whole]
         tokens = sum(s.tokens for s in segs)
         if not segs:
             return out, total
@@ -1066,6 +1073,26 @@ class ContextManager(ProviderBoundary):
         users.extend(p for p in range(n, len(segments)) if segments[p].role == "user")
         self._users = (segments, len(segments), segments[-1] if segments else None, users)
         return users
+
+    def _whole_exchanges(self, block: list[int], taken: set[int]) -> list[int]:
+        """Put the question of each recalled answer just before it (exchanges stay whole).
+
+        ``block`` and the result are history positions in block order; a question already
+        in the context (``taken``) or in the block is not repeated.
+        """
+        question_of = self._question_of(set(block))
+        present = taken.union(block)
+        if all(q in present for q in question_of.values()):
+            return block
+        out: list[int] = []
+        added: set[int] = set()
+        for p in block:
+            q = question_of.get(p)
+            if q is not None and q not in present and q not in added:
+                out.append(q)
+                added.add(q)
+            out.append(p)
+        return out
 
     def _question_of(self, positions: set[int]) -> dict[int, int]:
         """Map each assistant segment's history position to its question's position.

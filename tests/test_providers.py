@@ -566,3 +566,42 @@ def test_placeholder_over_the_limit_on_the_append_path_compacts() -> None:
                 assert len({r.ids for r in report.kept}) == len(report.kept)
             history.append(Message.assistant(f"a{i} " + "ok " * (2 + (i * pad) % 4)))
     assert hits > 0
+
+
+def test_recall_block_brings_questions_with_recalled_answers() -> None:
+    """An answer recalled into the block comes with its question, or stays out.
+
+    Found by the property test above: the agent preset's recall block brought back a tool
+    step whose user question had been evicted.
+    """
+    history = [
+        Message.system("SYSTEM: 0"),
+        Message.user("TASK: 0"),
+        Message.assistant("0", [ToolCall("c0_0", "read")]),
+        Message.tool("0", "c0_0", name="read"),
+        Message.assistant("", [ToolCall("c1_0", "search"), ToolCall("c1_1", "search")]),
+        Message.tool("0", "c1_0", name="search"),
+        *[Message.user("0") for _ in range(7)],
+        Message.user("0a0a"),
+        Message.user("0a0a0"),
+        Message.user("0b.0a0a0a0"),
+        Message.user("0"),
+        Message.user("PINNED 0", pinned=True),
+        Message.assistant("", [ToolCall("c14_0", "search")]),
+        Message.user("0a0a0a0b.0b.0a0"),
+        Message.assistant("", [ToolCall("c16_0", "read")]),
+        Message.tool("0", "c16_0", name="read"),
+        Message.user("0"),
+    ]
+    for provider in PROVIDERS:
+        mgr = ContextManager.from_config(
+            "agent",
+            max_context_tokens=300,
+            reserve_output_tokens=30,
+            counter=COUNTER,
+            provider=provider,
+        )
+        mgr.fit(history[:1])
+        out, report = mgr.fit(history)
+        assert report.compacted
+        _check(mgr, history, out, report.tokens_after)
