@@ -16,6 +16,8 @@ from ctxmgr.errors import ConfigError
 from ctxmgr.messages import ContentPart, Message
 
 if TYPE_CHECKING:
+    from ctxmgr.adapters._provider import ManagerSpec, ModelFacts
+
     from ctxmgr import ContextManager
     from ctxmgr.report import FitReport
 
@@ -115,20 +117,66 @@ class ConversationPool:
     """One conversation (a forked manager) per key; least recently used dropped past a bound.
 
     Args:
-        base: the template manager; each new key gets ``base.fork()``.
+        base: the template manager; each new key gets ``base.fork()``. A
+            :class:`~ctxmgr.adapters._provider.ManagerSpec` builds it once :meth:`resolve`
+            learns the framework's model (window, tokenizer, provider).
         max_threads: at most this many conversations are kept; ``None`` for no bound.
 
     Raises:
         ValueError: ``max_threads`` is below 1.
     """
 
-    def __init__(self, base: ContextManager, max_threads: int | None = None) -> None:
+    def __init__(self, base: ContextManager | ManagerSpec, max_threads: int | None = None) -> None:
         if max_threads is not None and max_threads < 1:
             raise ValueError(f"max_threads must be >= 1 or None, got {max_threads}")
-        self.base = base
+        from ctxmgr.adapters._provider import ManagerSpec
+
+        self._spec = base if isinstance(base, ManagerSpec) else None
+        self._base: ContextManager | None = None if self._spec is not None else base  # type: ignore[assignment]
+        self._facts: ModelFacts | None = None
+        self._built: dict[ModelFacts, ContextManager] = {}  # one template per model seen
         self.max_threads = max_threads
         self._items: OrderedDict[str, Conversation] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def base(self) -> ContextManager:
+        """The template manager (built from the config alone if no model was seen yet).
+
+        Raises:
+            ConfigError: built from a config that cannot size the window before the model
+                is known; the message says to pass ``max_context_tokens``.
+        """
+        if self._base is None:
+            assert self._spec is not None
+            self._base = self._spec.build(self._facts)
+        return self._base
+
+    @property
+    def spec(self) -> ManagerSpec | None:
+        """The spec the template is built from, or ``None`` for a ready manager."""
+        return self._spec
+
+    def resolve(self, facts: ModelFacts) -> None:
+        """Build the template manager for the model ``facts`` describe (once per model).
+
+        Conversations that have not fitted yet follow the new template; ones with state keep
+        their manager. A no-op for a pool built from a ready manager.
+
+        Raises:
+            ConfigError: the window is unknown (see ``ManagerSpec.build``).
+        """
+        if self._spec is None or self._facts == facts:
+            return
+        built = self._built.get(facts)
+        if built is None:
+            built = self._built[facts] = self._spec.build(facts)
+        with self._lock:
+            self._facts = facts
+            self._base = built
+            for item in self._items.values():
+                if item.manager.state.turn == 0 and item.report is None:
+                    item.manager = built.fork()
 
     def get(self, key: str) -> Conversation:
         """Return conversation ``key``, created (with a fresh fork) on first use."""
@@ -159,6 +207,21 @@ class ConversationPool:
         """The latest FitReport of each conversation that has one."""
         with self._lock:
             return {k: c.report for k, c in self._items.items() if c.report is not None}
+
+    def template(self) -> ContextManager:
+        """The template manager, or a stand-in with the same strategies while unsized.
+
+        For checks that need only the strategy list (e.g. "has a scratchpad") before the
+        framework's model was seen.
+        """
+        try:
+            return self.base
+        except ConfigError:
+            if self._spec is None:
+                raise
+            from ctxmgr.adapters._provider import ModelFacts
+
+            return self._spec.build(ModelFacts(window=128_000))
 
     def keys(self) -> list[str]:
         """Keys of the conversations that currently have state."""

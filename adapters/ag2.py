@@ -63,6 +63,7 @@ __all__ = [
     "ContextTransform",
     "first_message_key",
     "from_messages",
+    "context_tools",
     "note_tools",
     "to_messages",
 ]
@@ -430,4 +431,28 @@ def note_tools(manager: ContextManager | ContextTransform) -> list[Tool]:
         functions = note_functions(current, transform.manager)
     else:
         functions = note_functions(lambda: manager)
+    return [Tool(name=fn.__name__, func_or_tool=fn) for fn in functions]
+
+
+def context_tools(manager: ContextManager | ContextTransform) -> list[Tool]:
+    """Return the context tools ``search_history``, ``get_message`` and ``compact_context``.
+
+    AG2 ``Tool`` s (register them as the note tools). ``search_history`` ranks archived
+    (evicted, cleared, offloaded) messages by BM25, ``get_message`` reads one by id in
+    pages, ``compact_context`` requests a compaction on the next fit (:mod:`ctxmgr.tools`).
+
+    Args:
+        manager: a ``ContextManager``, or a :class:`ContextTransform`, meaning the
+            manager of the conversation it fitted last (tools run between two fits of
+            the same conversation).
+    """
+    from ctxmgr.tools import compaction_function, recall_functions
+
+    def current() -> ContextManager:
+        if isinstance(manager, ContextTransform):
+            keys = manager.pool.keys()
+            return manager.pool.get(keys[-1]).manager if keys else manager.manager
+        return manager
+
+    functions = [*recall_functions(current), compaction_function(current)]
     return [Tool(name=fn.__name__, func_or_tool=fn) for fn in functions]

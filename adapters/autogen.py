@@ -1,19 +1,24 @@
 """AutoGen adapter: a model context that keeps the full history and returns what fits.
 
-One line installs ctxmgr into an AutoGen (0.4+) agent::
+Two lines install ctxmgr into an AutoGen (0.4+) agent::
 
+    context = ContextManagerContext.from_config("agent")
     agent = AssistantAgent(
-        "assistant", model_client, tools=tools,
-        model_context=ContextManagerContext.from_config("agent", system_message=SYSTEM),
+        "assistant", context.wrap(model_client), tools=tools, model_context=context
     )
+
+``context.wrap(model_client)`` fits every request at the model call: the agent's own system
+message, the history, the tool round in progress and the tool schemas are all counted; the
+window, tokenizer and provider come from the client's model; the reply's ``RequestUsage``
+calibrates the next fit; a context-length refusal is refit and retried once.
 
 :class:`ContextManagerContext` is a declarative ``ChatCompletionContext`` component:
 ``dump_component()`` stores the ctxmgr config as a dict and
 ``ChatCompletionContext.load_component(...)`` rebuilds it; ``save_state()`` /
 ``load_state()`` carry the messages *and* ctxmgr's ``SessionState`` (running summary,
-notes, archive). Give the system prompt to the context (``system_message=``) rather than to
-the agent so ctxmgr counts and pins it; the agent's own ``system_message`` is prepended
-outside the context, where ctxmgr cannot see it.
+notes, archive). Without ``wrap`` the context fits only its own view: the agent's
+``system_message`` is prepended outside it, so give the system prompt to the context
+(``system_message=``) and ``system_message=None`` to the agent in that case.
 
 For AutoGen 0.2's ``transform_messages`` capability, :class:`ContextTransform` implements
 the ``MessageTransform`` protocol on OpenAI-style dicts (no import of the old package).
@@ -32,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ctxmgr.adapters._common import (
@@ -46,6 +51,16 @@ from ctxmgr.adapters._common import (
     summary_prompt,
     unique_ids,
 )
+from ctxmgr.adapters._provider import (
+    ManagerSpec,
+    ModelFacts,
+    ProviderOverflow,
+    autogen_facts,
+    context_length_error,
+    manager_source,
+    overflow_error,
+    record_response,
+)
 
 try:
     from autogen_core import CancellationToken, Component, ComponentModel, FunctionCall, Image
@@ -53,9 +68,12 @@ try:
     from autogen_core.models import (
         AssistantMessage,
         ChatCompletionClient,
+        CreateResult,
         FunctionExecutionResult,
         FunctionExecutionResultMessage,
         LLMMessage,
+        ModelInfo,
+        RequestUsage,
         SystemMessage,
         UserMessage,
     )
@@ -84,9 +102,11 @@ __all__ = [
     "AutoGenSummarizer",
     "ContextManagerContext",
     "ContextManagerContextConfig",
+    "ContextModelClient",
     "ContextTransform",
     "UnsupportedContentWarning",
     "from_messages",
+    "context_tools",
     "note_tools",
     "to_messages",
 ]
@@ -410,7 +430,7 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
 
     def __init__(
         self,
-        manager: ContextManager,
+        manager: ContextManager | ManagerSpec,
         *,
         system_message: str | None = None,
         initial_messages: list[LLMMessage] | None = None,
@@ -419,10 +439,68 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
         super().__init__(initial_messages)
         self._conversions: _Cache = {}
         self._system: SystemMessage | None = None
-        self.manager = manager
+        self._spec = manager if isinstance(manager, ManagerSpec) else None
+        self._manager: ContextManager | None = None if self._spec is not None else manager  # type: ignore[assignment]
+        self._facts: ModelFacts | None = None
+        self._wrapped = False
+        self._last_request: tuple[list[Message], list[LLMMessage], Any] = ([], [], None)
         self.system_message = system_message
         self.on_fit = on_fit
         self.last_report: FitReport | None = None
+
+    @property
+    def manager(self) -> ContextManager:
+        """The ctxmgr manager of this context.
+
+        Raises:
+            ConfigError: no model client was wrapped yet and the config alone cannot size
+                the window (pass ``max_context_tokens``, or use :meth:`wrap`).
+        """
+        if self._manager is None:
+            assert self._spec is not None
+            self._manager = self._spec.build(self._facts)
+        return self._manager
+
+    @manager.setter
+    def manager(self, value: ContextManager) -> None:
+        self._manager = value
+
+    def _template(self) -> ContextManager:
+        """The manager, or (window still unknown) a stand-in with the same strategies."""
+        if self._manager is None and self._spec is not None and not self._spec.sized:
+            return self._spec.build(ModelFacts(window=128_000))
+        return self.manager
+
+    def resolve(self, facts: ModelFacts) -> None:
+        """Build the manager for the model ``facts`` describe, unless it already has state."""
+        if self._spec is None or self._facts == facts:
+            return
+        if self._manager is not None and self._manager.state.turn:
+            return
+        self._facts = facts
+        self._manager = self._spec.build(facts)
+
+    def wrap(self, client: ChatCompletionClient) -> ContextModelClient:
+        """Return ``client`` wrapped so every request it sends is fitted with this context.
+
+        Give the result to the agent (``AssistantAgent(..., model_client=context.wrap(client),
+        model_context=context)``). From then on :meth:`get_messages` returns the stored
+        history unfitted and the wrapper fits the whole request (the agent's system message,
+        history, in-progress tool round, tool schemas). The window, tokenizer and provider
+        come from ``client``'s model unless the config sets them.
+
+        Args:
+            client: any AutoGen ``ChatCompletionClient``. Not mutated, except that an
+                autogen-ext Anthropic client's ``AsyncAnthropic`` is replaced once by a
+                proxy that merges consecutive user turns (see ``ContextModelClient``).
+
+        Raises:
+            ConfigError: the model's window is unknown (pass ``max_context_tokens``).
+        """
+        self.resolve(autogen_facts(client))
+        self.manager  # noqa: B018 - fail now, not at the first call, when the window is unknown
+        self._wrapped = True
+        return ContextModelClient(client, self)
 
     @classmethod
     def from_config(
@@ -445,9 +523,14 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
             system_message: the system prompt (pinned, counted).
             initial_messages: messages to start with.
             on_fit: optional callback receiving each FitReport.
-            **overrides: config keys to override, e.g. ``max_context_tokens=8000``.
+            **overrides: config keys to override, e.g. ``max_context_tokens=8000``. Unset
+                ``model`` / ``max_context_tokens`` / ``provider`` come from the client given
+                to :meth:`wrap`.
+
+        Raises:
+            ConfigError: the config is invalid.
         """
-        manager = load_manager(config, summarizer, counter, overrides)
+        manager = manager_source(config, summarizer, counter, overrides, "ContextManagerContext")
         return cls(
             manager,
             system_message=system_message,
@@ -457,14 +540,17 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
 
     # -- component ---------------------------------------------------------------------------
     def _to_config(self) -> ContextManagerContextConfig:
-        summarizer = self.manager.summarizer
+        if self._manager is None and self._spec is not None:
+            summarizer, config = self._spec.summarizer, self._spec.config
+        else:
+            summarizer, config = self.manager.summarizer, self.manager.config
         client = None
         if isinstance(summarizer, AutoGenSummarizer):
             dump = getattr(summarizer.client, "dump_component", None)
             if dump is not None:
                 client = dump()
         return ContextManagerContextConfig(
-            ctxmgr_config=self.manager.config.model_dump(mode="json"),
+            ctxmgr_config=config.model_dump(mode="json", exclude_none=True),
             system_message=self.system_message,
             initial_messages=self._initial_messages,
             summarizer_client=client,
@@ -477,7 +563,9 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
             summarizer = AutoGenSummarizer(
                 ChatCompletionClient.load_component(config.summarizer_client)
             )
-        manager = load_manager(config.ctxmgr_config, summarizer, None, {})
+        manager = manager_source(
+            config.ctxmgr_config, summarizer, None, None, "ContextManagerContext"
+        )
         return cls(
             manager,
             system_message=config.system_message,
@@ -493,14 +581,43 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
         return [self._system, *self._messages]
 
     async def get_messages(self) -> list[LLMMessage]:
-        """Return the fitted view of the history (system message first, when set)."""
+        """Return the fitted view of the history (system message first, when set).
+
+        After :meth:`wrap`: the history unfitted (the wrapped client fits the request).
+        """
         history = self._history()
+        if self._wrapped:
+            return history
         neutral = _to_messages(history, self._conversions)
         result = await self.manager.afit(neutral)
+        return self._done(result, neutral, history)
+
+    def _done(self, result: Any, neutral: list[Message], llm: list[LLMMessage]) -> list[LLMMessage]:
         self.last_report = result.report
         if self.on_fit is not None:
             self.on_fit(result.report)
-        return _fitted(result, neutral, history)
+        return _fitted(result, neutral, llm)
+
+    async def _fit_request(
+        self, messages: list[LLMMessage], tools: list[Mapping[str, Any]] | None
+    ) -> list[LLMMessage]:
+        """Fit one model request (what :class:`ContextModelClient` sends)."""
+        neutral = _to_messages(messages, self._conversions)
+        self._last_request = (neutral, messages, tools)
+        result = await self.manager.afit(neutral, tools=tools)
+        return self._done(result, neutral, messages)
+
+    async def _refit_request(self, overflow: ProviderOverflow) -> list[LLMMessage]:
+        """Refit the last request after the provider refused it as too long."""
+        neutral, messages, tools = self._last_request
+        result = await self.manager.arefit_after_overflow(
+            neutral,
+            tools=tools,
+            provider_tokens=overflow.provider_tokens,
+            provider_limit=overflow.provider_limit,
+            message=overflow.message,
+        )
+        return self._done(result, neutral, messages)
 
     @property
     def messages(self) -> list[LLMMessage]:
@@ -526,6 +643,216 @@ class ContextManagerContext(ChatCompletionContext, Component[ContextManagerConte
             self.manager.load_state(state["ctxmgr_state"])
         else:
             self.manager = self.manager.fork()
+
+
+# ---------------------------------------------------------------------------------------
+# The model boundary
+# ---------------------------------------------------------------------------------------
+def _merged_user_turns(messages: Any) -> Any:
+    """Merge consecutive ``user`` messages of an Anthropic request (tool results first)."""
+    if not isinstance(messages, list):
+        return messages
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if out and message.get("role") == "user" and out[-1].get("role") == "user":
+            blocks = [*_blocks(out[-1]["content"]), *_blocks(message["content"])]
+            blocks.sort(key=lambda b: 0 if b.get("type") == "tool_result" else 1)
+            out[-1] = {**out[-1], "content": blocks}
+        else:
+            out.append(message)
+    return out
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content.strip() else []
+    return [dict(block) for block in content]
+
+
+class _MergingMessages:
+    """``AsyncAnthropic.messages`` whose ``create`` merges consecutive user turns."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def create(self, **kwargs: Any) -> Any:
+        kwargs["messages"] = _merged_user_turns(kwargs.get("messages"))
+        return self._inner.create(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _MergingAnthropic:
+    """An ``AsyncAnthropic`` proxy whose ``messages.create`` merges consecutive user turns."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.messages = _MergingMessages(inner.messages)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _merge_anthropic_user_turns(client: Any) -> None:
+    """Make autogen-ext's Anthropic client send one user turn where it would send two.
+
+    That client sends a ``FunctionExecutionResultMessage`` and the ``UserMessage`` after it
+    as two consecutive ``user`` messages, which the Messages API's alternation rule rejects
+    (https://docs.anthropic.com/en/api/messages); AutoGen's types cannot hold both in one
+    message, so the merge happens on the wire: the client's ``AsyncAnthropic`` is replaced
+    by a proxy (installed once) that merges them, ``tool_result`` blocks first.
+    """
+    inner = getattr(client, "_client", None)
+    if (
+        "anthropic" in type(client).__module__.lower()
+        and inner is not None
+        and hasattr(inner, "messages")
+        and not isinstance(inner, _MergingAnthropic)
+    ):
+        client._client = _MergingAnthropic(inner)  # type: ignore[attr-defined]
+
+
+def _tool_schemas(tools: Sequence[Any]) -> list[Mapping[str, Any]] | None:
+    """AutoGen tools (``Tool`` objects or ``ToolSchema`` dicts) as OpenAI function tools."""
+    out: list[Mapping[str, Any]] = []
+    for tool in tools:
+        schema = tool if isinstance(tool, Mapping) else getattr(tool, "schema", None)
+        if isinstance(schema, Mapping):
+            out.append({"type": "function", "function": dict(schema)})
+    return out or None
+
+
+class ContextModelClient(ChatCompletionClient):
+    """An AutoGen model client that fits every request before the wrapped client sends it.
+
+    Made by :meth:`ContextManagerContext.wrap`. ``create`` / ``create_stream`` fit the
+    messages they are given (oldest first, not mutated: the agent's system message, the
+    model context's history and the in-progress tool round) with the tool schemas of the
+    call, using the context's manager. After each reply the ``RequestUsage`` and the
+    ``finish_reason`` calibrate the next fit. If the provider answers
+    context-length-exceeded, the request is compacted further and sent once more (the
+    FitReport says ``recovered``); a second refusal raises ``ContextOverflowError`` with the
+    provider's numbers. Everything else (``model_info``, usage totals, token counting,
+    ``close``) is the wrapped client's.
+
+    Args:
+        client: the wrapped client.
+        context: the :class:`ContextManagerContext` whose manager fits the requests.
+    """
+
+    def __init__(self, client: ChatCompletionClient, context: ContextManagerContext) -> None:
+        self.client = client
+        self.context = context
+        _merge_anthropic_user_turns(client)
+
+    def _fail(self, overflow: ProviderOverflow) -> Exception:
+        return overflow_error(overflow, self.context.manager)
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Any] = (),
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
+        """Fit ``messages`` with ``tools`` counted, then the wrapped client's ``create``."""
+        fitted = await self.context._fit_request(list(messages), _tool_schemas(tools))
+        kwargs: dict[str, Any] = {
+            "tools": tools,
+            "tool_choice": tool_choice,
+            "json_output": json_output,
+            "extra_create_args": extra_create_args,
+            "cancellation_token": cancellation_token,
+        }
+        try:
+            result = await self.client.create(fitted, **kwargs)
+        except Exception as exc:
+            overflow = context_length_error(exc)
+            if overflow is None:
+                raise
+            try:
+                result = await self.client.create(
+                    await self.context._refit_request(overflow), **kwargs
+                )
+            except Exception as again:
+                second = context_length_error(again)
+                if second is None:
+                    raise
+                raise self._fail(second) from again
+        record_response(self.context.manager, result)
+        return result
+
+    async def create_stream(  # type: ignore[override]
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Any] = (),
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        """Streaming :meth:`create` (a refusal before the first chunk is refit and retried)."""
+        fitted = await self.context._fit_request(list(messages), _tool_schemas(tools))
+        kwargs: dict[str, Any] = {
+            "tools": tools,
+            "tool_choice": tool_choice,
+            "json_output": json_output,
+            "extra_create_args": extra_create_args,
+            "cancellation_token": cancellation_token,
+        }
+        retried = False
+        while True:
+            started = False
+            try:
+                async for chunk in self.client.create_stream(fitted, **kwargs):
+                    started = True
+                    if isinstance(chunk, CreateResult):
+                        record_response(self.context.manager, chunk)
+                    yield chunk
+                return
+            except Exception as exc:
+                overflow = context_length_error(exc)
+                if overflow is None or started:
+                    raise
+                if retried:
+                    raise self._fail(overflow) from exc
+                retried = True
+                fitted = await self.context._refit_request(overflow)
+
+    async def close(self) -> None:
+        """Close the wrapped client."""
+        await self.client.close()
+
+    def actual_usage(self) -> RequestUsage:
+        """The wrapped client's ``actual_usage()``."""
+        return self.client.actual_usage()
+
+    def total_usage(self) -> RequestUsage:
+        """The wrapped client's ``total_usage()``."""
+        return self.client.total_usage()
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Any] = ()) -> int:
+        """The wrapped client's ``count_tokens``."""
+        return self.client.count_tokens(messages, tools=tools)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Any] = ()) -> int:
+        """The wrapped client's ``remaining_tokens``."""
+        return self.client.remaining_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self) -> Any:
+        """The wrapped client's (deprecated) ``capabilities``."""
+        return self.client.capabilities
+
+    @property
+    def model_info(self) -> ModelInfo:
+        """The wrapped client's ``model_info``."""
+        return self.client.model_info
 
 
 # ---------------------------------------------------------------------------------------
@@ -671,6 +998,30 @@ def note_tools(manager: ContextManager | ContextManagerContext) -> list[Function
         ConfigError: the manager has no ``scratchpad`` strategy configured.
     """
     functions = note_functions(
-        lambda: manager.manager if isinstance(manager, ContextManagerContext) else manager
+        lambda: manager.manager if isinstance(manager, ContextManagerContext) else manager,
+        manager._template() if isinstance(manager, ContextManagerContext) else manager,
     )
     return [FunctionTool(fn, _NOTE_DESCRIPTIONS[fn.__name__], name=fn.__name__) for fn in functions]
+
+
+def context_tools(manager: ContextManager | ContextManagerContext) -> list[FunctionTool]:
+    """Return the ``search_history``, ``get_message`` and ``compact_context`` tools.
+
+    ``search_history`` ranks archived (evicted, cleared, offloaded) messages by BM25,
+    ``get_message`` reads one by id in pages, ``compact_context`` requests a compaction
+    on the next fit (see :mod:`ctxmgr.tools`).
+
+    Args:
+        manager: a ``ContextManager`` (or a :class:`ContextManagerContext`, meaning its
+            manager) the tools act on.
+    """
+    from ctxmgr.tools import compaction_function, recall_functions
+
+    def current() -> ContextManager:
+        return manager.manager if isinstance(manager, ContextManagerContext) else manager
+
+    functions = [*recall_functions(current), compaction_function(current)]
+    return [
+        FunctionTool(fn, (fn.__doc__ or fn.__name__).strip().splitlines()[0], name=fn.__name__)
+        for fn in functions
+    ]

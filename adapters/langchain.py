@@ -6,14 +6,20 @@ One line installs ctxmgr into a LangChain app:
 
       agent = create_agent(model, tools, middleware=[ContextMiddleware.from_config("agent")])
 
-* LCEL chains::
+* LCEL chains (the runnable fits the prompt, then calls the model)::
 
-      chain = prompt | ContextRunnable.from_config("agent") | model
+      chain = prompt | ContextRunnable.from_config("agent", model=model)
 
 * ``RunnableWithMessageHistory``::
 
-      get_history = ManagedChatMessageHistory.session_factory("agent")
+      get_history = ManagedChatMessageHistory.session_factory("agent", model=model)
       chain = RunnableWithMessageHistory(runnable, get_history)
+
+The model's name, context window (``profile["max_input_tokens"]``) and provider size the
+budget unless the config sets ``max_context_tokens`` / ``model`` / ``provider``; the tools
+bound to the call are counted; the reply's ``usage_metadata`` calibrates the next fit and
+its stop reason grows the reply reserve after a cut; a provider's context-length refusal is
+refit and retried once (middleware and ``ContextRunnable(model=...)``).
 
 Every entry point keeps one ctxmgr state per conversation (a ``mgr.fork()`` per
 ``thread_id`` / ``session_id``), sends the model the fitted view, and leaves the full history
@@ -42,12 +48,21 @@ from ctxmgr.adapters._common import (
     Conversation,
     ConversationPool,
     fork_for,
-    load_manager,
     missing_extra,
     note_functions,
     restore_originals,
     summary_prompt,
     unique_ids,
+)
+from ctxmgr.adapters._provider import (
+    ManagerSpec,
+    ModelFacts,
+    ProviderOverflow,
+    context_length_error,
+    langchain_facts,
+    manager_source,
+    overflow_error,
+    record_response,
 )
 
 try:
@@ -78,6 +93,7 @@ try:
     from langchain_core.runnables import Runnable, RunnableConfig
     from langchain_core.runnables.config import ensure_config
     from langchain_core.tools import BaseTool, StructuredTool
+    from langchain_core.utils.function_calling import convert_to_openai_tool
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise missing_extra("langchain", "LangChain (langchain>=1.0, langchain-core>=1.0)") from exc
 
@@ -95,6 +111,7 @@ __all__ = [
     "ManagedChatMessageHistory",
     "from_message",
     "from_messages",
+    "context_tools",
     "note_tools",
     "to_message",
     "to_messages",
@@ -439,13 +456,16 @@ class _Fitter:
 
     def __init__(
         self,
-        manager: ContextManager,
+        manager: ContextManager | ManagerSpec,
         *,
         max_threads: int | None = 10_000,
         on_fit: FitCallback | None = None,
     ) -> None:
         self.pool = ConversationPool(manager, max_threads)
         self.on_fit = on_fit
+        # key -> (neutral, originals, tools) of the conversation's last fit, for a refit
+        self._last: dict[str, tuple[list[Message], list[BaseMessage], Any]] = {}
+        self._schemas: dict[int, tuple[Any, Mapping[str, Any]]] = {}
 
     def _finish(
         self,
@@ -460,18 +480,161 @@ class _Fitter:
             self.on_fit(key, result.report)
         return restore_originals(result.messages, neutral, originals, from_message)
 
-    def fit(self, key: str, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    def schemas(self, tools: Sequence[Any] | None) -> list[Mapping[str, Any]] | None:
+        """Tool definitions as JSON-able mappings (``BaseTool`` s converted once each)."""
+        if not tools:
+            return None
+        out: list[Mapping[str, Any]] = []
+        for item in tools:
+            if isinstance(item, Mapping):
+                out.append(item)
+                continue
+            hit = self._schemas.get(id(item))
+            if hit is None or hit[0] is not item:
+                hit = self._schemas[id(item)] = (item, convert_to_openai_tool(item))
+            out.append(hit[1])
+        return out
+
+    def fit(
+        self,
+        key: str,
+        messages: Sequence[BaseMessage],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        facts: ModelFacts | None = None,
+    ) -> list[BaseMessage]:
+        if facts is not None:
+            self.pool.resolve(facts)
         conversation = self.pool.get(key)
         with conversation.lock:
             neutral = _to_messages(messages, conversation.cache)
-            result = conversation.manager.fit(neutral)
+            result = conversation.manager.fit(neutral, tools=tools)
+            self._last[key] = (neutral, list(messages), tools)
             return self._finish(key, conversation, result, neutral, messages)
 
-    async def afit(self, key: str, messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    async def afit(
+        self,
+        key: str,
+        messages: Sequence[BaseMessage],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        facts: ModelFacts | None = None,
+    ) -> list[BaseMessage]:
+        if facts is not None:
+            self.pool.resolve(facts)
         conversation = self.pool.get(key)
         neutral = _to_messages(messages, conversation.cache)
-        result = await conversation.manager.afit(neutral)
+        result = await conversation.manager.afit(neutral, tools=tools)
+        self._last[key] = (neutral, list(messages), tools)
         return self._finish(key, conversation, result, neutral, messages)
+
+    def _refit_args(self, overflow: ProviderOverflow) -> dict[str, Any]:
+        return {
+            "provider_tokens": overflow.provider_tokens,
+            "provider_limit": overflow.provider_limit,
+            "message": overflow.message,
+        }
+
+    def refit(self, key: str, overflow: ProviderOverflow) -> list[BaseMessage]:
+        """Refit the conversation's last request after the provider refused it as too long."""
+        conversation = self.pool.get(key)
+        neutral, originals, tools = self._last[key]
+        with conversation.lock:
+            result = conversation.manager.refit_after_overflow(
+                neutral, tools=tools, **self._refit_args(overflow)
+            )
+            return self._finish(key, conversation, result, neutral, originals)
+
+    async def arefit(self, key: str, overflow: ProviderOverflow) -> list[BaseMessage]:
+        """Async :meth:`refit`."""
+        conversation = self.pool.get(key)
+        neutral, originals, tools = self._last[key]
+        result = await conversation.manager.arefit_after_overflow(
+            neutral, tools=tools, **self._refit_args(overflow)
+        )
+        return self._finish(key, conversation, result, neutral, originals)
+
+    def record(self, key: str, response: Any) -> None:
+        """Feed the reply's usage and stop reason to the conversation's manager."""
+        reply = _reply_of(response)
+        if reply is not None:
+            record_response(self.pool.get(key).manager, reply)
+
+    def fail(self, key: str, overflow: ProviderOverflow) -> Exception:
+        """The error raised when the retry after an overflow was refused too."""
+        return overflow_error(overflow, self.pool.get(key).manager)
+
+
+def _reply_of(response: Any) -> AIMessage | None:
+    """The AIMessage of a model call's result (``ModelResponse``, a message or a list)."""
+    if isinstance(response, AIMessage):
+        return response
+    items = getattr(response, "result", response)
+    if isinstance(items, Sequence):
+        for item in reversed(items):
+            if isinstance(item, AIMessage):
+                return item
+    return None
+
+
+def _bound_tools(model: Any) -> list[Any] | None:
+    """The ``tools`` a ``bind_tools`` binding sends with every call, else ``None``."""
+    current = model
+    for _ in range(5):
+        kwargs = getattr(current, "kwargs", None)
+        if isinstance(kwargs, Mapping) and kwargs.get("tools"):
+            return list(kwargs["tools"])
+        nxt = getattr(current, "bound", None)
+        if nxt is None or nxt is current:
+            break
+        current = nxt
+    return None
+
+
+def _call_with_recovery(
+    fitter: _Fitter,
+    key: str,
+    fitted: list[BaseMessage],
+    call: Callable[[list[BaseMessage]], Any],
+) -> Any:
+    """Call the model; on a context-length refusal refit once and retry, else raise."""
+    try:
+        response = call(fitted)
+    except Exception as exc:
+        overflow = context_length_error(exc)
+        if overflow is None:
+            raise
+        try:
+            response = call(fitter.refit(key, overflow))
+        except Exception as again:
+            second = context_length_error(again)
+            if second is None:
+                raise
+            raise fitter.fail(key, second) from again
+    fitter.record(key, response)
+    return response
+
+
+async def _acall_with_recovery(
+    fitter: _Fitter,
+    key: str,
+    fitted: list[BaseMessage],
+    call: Callable[[list[BaseMessage]], Awaitable[Any]],
+) -> Any:
+    """Async :func:`_call_with_recovery`."""
+    try:
+        response = await call(fitted)
+    except Exception as exc:
+        overflow = context_length_error(exc)
+        if overflow is None:
+            raise
+        try:
+            response = await call(await fitter.arefit(key, overflow))
+        except Exception as again:
+            second = context_length_error(again)
+            if second is None:
+                raise
+            raise fitter.fail(key, second) from again
+    fitter.record(key, response)
+    return response
 
 
 class _PerThread:
@@ -481,8 +644,17 @@ class _PerThread:
 
     @property
     def manager(self) -> ContextManager:
-        """The template manager; each thread (conversation) gets a ``fork()`` of it."""
+        """The template manager; each thread (conversation) gets a ``fork()`` of it.
+
+        Raises:
+            ConfigError: no model call was seen yet and the config alone cannot size the
+                window (pass ``max_context_tokens`` or ``model``).
+        """
         return self._fitter.pool.base
+
+    def _template(self) -> ContextManager:
+        """The template, or (window still unknown) a stand-in with the same strategies."""
+        return self._fitter.pool.template()
 
     @property
     def last_reports(self) -> dict[str, FitReport]:
@@ -556,6 +728,9 @@ class ContextMiddleware(_PerThread, AgentMiddleware):  # type: ignore[type-arg]
         register_note_tools: add ``write_note`` / ``update_note`` / ``delete_note`` /
             ``read_notes`` to the agent's tools, acting on the calling thread's scratchpad
             (the config must have the ``scratchpad`` strategy).
+        register_context_tools: add ``search_history`` / ``get_message`` (recall from
+            the archive) and ``compact_context`` (see :func:`context_tools`), acting on
+            the calling thread's manager.
 
     Attributes:
         last_reports: the latest :class:`~ctxmgr.report.FitReport` per thread id.
@@ -563,15 +738,18 @@ class ContextMiddleware(_PerThread, AgentMiddleware):  # type: ignore[type-arg]
 
     def __init__(
         self,
-        manager: ContextManager,
+        manager: ContextManager | ManagerSpec,
         *,
         max_threads: int | None = 10_000,
         on_fit: FitCallback | None = None,
         register_note_tools: bool = False,
+        register_context_tools: bool = False,
     ) -> None:
         super().__init__()
         self._fitter = _Fitter(manager, max_threads=max_threads, on_fit=on_fit)
         self.tools = note_tools(self) if register_note_tools else []
+        if register_context_tools:
+            self.tools = [*self.tools, *context_tools(self)]
 
     @classmethod
     def from_config(
@@ -583,6 +761,7 @@ class ContextMiddleware(_PerThread, AgentMiddleware):  # type: ignore[type-arg]
         max_threads: int | None = 10_000,
         on_fit: FitCallback | None = None,
         register_note_tools: bool = False,
+        register_context_tools: bool = False,
         **overrides: Any,
     ) -> ContextMiddleware:
         """Build the middleware from a preset name, a TOML/YAML path or a config dict.
@@ -594,14 +773,18 @@ class ContextMiddleware(_PerThread, AgentMiddleware):  # type: ignore[type-arg]
             max_threads: see the class docstring.
             on_fit: see the class docstring.
             register_note_tools: see the class docstring.
-            **overrides: config keys to override, e.g. ``max_context_tokens=8000``.
+            register_context_tools: see the class docstring.
+            **overrides: config keys to override, e.g. ``max_context_tokens=8000``. Unset
+                ``model`` / ``max_context_tokens`` / ``provider`` are taken from the agent's
+                chat model at its first call.
         """
-        manager = load_manager(config, summarizer, counter, overrides)
+        manager = manager_source(config, summarizer, counter, overrides, "ContextMiddleware")
         return cls(
             manager,
             max_threads=max_threads,
             on_fit=on_fit,
             register_note_tools=register_note_tools,
+            register_context_tools=register_context_tools,
         )
 
     def threads(self) -> list[str]:
@@ -629,10 +812,21 @@ class ContextMiddleware(_PerThread, AgentMiddleware):  # type: ignore[type-arg]
         request: ModelRequest,
         handler: Callable[[ModelRequest], ModelResponse],
     ) -> Any:
-        """Fit the request's messages (system prompt included), then call the model."""
+        """Fit the request (system prompt and tool definitions counted), call the model.
+
+        The window, tokenizer and provider come from ``request.model`` unless the config
+        sets them. The reply's usage and stop reason calibrate the next fit. If the provider
+        answers context-length-exceeded, the request is compacted further and sent once
+        more (the FitReport says ``recovered``); a second refusal raises
+        ``ContextOverflowError`` with the provider's numbers.
+        """
         key = _thread_from_runtime(request.runtime)
-        fitted = self._fitter.fit(key, self._split(request))
-        return handler(self._rebuild(request, fitted))
+        tools = self._fitter.schemas(request.tools)
+        facts = langchain_facts(request.model)
+        fitted = self._fitter.fit(key, self._split(request), tools, facts)
+        return _call_with_recovery(
+            self._fitter, key, fitted, lambda msgs: handler(self._rebuild(request, msgs))
+        )
 
     async def awrap_model_call(
         self,
@@ -641,8 +835,12 @@ class ContextMiddleware(_PerThread, AgentMiddleware):  # type: ignore[type-arg]
     ) -> Any:
         """Async :meth:`wrap_model_call`; awaits an async summarizer when one is set."""
         key = _thread_from_runtime(request.runtime)
-        fitted = await self._fitter.afit(key, self._split(request))
-        return await handler(self._rebuild(request, fitted))
+        tools = self._fitter.schemas(request.tools)
+        facts = langchain_facts(request.model)
+        fitted = await self._fitter.afit(key, self._split(request), tools, facts)
+        return await _acall_with_recovery(
+            self._fitter, key, fitted, lambda msgs: handler(self._rebuild(request, msgs))
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -662,14 +860,25 @@ class ContextRunnable(_PerThread, Runnable[Any, Any]):
     """An LCEL step that fits a prompt into the token budget: ``prompt | this | model``.
 
     Input: a ``PromptValue`` (what a prompt template emits), a list of messages (or
-    message-likes), or a string. Output: a ``ChatPromptValue`` when the input was a
-    ``PromptValue``, else a list of messages; chat models accept both. State is kept per
+    message-likes), or a string. State is kept per
     ``config["configurable"]["thread_id"]`` (or ``session_id``), else ``"default"``.
+
+    With ``model=`` (recommended: ``prompt | ContextRunnable.from_config("agent",
+    model=model)``) the runnable is the model boundary: it fits the prompt with the tool
+    definitions the model is bound to (``model.bind_tools(...)``), calls the model and
+    returns its ``AIMessage``; the window, tokenizer and provider come from the model, the
+    reply's usage and stop reason calibrate the next fit, and a context-length refusal is
+    refit and retried once (a second one raises ``ContextOverflowError``).
+
+    Without ``model`` it is a fitting step (``prompt | runnable | model``) returning a
+    ``ChatPromptValue`` when the input was a ``PromptValue``, else a list of messages; the
+    config must then size the window (``max_context_tokens`` or ``model``).
 
     Args:
         manager: the template manager; each conversation gets ``manager.fork()``.
         max_threads: at most this many conversations keep state; ``None`` for no bound.
         on_fit: optional ``on_fit(thread_id, report)`` called after each fit.
+        model: the chat model (or ``bind_tools`` binding) to call; see above.
 
     Attributes:
         last_reports: the latest FitReport per conversation key.
@@ -677,12 +886,16 @@ class ContextRunnable(_PerThread, Runnable[Any, Any]):
 
     def __init__(
         self,
-        manager: ContextManager,
+        manager: ContextManager | ManagerSpec,
         *,
         max_threads: int | None = 10_000,
         on_fit: FitCallback | None = None,
+        model: Runnable[Any, Any] | None = None,
     ) -> None:
         self._fitter = _Fitter(manager, max_threads=max_threads, on_fit=on_fit)
+        self.model = model
+        if model is not None:
+            self._fitter.pool.resolve(langchain_facts(model))
 
     @classmethod
     def from_config(
@@ -693,6 +906,7 @@ class ContextRunnable(_PerThread, Runnable[Any, Any]):
         counter: Any = None,
         max_threads: int | None = 10_000,
         on_fit: FitCallback | None = None,
+        model: Runnable[Any, Any] | None = None,
         **overrides: Any,
     ) -> ContextRunnable:
         """Build the runnable from a preset name, a TOML/YAML path or a config dict.
@@ -703,10 +917,18 @@ class ContextRunnable(_PerThread, Runnable[Any, Any]):
             counter: token counter overriding the config's.
             max_threads: see the class docstring.
             on_fit: see the class docstring.
+            model: see the class docstring.
             **overrides: config keys to override.
+
+        Raises:
+            ConfigError: the config is invalid, or (with ``model``) the model's window is
+                unknown: pass ``max_context_tokens``.
         """
-        manager = load_manager(config, summarizer, counter, overrides)
-        return cls(manager, max_threads=max_threads, on_fit=on_fit)
+        manager = manager_source(config, summarizer, counter, overrides, "ContextRunnable")
+        return cls(manager, max_threads=max_threads, on_fit=on_fit, model=model)
+
+    def _tools(self) -> list[Mapping[str, Any]] | None:
+        return self._fitter.schemas(_bound_tools(self.model))
 
     @staticmethod
     def _output(value: Any, fitted: list[BaseMessage]) -> Any:
@@ -715,23 +937,41 @@ class ContextRunnable(_PerThread, Runnable[Any, Any]):
         return fitted
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        """Return the fitted messages for ``input``."""
+        """Return the fitted messages for ``input`` (with ``model``: the model's reply)."""
         key = _thread_from_config(config)
+        model = self.model
 
-        def run(value: Any) -> Any:
-            return self._output(value, self._fitter.fit(key, _input_messages(value)))
+        def run(value: Any, config: RunnableConfig) -> Any:
+            if model is None:
+                return self._output(value, self._fitter.fit(key, _input_messages(value)))
+            tools = self._tools()
+            fitted = self._fitter.fit(key, _input_messages(value), tools, langchain_facts(model))
+            return _call_with_recovery(
+                self._fitter, key, fitted, lambda msgs: model.invoke(msgs, config)
+            )
 
-        return self._call_with_config(run, input, config, run_type="prompt")
+        run_type = "prompt" if model is None else "chain"
+        return self._call_with_config(run, input, config, run_type=run_type)  # type: ignore[arg-type]
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Async :meth:`invoke`; awaits an async summarizer when one is set."""
         key = _thread_from_config(config)
+        model = self.model
 
-        async def run(value: Any) -> Any:
-            fitted = await self._fitter.afit(key, _input_messages(value))
-            return self._output(value, fitted)
+        async def run(value: Any, config: RunnableConfig) -> Any:
+            if model is None:
+                fitted = await self._fitter.afit(key, _input_messages(value))
+                return self._output(value, fitted)
+            tools = self._tools()
+            fitted = await self._fitter.afit(
+                key, _input_messages(value), tools, langchain_facts(model)
+            )
+            return await _acall_with_recovery(
+                self._fitter, key, fitted, lambda msgs: model.ainvoke(msgs, config)
+            )
 
-        return await self._acall_with_config(run, input, config, run_type="prompt")
+        run_type = "prompt" if model is None else "chain"
+        return await self._acall_with_config(run, input, config, run_type=run_type)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------
@@ -794,10 +1034,19 @@ class ManagedChatMessageHistory(BaseChatMessageHistory):
         summarizer: Any = None,
         counter: Any = None,
         on_fit: FitCallback | None = None,
+        model: Any = None,
         **overrides: Any,
     ) -> ManagedChatMessageHistory:
-        """Build one managed history (one conversation) from a config."""
-        manager = load_manager(config, summarizer, counter, overrides).fork()
+        """Build one managed history (one conversation) from a config.
+
+        ``model`` (the chat model the history feeds) sizes the window and picks the
+        tokenizer and provider where the config leaves them unset; its bound tools are not
+        seen here (fit at the model with :class:`ContextRunnable` for that).
+
+        Raises:
+            ConfigError: the window is unknown (no ``model`` nor ``max_context_tokens``).
+        """
+        manager = _history_manager(config, summarizer, counter, overrides, model).fork()
         return cls(inner, manager=manager, on_fit=on_fit)
 
     @classmethod
@@ -809,15 +1058,19 @@ class ManagedChatMessageHistory(BaseChatMessageHistory):
         summarizer: Any = None,
         counter: Any = None,
         on_fit: FitCallback | None = None,
+        model: Any = None,
         **overrides: Any,
     ) -> Callable[[str], ManagedChatMessageHistory]:
         """Return a ``get_session_history(session_id)`` for ``RunnableWithMessageHistory``.
 
         Each session id gets one managed history (its own ``fork()`` of the manager) around
         ``inner_factory(session_id)`` (default: a plain in-memory list), created on
-        first use and reused after.
+        first use and reused after. ``model``: as for :meth:`from_config`.
+
+        Raises:
+            ConfigError: the window is unknown (no ``model`` nor ``max_context_tokens``).
         """
-        base = load_manager(config, summarizer, counter, overrides)
+        base = _history_manager(config, summarizer, counter, overrides, model)
         sessions: dict[str, ManagedChatMessageHistory] = {}
         lock = threading.Lock()
 
@@ -895,6 +1148,15 @@ class ManagedChatMessageHistory(BaseChatMessageHistory):
         self._cache_key = None
 
 
+def _history_manager(
+    config: Any, summarizer: Any, counter: Any, overrides: Mapping[str, Any], model: Any
+) -> ContextManager:
+    source = manager_source(config, summarizer, counter, overrides, "ManagedChatMessageHistory")
+    if isinstance(source, ManagerSpec):
+        return source.build(langchain_facts(model) if model is not None else None)
+    return source
+
+
 # ---------------------------------------------------------------------------------------
 # Summarizer
 # ---------------------------------------------------------------------------------------
@@ -967,7 +1229,38 @@ def note_tools(manager: ContextManager | ContextMiddleware | ContextRunnable) ->
         ConfigError: the manager has no ``scratchpad`` strategy configured.
     """
     if isinstance(manager, (ContextMiddleware, ContextRunnable)):
-        functions = note_functions(lambda: manager.manager_for_config(None), manager.manager)
+        functions = note_functions(lambda: manager.manager_for_config(None), manager._template())
     else:
         functions = note_functions(lambda: manager)
+    return [StructuredTool.from_function(fn, parse_docstring=True) for fn in functions]
+
+
+def context_tools(
+    manager: ContextManager | ContextMiddleware | ContextRunnable,
+) -> list[BaseTool]:
+    """Return the context tools ``search_history``, ``get_message`` and ``compact_context``.
+
+    ``search_history`` ranks archived (evicted, cleared, offloaded) messages by BM25,
+    ``get_message`` reads one by id in pages, ``compact_context`` requests a compaction
+    on the next model call (see :mod:`ctxmgr.tools`).
+
+    Args:
+        manager: a ``ContextManager``, or a :class:`ContextMiddleware` /
+            :class:`ContextRunnable`, in which case each call acts on the calling thread's
+            manager (from the run's config).
+    """
+    from ctxmgr.tools import compaction_function, recall_functions
+
+    if isinstance(manager, (ContextMiddleware, ContextRunnable)):
+        source = manager
+
+        def current() -> ContextManager:
+            return source.manager_for_config(None)
+    else:
+        fixed = manager
+
+        def current() -> ContextManager:
+            return fixed
+
+    functions = [*recall_functions(current), compaction_function(current)]
     return [StructuredTool.from_function(fn, parse_docstring=True) for fn in functions]

@@ -1,23 +1,28 @@
 """LlamaIndex adapter: a chat memory that keeps the full history and returns what fits.
 
-One line installs ctxmgr into a LlamaIndex app::
+Two lines install ctxmgr into a LlamaIndex app: keep the memory, wrap the LLM::
 
-    engine = SimpleChatEngine.from_defaults(llm=llm, memory=ContextMemory.from_config("agent"))
-    await agent.run(user_msg, memory=ContextMemory.from_config("agent"))  # FunctionAgent etc.
+    memory = ContextMemory.from_config("agent")
+    engine = SimpleChatEngine.from_defaults(llm=memory.wrap(llm), memory=memory)
+    agent = FunctionAgent(tools=tools, llm=memory.wrap(llm))  # AgentWorkflow, ReActAgent too
+    await agent.run(user_msg, memory=memory)
+
+The wrapped LLM (:class:`ContextLLM`) fits every request where it is sent, with what the
+engine or agent adds after the memory (its ``system_prompt``, the current run's tool calls
+and results) and the tool definitions; the window, tokenizer and provider come from
+``llm.metadata``; the reply's usage calibrates the next fit; a context-length refusal is
+refit and retried once.
 
 :class:`ContextMemory` stores every message in its chat store (nothing is lost);
 ``get()`` / ``aget()`` return the fitted view. ctxmgr state is kept per session
 (``chat_store_key``; :meth:`ContextMemory.for_session` gives a sibling memory for another
 session sharing the store).
 
-What the memory cannot see: LlamaIndex engines and agents add their ``system_prompt``
-*outside* the memory, where ctxmgr cannot count or protect it. Give it to the memory instead
-(``ContextMemory.from_config("agent", system_prompt="...")``, and no ``system_prompt`` on
-the engine/agent): it is then the first message of every fitted view, pinned and counted.
-Likewise ``FunctionAgent`` / ``AgentWorkflow`` keep the tool calls and results of the
-*current* run in their own scratchpad and append them after ``memory.get()``; they join the
-stored history when the run ends. Leave room for one run's tool round with
-``headroom_tokens=``.
+Without ``wrap``, the memory alone cannot see what the engine or agent adds *outside* it
+(their ``system_prompt``; ``FunctionAgent`` / ``AgentWorkflow`` append the current run's tool
+calls and results after ``memory.get()``): give the system prompt to the memory
+(``system_prompt=``), size it with ``llm=`` or ``max_context_tokens=``, and leave room for one
+tool round with ``headroom_tokens=``.
 
 The converters :func:`to_message` / :func:`from_message` map ``ChatMessage`` to ctxmgr's
 neutral :class:`~ctxmgr.messages.Message` and back without loss: every content block
@@ -41,26 +46,43 @@ from ctxmgr.adapters._common import (
     ConversationPool,
     adapter_metadata,
     content_parts,
-    load_manager,
     missing_extra,
     note_functions,
     restore_originals,
     summary_prompt,
     unique_ids,
 )
+from ctxmgr.adapters._provider import (
+    ManagerSpec,
+    ModelFacts,
+    ProviderOverflow,
+    context_length_error,
+    llamaindex_facts,
+    manager_source,
+    overflow_error,
+    record_response,
+)
 
 try:
     from llama_index.core.base.llms.types import (
         AudioBlock,
         ChatMessage,
+        ChatResponse,
+        ChatResponseAsyncGen,
+        ChatResponseGen,
+        CompletionResponse,
+        CompletionResponseAsyncGen,
+        CompletionResponseGen,
         ContentBlock,
         DocumentBlock,
         ImageBlock,
+        LLMMetadata,
         MessageRole,
         TextBlock,
         ToolCallBlock,
     )
-    from llama_index.core.bridge.pydantic import Field, PrivateAttr
+    from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
+    from llama_index.core.llms.function_calling import FunctionCallingLLM
     from llama_index.core.llms.llm import LLM
     from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY, BaseChatStoreMemory
     from llama_index.core.storage.chat_store import BaseChatStore, SimpleChatStore
@@ -77,11 +99,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METADATA_KEY",
+    "ContextLLM",
     "ContextMemory",
     "LlamaIndexSummarizer",
     "UnsupportedContentWarning",
     "from_message",
     "from_messages",
+    "context_tools",
     "note_tools",
     "to_message",
     "to_messages",
@@ -364,6 +388,15 @@ def from_messages(messages: Sequence[Message]) -> list[ChatMessage]:
 # ---------------------------------------------------------------------------------------
 # Memory
 # ---------------------------------------------------------------------------------------
+class _HeadroomSpec(ManagerSpec):
+    """A :class:`ManagerSpec` whose managers keep ``headroom`` more tokens free."""
+
+    headroom = 0
+
+    def build(self, facts: ModelFacts | None = None) -> ContextManager:
+        return _with_headroom(super().build(facts), self.headroom)
+
+
 def _with_headroom(manager: ContextManager, headroom: int) -> ContextManager:
     """Return a manager like ``manager`` whose effective limit is ``headroom`` tokens lower."""
     if headroom <= 0:
@@ -388,6 +421,12 @@ class ContextMemory(BaseChatStoreMemory):
     them all. ``get()`` / ``aget()`` fit them (plus ``system_prompt``, when set) with the
     session's manager, a ``fork()`` of the template per ``chat_store_key``.
 
+    Fit at the model boundary with :meth:`wrap`: give the agent or chat engine
+    ``llm=memory.wrap(llm)`` and every request is fitted where it is sent, including what
+    the framework adds after the memory (the agent's ``system_prompt``, ``FunctionAgent`` /
+    ``AgentWorkflow`` / ``ReActAgent`` in-run tool calls and results) and the tool
+    definitions; ``get()`` then returns the stored history unfitted (the wrapper fits it).
+
     Build it with :meth:`from_config`.
 
     Attributes:
@@ -401,6 +440,7 @@ class ContextMemory(BaseChatStoreMemory):
     _sessions: ConversationPool | None = PrivateAttr(default=None)
     _on_fit: FitCallback | None = PrivateAttr(default=None)
     _system: ChatMessage | None = PrivateAttr(default=None)
+    _wrapped: bool = PrivateAttr(default=False)
 
     @classmethod
     def class_name(cls) -> str:
@@ -421,6 +461,7 @@ class ContextMemory(BaseChatStoreMemory):
         chat_history: Sequence[ChatMessage] | None = None,
         headroom_tokens: int = 0,
         on_fit: FitCallback | None = None,
+        llm: LLM | None = None,
         **overrides: Any,
     ) -> ContextMemory:
         """Build a memory from a preset name, a TOML/YAML path or a config dict.
@@ -439,11 +480,29 @@ class ContextMemory(BaseChatStoreMemory):
                 memory (``FunctionAgent``'s tool calls and results of the current run, a
                 ``system_prompt`` given to the engine). Size it to one tool round.
             on_fit: optional ``on_fit(session_key, report)`` called after each fit.
+            llm: the LLM the memory feeds: sizes the window and picks the tokenizer and
+                provider where the config leaves them unset (:meth:`wrap` does the same).
             **overrides: config keys to override, e.g. ``max_context_tokens=8000``.
+
+        Raises:
+            ConfigError: the config is invalid.
         """
-        manager = _with_headroom(
-            load_manager(config, summarizer, counter, overrides), headroom_tokens
-        )
+        source = manager_source(config, summarizer, counter, overrides, "ContextMemory")
+        if isinstance(source, ManagerSpec):
+            spec = _HeadroomSpec(
+                source.config,
+                source.summarizer,
+                source.counter,
+                {"store": source.store, "conversation_id": source.conversation_id},
+            )
+            spec.adapter = (
+                "ContextMemory (give the agent or engine llm=memory.wrap(llm), or pass "
+                "max_context_tokens=)"
+            )
+            spec.headroom = headroom_tokens
+            manager: ContextManager | ManagerSpec = spec
+        else:
+            manager = _with_headroom(source, headroom_tokens)
         memory = cls(
             chat_store=chat_store or SimpleChatStore(),
             chat_store_key=chat_store_key or session_id or DEFAULT_CHAT_STORE_KEY,
@@ -451,6 +510,8 @@ class ContextMemory(BaseChatStoreMemory):
         )
         memory._sessions = ConversationPool(manager)
         memory._on_fit = on_fit
+        if llm is not None:
+            memory._sessions.resolve(llamaindex_facts(llm))
         if chat_history:
             memory.set(list(chat_history))
         return memory
@@ -470,7 +531,7 @@ class ContextMemory(BaseChatStoreMemory):
         config = kwargs.pop("config", "agent")
         if llm is not None and kwargs.get("summarizer") is None:
             kwargs["summarizer"] = LlamaIndexSummarizer(llm)
-        return cls.from_config(config, chat_history=chat_history, **kwargs)
+        return cls.from_config(config, chat_history=chat_history, llm=llm, **kwargs)
 
     def for_session(self, session_id: str) -> ContextMemory:
         """Return a memory for another session: same store, template and callback."""
@@ -483,10 +544,24 @@ class ContextMemory(BaseChatStoreMemory):
         other._on_fit = self._on_fit
         return other
 
+    def wrap(self, llm: LLM) -> ContextLLM:
+        """Return ``llm`` wrapped so every request it sends is fitted with this session.
+
+        Give the result to the agent or chat engine (``FunctionAgent(llm=memory.wrap(llm))``,
+        ``SimpleChatEngine.from_defaults(llm=memory.wrap(llm), memory=memory)``) and keep
+        this memory as its memory. From then on ``get()`` returns the stored history (plus
+        ``system_prompt``) unfitted and the wrapper fits the whole request.
+
+        Args:
+            llm: any LlamaIndex LLM (function-calling or not); not mutated.
+        """
+        self._wrapped = True
+        return ContextLLM.around(llm, self)
+
     # -- manager access ---------------------------------------------------------------------
     def _pool(self) -> ConversationPool:
         if self._sessions is None:  # built directly, not through from_config: preset "agent"
-            self._sessions = ConversationPool(load_manager("agent", None, None, {}))
+            self._sessions = ConversationPool(ManagerSpec("agent", adapter="ContextMemory"))
         return self._sessions
 
     @property
@@ -521,7 +596,15 @@ class ContextMemory(BaseChatStoreMemory):
         return restore_originals(result.messages, neutral, history, from_message)
 
     def get(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
-        """Return the fitted view of this session's history (``input`` ranks relevance)."""
+        """Return the fitted view of this session's history (``input`` ranks relevance).
+
+        After :meth:`wrap`, the stored history unfitted (the wrapped LLM fits the request).
+
+        Raises:
+            ConfigError: the window is unknown (no ``llm``, ``wrap`` or ``max_context_tokens``).
+        """
+        if self._wrapped:
+            return self._history(self.get_all())
         history = self._history(self.get_all())
         neutral = _to_messages(history, self._pool().get(self.chat_store_key).cache)
         result = self.manager.fit(neutral, query=input or None)
@@ -529,6 +612,8 @@ class ContextMemory(BaseChatStoreMemory):
 
     async def aget(self, input: str | None = None, **kwargs: Any) -> list[ChatMessage]:
         """Async :meth:`get`; awaits an async summarizer when one is set."""
+        if self._wrapped:
+            return self._history(await self.aget_all())
         history = self._history(await self.aget_all())
         neutral = _to_messages(history, self._pool().get(self.chat_store_key).cache)
         result = await self.manager.afit(neutral, query=input or None)
@@ -547,6 +632,306 @@ class ContextMemory(BaseChatStoreMemory):
         """Async :meth:`reset`."""
         await super().areset()
         self._pool().reset(self.chat_store_key)
+
+
+# ---------------------------------------------------------------------------------------
+# The model boundary
+# ---------------------------------------------------------------------------------------
+_OBSERVATION = "Observation:"
+
+
+def _pin_react_question(messages: list[Message]) -> list[Message]:
+    """Pin the question of a ReAct step: its tool results come back as user messages.
+
+    ``ReActAgent`` sends each tool result as a *user* message ``"Observation: ..."``, so the
+    core's "latest user message" would be the observation and the question itself could be
+    evicted mid-run. When user observations follow the latest real user message, that
+    message is returned pinned (``pinned=True``, same id), so it is kept and counted.
+    """
+    question = None
+    observed = False
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if message.role != "user":
+            continue
+        if message.text.lstrip().startswith(_OBSERVATION):
+            observed = True
+            continue
+        question = i
+        break
+    if question is None or not observed or messages[question].pinned:
+        return messages
+    out = list(messages)
+    out[question] = messages[question].evolve(pinned=True, id=messages[question].id)
+    return out
+
+
+class ContextLLM(FunctionCallingLLM):
+    """A LlamaIndex LLM that fits every chat request before the wrapped LLM sends it.
+
+    Made by :meth:`ContextMemory.wrap`. ``chat`` / ``achat`` / ``stream_chat`` /
+    ``astream_chat`` (and the ``*_with_tools`` forms agents use) fit the messages they are
+    given, with the tool definitions of the call, using the memory session's manager; the
+    window, tokenizer and provider come from the wrapped LLM's ``metadata`` unless the config
+    sets them. After each reply the provider's usage and stop reason calibrate the next fit.
+    If the provider answers context-length-exceeded, the request is compacted further and
+    sent once more (the FitReport says ``recovered``); a second refusal raises
+    ``ContextOverflowError`` with the provider's numbers. ``complete`` calls pass through.
+
+    Attributes:
+        llm: the wrapped LLM.
+    """
+
+    llm: SerializeAsAny[LLM] = Field(description="The wrapped LLM.")
+
+    _memory: Any = PrivateAttr(default=None)
+    _last: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def around(cls, llm: LLM, memory: ContextMemory) -> ContextLLM:
+        """Wrap ``llm`` for ``memory``'s session (use :meth:`ContextMemory.wrap`)."""
+        wrapper = cls(llm=llm, callback_manager=llm.callback_manager)
+        wrapper._memory = memory
+        return wrapper
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Get class name."""
+        return "ContextLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """The wrapped LLM's metadata."""
+        return self.llm.metadata
+
+    # -- fitting -------------------------------------------------------------------------
+    def _session(self) -> Any:
+        pool = self._memory._pool()
+        pool.resolve(llamaindex_facts(self.llm))
+        return pool.get(self._memory.chat_store_key)
+
+    def _prepare(self, messages: Sequence[ChatMessage], tools: Any) -> tuple[Any, list[Message]]:
+        session = self._session()
+        neutral = _pin_react_question(_to_messages(list(messages), session.cache))
+        self._last = (neutral, list(messages), tools)
+        return session, neutral
+
+    def _fit(self, messages: Sequence[ChatMessage], tools: Any) -> list[ChatMessage]:
+        session, neutral = self._prepare(messages, tools)
+        result = session.manager.fit(neutral, tools=tools)
+        return self._memory._finish(list(messages), neutral, result)  # type: ignore[no-any-return]
+
+    async def _afit(self, messages: Sequence[ChatMessage], tools: Any) -> list[ChatMessage]:
+        session, neutral = self._prepare(messages, tools)
+        result = await session.manager.afit(neutral, tools=tools)
+        return self._memory._finish(list(messages), neutral, result)  # type: ignore[no-any-return]
+
+    def _refit(self, overflow: ProviderOverflow) -> list[ChatMessage]:
+        neutral, originals, tools = self._last
+        result = self._session().manager.refit_after_overflow(
+            neutral,
+            tools=tools,
+            provider_tokens=overflow.provider_tokens,
+            provider_limit=overflow.provider_limit,
+            message=overflow.message,
+        )
+        return self._memory._finish(originals, neutral, result)  # type: ignore[no-any-return]
+
+    async def _arefit(self, overflow: ProviderOverflow) -> list[ChatMessage]:
+        neutral, originals, tools = self._last
+        result = await self._session().manager.arefit_after_overflow(
+            neutral,
+            tools=tools,
+            provider_tokens=overflow.provider_tokens,
+            provider_limit=overflow.provider_limit,
+            message=overflow.message,
+        )
+        return self._memory._finish(originals, neutral, result)  # type: ignore[no-any-return]
+
+    def _record(self, response: Any) -> None:
+        if response is not None:
+            record_response(self._session().manager, response)
+
+    def _fail(self, overflow: ProviderOverflow) -> Exception:
+        return overflow_error(overflow, self._session().manager)
+
+    # -- chat --------------------------------------------------------------------------------
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Fit ``messages`` (oldest first; not mutated) and chat with the wrapped LLM."""
+        fitted = self._fit(messages, kwargs.get("tools"))
+        try:
+            response = self.llm.chat(fitted, **kwargs)
+        except Exception as exc:
+            overflow = context_length_error(exc)
+            if overflow is None:
+                raise
+            try:
+                response = self.llm.chat(self._refit(overflow), **kwargs)
+            except Exception as again:
+                second = context_length_error(again)
+                if second is None:
+                    raise
+                raise self._fail(second) from again
+        self._record(response)
+        return response
+
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Async :meth:`chat`."""
+        fitted = await self._afit(messages, kwargs.get("tools"))
+        try:
+            response = await self.llm.achat(fitted, **kwargs)
+        except Exception as exc:
+            overflow = context_length_error(exc)
+            if overflow is None:
+                raise
+            try:
+                response = await self.llm.achat(await self._arefit(overflow), **kwargs)
+            except Exception as again:
+                second = context_length_error(again)
+                if second is None:
+                    raise
+                raise self._fail(second) from again
+        self._record(response)
+        return response
+
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Streaming :meth:`chat` (the request is sent, and retried, at the first chunk)."""
+        fitted = self._fit(messages, kwargs.get("tools"))
+
+        def start(msgs: list[ChatMessage]) -> tuple[Any, Any]:
+            gen = self.llm.stream_chat(msgs, **kwargs)
+            return next(gen, None), gen
+
+        try:
+            first, gen = start(fitted)
+        except Exception as exc:
+            overflow = context_length_error(exc)
+            if overflow is None:
+                raise
+            try:
+                first, gen = start(self._refit(overflow))
+            except Exception as again:
+                second = context_length_error(again)
+                if second is None:
+                    raise
+                raise self._fail(second) from again
+
+        def relay() -> ChatResponseGen:
+            last = first
+            if first is not None:
+                yield first
+            for chunk in gen:
+                last = chunk
+                yield chunk
+            self._record(last)
+
+        return relay()
+
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        """Async streaming :meth:`chat` (what ``FunctionAgent`` calls by default)."""
+        fitted = await self._afit(messages, kwargs.get("tools"))
+
+        async def start(msgs: list[ChatMessage]) -> tuple[Any, Any]:
+            gen = await self.llm.astream_chat(msgs, **kwargs)
+            try:
+                return await gen.__anext__(), gen
+            except StopAsyncIteration:
+                return None, gen
+
+        try:
+            first, gen = await start(fitted)
+        except Exception as exc:
+            overflow = context_length_error(exc)
+            if overflow is None:
+                raise
+            try:
+                first, gen = await start(await self._arefit(overflow))
+            except Exception as again:
+                second = context_length_error(again)
+                if second is None:
+                    raise
+                raise self._fail(second) from again
+
+        async def relay() -> ChatResponseAsyncGen:
+            last = first
+            if first is not None:
+                yield first
+            async for chunk in gen:
+                last = chunk
+                yield chunk
+            self._record(last)
+
+        return relay()
+
+    # -- tools and completion: delegated ------------------------------------------------
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        prepare = getattr(self.llm, "_prepare_chat_with_tools_compat", None)
+        if prepare is None:
+            raise TypeError(f"{type(self.llm).__name__} is not a function-calling LLM")
+        return prepare(  # type: ignore[no-any-return]
+            tools,
+            user_msg=user_msg,
+            chat_history=chat_history,
+            verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls,
+            tool_required=tool_required,
+            **kwargs,
+        )
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[Any],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        validate = getattr(self.llm, "_validate_chat_with_tools_response", None)
+        if validate is None:
+            return response
+        return validate(  # type: ignore[no-any-return]
+            response, tools, allow_parallel_tool_calls=allow_parallel_tool_calls, **kwargs
+        )
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[Any]:
+        """The wrapped LLM's tool-call parsing."""
+        return self.llm.get_tool_calls_from_response(  # type: ignore[attr-defined,no-any-return]
+            response, error_on_no_tool_call=error_on_no_tool_call, **kwargs
+        )
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """The wrapped LLM's ``complete`` (prompts are not fitted)."""
+        return self.llm.complete(prompt, formatted=formatted, **kwargs)
+
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        """The wrapped LLM's ``stream_complete``."""
+        return self.llm.stream_complete(prompt, formatted=formatted, **kwargs)
+
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        """The wrapped LLM's ``acomplete``."""
+        return await self.llm.acomplete(prompt, formatted=formatted, **kwargs)
+
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        """The wrapped LLM's ``astream_complete``."""
+        return await self.llm.astream_complete(prompt, formatted=formatted, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -604,6 +989,28 @@ def note_tools(manager: ContextManager | ContextMemory) -> list[FunctionTool]:
         ConfigError: the manager has no ``scratchpad`` strategy configured.
     """
     functions = note_functions(
-        lambda: manager.manager if isinstance(manager, ContextMemory) else manager
+        lambda: manager.manager if isinstance(manager, ContextMemory) else manager,
+        manager._pool().template() if isinstance(manager, ContextMemory) else manager,
     )
+    return [FunctionTool.from_defaults(fn=fn) for fn in functions]
+
+
+def context_tools(manager: ContextManager | ContextMemory) -> list[FunctionTool]:
+    """Return the ``search_history``, ``get_message`` and ``compact_context`` tools.
+
+    ``search_history`` ranks archived (evicted, cleared, offloaded) messages by BM25,
+    ``get_message`` reads one by id in pages, ``compact_context`` requests a compaction
+    on the next fit (see :mod:`ctxmgr.tools`).
+
+    Args:
+        manager: a ``ContextManager``, or a :class:`ContextMemory`, in which case they act
+            on the manager of the memory's current session (``chat_store_key`` at call
+            time).
+    """
+    from ctxmgr.tools import compaction_function, recall_functions
+
+    def current() -> ContextManager:
+        return manager.manager if isinstance(manager, ContextMemory) else manager
+
+    functions = [*recall_functions(current), compaction_function(current)]
     return [FunctionTool.from_defaults(fn=fn) for fn in functions]

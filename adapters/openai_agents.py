@@ -66,6 +66,7 @@ __all__ = [
     "ContextFilter",
     "ContextSession",
     "from_messages",
+    "context_tools",
     "note_tools",
     "to_messages",
 ]
@@ -618,4 +619,40 @@ def note_tools(
         functions = note_functions(lambda: flt.manager_for(conv), flt.manager)
     else:
         functions = note_functions(lambda: manager)
+    return [function_tool(fn) for fn in functions]
+
+
+def context_tools(
+    manager: ContextManager | ContextFilter, key: str | None = None
+) -> list[FunctionTool]:
+    """Return the context tools ``search_history``, ``get_message`` and ``compact_context``.
+
+    Agents SDK ``FunctionTool`` s. ``search_history`` ranks archived (evicted, cleared,
+    offloaded) messages by BM25, ``get_message`` reads one by id in pages,
+    ``compact_context`` requests a compaction on the next fit (:mod:`ctxmgr.tools`).
+
+    Args:
+        manager: a ``ContextManager``, or a :class:`ContextFilter` with ``key``: the
+            manager of conversation ``key``.
+        key: the conversation key when ``manager`` is a :class:`ContextFilter`.
+
+    Raises:
+        ValueError: a :class:`ContextFilter` was given without ``key``.
+    """
+    from ctxmgr.tools import compaction_function, recall_functions
+
+    if isinstance(manager, ContextFilter):
+        if key is None:
+            raise ValueError("context_tools(filter, key=...) needs the conversation key")
+        flt, conv = manager, key
+
+        def current() -> ContextManager:
+            return flt.manager_for(conv)
+    else:
+        fixed = manager
+
+        def current() -> ContextManager:
+            return fixed
+
+    functions = [*recall_functions(current), compaction_function(current)]
     return [function_tool(fn) for fn in functions]

@@ -78,6 +78,7 @@ __all__ = [
     "ContextProcessor",
     "PydanticAISummarizer",
     "from_messages",
+    "context_tools",
     "note_tools",
     "to_messages",
 ]
@@ -627,3 +628,45 @@ def _with_ctx(fn: Callable[..., Any]) -> Any:
     sig = inspect.signature(fn)
     ctx = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=RunContext)
     return sig.replace(parameters=[ctx, *sig.parameters.values()])
+
+
+def context_tools(manager: ContextManager | ContextProcessor) -> list[Tool[Any]]:
+    """Return the context tools ``search_history``, ``get_message`` and ``compact_context``.
+
+    pydantic-ai ``Tool`` s. ``search_history`` ranks archived (evicted, cleared,
+    offloaded) messages by BM25, ``get_message`` reads one by id in pages,
+    ``compact_context`` requests a compaction on the next fit (:mod:`ctxmgr.tools`).
+
+    Args:
+        manager: a ``ContextManager``, or a :class:`ContextProcessor`, in which case each
+            call acts on the calling run's conversation (``ctx.conversation_id``).
+    """
+    from ctxmgr.tools import compaction_function, recall_functions
+
+    if not isinstance(manager, ContextProcessor):
+        fixed = manager
+        bodies = [*recall_functions(lambda: fixed), compaction_function(lambda: fixed)]
+        return [Tool(fn, takes_ctx=False) for fn in bodies]
+    processor = manager
+    current: list[ContextManager] = [processor.manager]
+    bodies = [*recall_functions(lambda: current[0]), compaction_function(lambda: current[0])]
+    return [
+        Tool(_bound_context(processor, current, body), takes_ctx=True, name=body.__name__)
+        for body in bodies
+    ]
+
+
+def _bound_context(
+    processor: ContextProcessor, current: list[ContextManager], body: Callable[..., str]
+) -> Callable[..., str]:
+    """A context tool taking ``ctx`` first, acting on that run's conversation's manager."""
+
+    def tool(ctx: RunContext[Any], **kwargs: Any) -> str:
+        current[0] = processor.manager_for(ctx.conversation_id)
+        return body(**kwargs)
+
+    tool.__name__ = body.__name__
+    tool.__doc__ = body.__doc__
+    tool.__signature__ = _with_ctx(body)  # type: ignore[attr-defined]
+    tool.__annotations__ = {"ctx": RunContext[Any], **body.__annotations__}
+    return tool

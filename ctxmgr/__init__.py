@@ -16,6 +16,7 @@ Quick start::
 from ctxmgr.budget import Budget
 from ctxmgr.config import CtxmgrConfig, StrategyConfig, load_config
 from ctxmgr.errors import (
+    AgentLoopError,
     ConfigError,
     ContextOverflowError,
     CtxmgrError,
@@ -47,6 +48,7 @@ from ctxmgr.window import Injection, Window
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentLoopError",
     "Archive",
     "AsyncSummarizer",
     "Budget",

@@ -8,6 +8,7 @@ Hierarchy::
     ├── InvalidStateError            saved session state cannot be loaded (names the key path)
     ├── ContextOverflowError         pinned content alone exceeds the effective token limit
     ├── StrategyError                a strategy failed (carries ``.strategy``)
+    ├── AgentLoopError               the agent repeats the same tool call (``loop_guard``)
     ├── TranscriptError              a recorded transcript cannot be loaded (file, record, field)
     └── DatasetError                 a dataset cannot be fetched or fails its checksum
 
@@ -18,8 +19,10 @@ Every message names the cause and, where there is one, the fix. The CLI prints
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
+    "AgentLoopError",
     "ConfigError",
     "ContextOverflowError",
     "CtxmgrError",
@@ -175,6 +178,42 @@ class StrategyError(CtxmgrError):
     def __init__(self, message: str, *, strategy: str):
         self.strategy = strategy
         super().__init__(f"strategy {strategy!r}: {message}")
+
+
+class AgentLoopError(CtxmgrError):
+    """The agent repeated a tool call (or result) too often; raised by ``loop_guard``.
+
+    Repeated means the same tool with the same arguments, or the same result of a tool,
+    seen ``raise_after`` times within the strategy's window of turns.
+
+    Raised at the end of a fit, after the context was committed (the one error a fit
+    does not roll back), so the manager stays usable: catching it and continuing (with
+    a changed plan) works, and ``result`` still holds what the fit built.
+
+    Attributes:
+        result: the fit's :class:`~ctxmgr.report.FitResult` (context and report), set by
+            the manager; ``None`` when raised elsewhere.
+        tool: the tool's name.
+        arguments: the repeated arguments (JSON text), or ``None`` for repeated results.
+        count: how many times it was seen within the window.
+        kind: ``"same_call"`` or ``"same_result"``.
+    """
+
+    def __init__(self, *, tool: str, arguments: str | None, count: int, kind: str):
+        self.tool = tool
+        self.arguments = arguments
+        self.count = count
+        self.kind = kind
+        self.result: Any = None
+        what = (
+            f"called {tool}({arguments}) {count} times"
+            if kind == "same_call"
+            else f"got the same result from {tool} {count} times"
+        )
+        super().__init__(
+            f"agent loop: the agent {what} within the loop_guard window. Change the plan or "
+            "the prompt, or raise loop_guard's raise_after option."
+        )
 
 
 class TranscriptError(CtxmgrError, ValueError):

@@ -7,11 +7,13 @@ so a fit stays O(new messages) between compactions.
 Phases of one fit, in order::
 
     registration   ctxmgr_register_strategies          (once per process)
+    arrive         ctxmgr_arrive                        (every fit, new segments only)
     observe        ctxmgr_observe, ctxmgr_wants_compaction, ctxmgr_append   (every fit)
     compaction     ctxmgr_recall -> ctxmgr_pin -> ctxmgr_reserve -> ctxmgr_shrink ->
                    ctxmgr_score -> (evict) ->
                    ctxmgr_compact -> ctxmgr_inject     (only above the trigger, or on request)
     recall block   ctxmgr_recall_block                 (every fit, after the above)
+    report         ctxmgr_report                        (every fit, after the context is built)
 
 Within a phase, strategies are called in config order (the manager registers them so
 that pluggy's LIFO call order equals the config list).
@@ -27,6 +29,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from ctxmgr.messages import Message
+    from ctxmgr.report import FitReport
     from ctxmgr.segments import Segment
     from ctxmgr.window import Injection, Window
 
@@ -49,6 +52,28 @@ def ctxmgr_register_strategies(register: Callable[[type[Any]], None]) -> None:
     :param register: call with a :class:`ctxmgr.strategy.Strategy` subclass; its
         ``name`` attribute is the config name. Registering a name twice raises
         :class:`~ctxmgr.errors.ConfigError`.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Arrive: every fit, on the new segments only, before anything else sees them
+# ---------------------------------------------------------------------------------------
+@hookspec
+def ctxmgr_arrive(
+    window: Window, new_segments: Sequence[Segment]
+) -> Mapping[int, tuple[Sequence[Message], str, str | None]] | None:
+    """Replace new segments the moment they arrive (offload a huge tool result).
+
+    The replacement enters the context stream in place of the original from this fit on,
+    so the original is never sent. It must keep the segment's shape (same roles, same
+    tool-call ids; :meth:`ctxmgr.window.Window.replace` checks it). The manager archives
+    every replaced message with the reason and reports the segment under
+    ``FitReport.offloaded``. Must cost O(len(new_segments)).
+
+    :param window: the committed history, as for :func:`ctxmgr_observe`.
+    :param new_segments: the segments added by this fit, oldest first.
+    :return: index in ``new_segments`` -> ``(messages, reason, strategy name)``, or
+        ``None`` to change nothing.
     """
 
 
@@ -202,7 +227,23 @@ def ctxmgr_recall_block(window: Window, selected: Sequence[int], room: int) -> S
     :param window: the fit's window (``window.query``, ``window.history`` = every
         committed segment, oldest first).
     :param selected: positions in ``window.history`` already in the context.
-    :param room: tokens the block may use (effective limit minus everything else).
+    :param room: tokens the block may use (the trigger minus everything else).
     :return: positions in ``window.history``, in the order they are to appear (none of
         ``selected``, at most ``room`` tokens in total), or ``None``.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Report: every fit, after the context is built
+# ---------------------------------------------------------------------------------------
+@hookspec
+def ctxmgr_report(window: Window, report: FitReport) -> None:
+    """Add to the fit's report (loop detections...) once the context is built.
+
+    Called on every fit after the context is final and committed, so raising here (for
+    example :class:`~ctxmgr.errors.AgentLoopError`) leaves the manager consistent: the
+    next fit continues from this one. Must cost O(1) or O(new segments).
+
+    :param window: the fit's observe window (``window.new_start`` marks the new segments).
+    :param report: the :class:`~ctxmgr.report.FitReport` to annotate in place.
     """

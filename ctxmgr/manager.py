@@ -32,6 +32,7 @@ from ctxmgr.boundary import PROVIDER_STATE, ProviderBoundary
 from ctxmgr.budget import Budget
 from ctxmgr.config import CtxmgrConfig, load_config, validate_strategies
 from ctxmgr.errors import (
+    AgentLoopError,
     ConfigError,
     ContextOverflowError,
     CtxmgrError,
@@ -306,7 +307,9 @@ class ContextManager(ProviderBoundary):
 
         A fit is transactional: if it raises (any error) the manager (caches, state,
         archive, summary, notes, turn, strategy state) is left exactly as before the
-        call, so a retry gives what an uninterrupted manager would.
+        call, so a retry gives what an uninterrupted manager would. The one exception is
+        :class:`~ctxmgr.errors.AgentLoopError` (``loop_guard``), raised after the fit
+        committed with the fitted result in ``error.result``.
 
         Returns:
             ``FitResult(messages, report)``; kept messages are the same objects as given.
@@ -323,6 +326,8 @@ class ContextManager(ProviderBoundary):
             awaitable = next(gen)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except AgentLoopError:  # raised after the fit committed: nothing to undo
+            raise
         except BaseException:
             self._rollback(undo)
             raise
@@ -353,6 +358,8 @@ class ContextManager(ProviderBoundary):
                 awaitable = gen.send(None)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except AgentLoopError:  # raised after the fit committed: nothing to undo
+            raise
         except BaseException:  # CancelledError included: a cancelled fit is rolled back
             gen.close()
             self._rollback(undo)
@@ -549,10 +556,15 @@ class ContextManager(ProviderBoundary):
             new_start=start,
         )
         hook = self._pm.hook
+        arrived = self._arrive(window, start, new_segs)
+        new_segs = self._segments[start:]
         self._call("observe", hook.ctxmgr_observe, window=window, new_segments=new_segs)
         reason = self._call(
             "wants_compaction", hook.ctxmgr_wants_compaction, window=window, new_segments=new_segs
         )
+        request = self.state.extra.pop("compaction_request", None)
+        if request is not None:
+            reason = f"requested: {request.get('reason') or 'no reason given'}"
         pending = self._segmenter.pending()
         if pending is not None:
             pending = Segment(pending.messages, pending.start, window.measure(pending.messages))
@@ -574,6 +586,7 @@ class ContextManager(ProviderBoundary):
             max_context_tokens=self.budget.max_context_tokens,
             repairs=repairs,
             turn=self.state.turn,
+            offloaded=arrived,
             tools_tokens=tools_tokens,
             calibration=calibration,
             reserve_tokens=reserve_tokens,
@@ -605,7 +618,8 @@ class ContextManager(ProviderBoundary):
             self._output_tokens += new_tokens
             report.kept_count = len(self._selected)
         else:
-            yield from self._compact(window, pending_tokens, reason, report, use_async)
+            target = self._requested_target(request)
+            yield from self._compact(window, pending_tokens, reason, report, use_async, target)
         room = self.budget.effective_limit - self._output_tokens - pending_tokens - priming
         for msg in appended:
             tokens = self.counter.count_message(msg)
@@ -640,11 +654,90 @@ class ContextManager(ProviderBoundary):
             "reason": report.reason,
             "tools_tokens": tools_tokens,
         }
+        loop: AgentLoopError | None = None
+        try:
+            self._call("report", hook.ctxmgr_report, window=window, report=report)
+        except AgentLoopError as exc:  # raised after the fit commits, carrying its result
+            exc.result = FitResult(out, report)
+            loop = exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s", report)
         if self.on_report is not None:
             self.on_report(report)
+        if loop is not None:
+            raise loop
         return FitResult(out, report)
+
+    def request_compaction(
+        self,
+        reason: str = "",
+        *,
+        target_tokens: int | None = None,
+        target_fraction: float | None = None,
+    ) -> None:
+        """Ask for a compaction on the next fit, even below the trigger.
+
+        The request is kept in the session state (``state.extra["compaction_request"]``),
+        so it survives a session store between the tool call that makes it and the next
+        model call. The next fit runs the whole compaction pipeline (shrink, evict,
+        summarize, re-render notes) and reports ``reason = "requested: <reason>"``.
+
+        Args:
+            reason: why (shown in the FitReport).
+            target_tokens: compact down to at most this many tokens instead of the
+                budget's target (``None``: the budget's target; the budget's target is
+                never exceeded).
+            target_fraction: compact down to at most this share of the previous fit's
+                context (``0.5``: half), resolved at the next fit from the session state.
+
+        Raises:
+            ValueError: ``target_fraction`` is not in (0, 1].
+        """
+        if target_fraction is not None and not 0 < target_fraction <= 1:
+            raise ValueError(f"target_fraction must be in (0, 1], got {target_fraction}")
+        self.state.extra["compaction_request"] = {
+            "reason": reason,
+            "target_tokens": target_tokens,
+            "target_fraction": target_fraction,
+        }
+
+    def _requested_target(self, request: Mapping[str, Any] | None) -> int | None:
+        """The token target of a compaction request (absolute and/or relative), or None."""
+        if not request:
+            return None
+        targets = [request["target_tokens"]] if request.get("target_tokens") is not None else []
+        last = (self.state.last_fit or {}).get("tokens_after")
+        if request.get("target_fraction") is not None and last:
+            targets.append(int(float(request["target_fraction"]) * int(last)))
+        return min(targets) if targets else None
+
+    def _arrive(self, window: Window, start: int, new_segs: list[Segment]) -> list[SegmentRecord]:
+        """Let ``ctxmgr_arrive`` replace new segments before anything sees them (offload).
+
+        Replacements must keep the segment's shape (checked by ``Window.replace``); the
+        originals are archived here. Returns the records of the replaced segments.
+        """
+        if not new_segs:
+            return []
+        records: list[SegmentRecord] = []
+        for changes in self._call(
+            "arrive", self._pm.hook.ctxmgr_arrive, window=window, new_segments=new_segs
+        ):
+            for offset, (messages, why, strategy) in (changes or {}).items():
+                pos = start + int(offset)
+                old = self._segments[pos]
+                try:
+                    window.replace(pos, messages, why, strategy)
+                except ValueError as exc:
+                    raise StrategyError(f"arrive: {exc}", strategy=strategy or "?") from exc
+                window.cleared.pop(pos, None)
+                freed = old.tokens - self._segments[pos].tokens
+                self._history_total += freed  # tokens_before counts the originals
+                records.append(SegmentRecord(old.ids, old.tokens, why, strategy))
+                for orig, new in zip(old.messages, messages):
+                    if orig is not new:
+                        self.state.archive.add(orig, why, self.state.turn, strategy)
+        return records
 
     # ------------------------------------------------------------------ provider boundary
     def _finish(
@@ -849,7 +942,13 @@ class ContextManager(ProviderBoundary):
         return pins
 
     def _compact(
-        self, window: Window, pending_tokens: int, reason: str, report: FitReport, use_async: bool
+        self,
+        window: Window,
+        pending_tokens: int,
+        reason: str,
+        report: FitReport,
+        use_async: bool,
+        target_tokens: int | None = None,
     ) -> Generator[Awaitable[Any], None, None]:
         hook = self._pm.hook
         self._shrunk = dict(self._shrunk)  # copy on write: a failed fit restores the old one
@@ -889,7 +988,10 @@ class ContextManager(ProviderBoundary):
         reserve = sum(r or 0 for r in self._call("reserve", hook.ctxmgr_reserve, window=window))
         priming = self.counter.reply_priming
         slack = self._profile_slack()
-        avail = self.budget.target_tokens - reserve - priming - pending_tokens - slack
+        target = self.budget.target_tokens
+        if target_tokens is not None:  # a requested compaction may aim lower
+            target = min(target, max(0, int(target_tokens)))
+        avail = target - reserve - priming - pending_tokens - slack
         total = sum(s.tokens for s in cands)
         window.reserved = reserve + priming + pending_tokens + slack
         if total > avail:

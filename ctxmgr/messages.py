@@ -20,6 +20,7 @@ from typing import Any, Literal
 from ctxmgr.errors import InvalidHistoryError
 
 __all__ = [
+    "REASONING_TYPES",
     "ContentPart",
     "Message",
     "Role",
@@ -32,6 +33,15 @@ __all__ = [
 
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+
+#: Content-part types holding model reasoning: Anthropic ``thinking`` (with its
+#: ``signature``) and ``redacted_thinking`` (``data``) blocks
+#: (https://docs.claude.com/en/docs/build-with-claude/extended-thinking), OpenAI
+#: Responses ``reasoning`` items and LangChain ``reasoning`` content blocks. They are kept
+#: verbatim (every key, in ``ContentPart.data``) so a provider can verify signatures.
+REASONING_TYPES: frozenset[str] = frozenset({"thinking", "redacted_thinking", "reasoning"})
+#: Keys of a reasoning part that hold readable reasoning text.
+REASONING_TEXT_KEYS: tuple[str, ...] = ("thinking", "reasoning", "content", "text")
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -117,6 +127,11 @@ class ContentPart:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ContentPart:
         return self  # immutable
+
+    @property
+    def is_reasoning(self) -> bool:
+        """True for a reasoning part (a type in :data:`REASONING_TYPES`)."""
+        return self.type in REASONING_TYPES
 
     def to_openai(self) -> dict[str, Any]:
         """Return the part as an OpenAI content-part dict."""
@@ -240,6 +255,13 @@ class Message:
         parts = [self.name or "", self.text]
         parts.extend(f"{c.name} {c.arguments}" for c in self.tool_calls)
         return " ".join(p for p in parts if p)
+
+    @property
+    def reasoning(self) -> tuple[ContentPart, ...]:
+        """The reasoning parts of the content (thinking, redacted thinking, reasoning)."""
+        if isinstance(self.content, str):
+            return ()
+        return tuple(p for p in self.content if p.is_reasoning)
 
     def evolve(self, **changes: Any) -> Message:
         """Return a copy with ``changes`` applied (a new id is derived unless given)."""
@@ -496,6 +518,9 @@ def to_openai(message: Message) -> dict[str, Any]:
         out["tool_call_id"] = message.tool_call_id
     if message.name:
         out["name"] = message.name
+    reasoning = message.metadata.get("reasoning_content")
+    if isinstance(reasoning, str):  # OpenAI-compatible reasoning field (DeepSeek, vLLM...)
+        out["reasoning_content"] = reasoning
     return out
 
 

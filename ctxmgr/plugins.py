@@ -34,6 +34,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "ctxmgr.strategies.summarize",
     "ctxmgr.strategies.system_replay",
     "ctxmgr.strategies.scratchpad",
+    "ctxmgr.strategies.offload",
+    "ctxmgr.strategies.loop_guard",
 )
 ENTRY_POINT_GROUP = "ctxmgr"
 #: Comma-separated entry-point names to load; unset loads all, empty string loads none.

@@ -70,6 +70,11 @@ class FitReport:
             context-length-exceeded (:meth:`ContextManager.refit_after_overflow`).
         provider: the provider profile the output obeys (``"openai"``...).
         notes: notable events of this fit (calibration learned, reserve grown...).
+        offloaded: segments replaced at arrival by a preview (``offload`` strategy); the
+            originals are archived and ``tokens`` is their size before.
+        loops: repeated tool calls or results noticed (``loop_guard`` strategy), as dicts
+            with ``kind`` (``"same_call"`` / ``"same_result"``), ``tool``, ``arguments``,
+            ``count`` and ``turns``.
     """
 
     tokens_before: int = 0
@@ -94,6 +99,8 @@ class FitReport:
     recovered: bool = False
     provider: str = "openai"
     notes: list[str] = field(default_factory=list)
+    offloaded: list[SegmentRecord] = field(default_factory=list)
+    loops: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict."""
@@ -113,8 +120,10 @@ class FitReport:
             f"ctxmgr fit turn {self.turn}: {self.tokens_before} -> {self.tokens_after} tokens "
             f"(limit {self.effective_limit}, {self.reason}); kept {self.kept_count} segments, "
             f"cleared {n(self.cleared)}, dropped {n(self.dropped)}, summarized "
-            f"{n(self.summarized)}, injected {len(self.injected)}, repairs {len(self.repairs)}; "
-            f"{self.elapsed_ms:.2f} ms"
+            f"{n(self.summarized)}, injected {len(self.injected)}, repairs {len(self.repairs)}"
+            + (f", offloaded {n(self.offloaded)}" if self.offloaded else "")
+            + (f", loops {len(self.loops)}" if self.loops else "")
+            + f"; {self.elapsed_ms:.2f} ms"
             + (f"; tools {self.tools_tokens} tokens" if self.tools_tokens else "")
             + (f"; calibration x{self.calibration:.3f}" if self.calibration != 1.0 else "")
             + ("; recovered from a provider overflow" if self.recovered else "")

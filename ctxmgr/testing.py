@@ -10,7 +10,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from ctxmgr.messages import Message, ToolCall
+from ctxmgr.messages import ContentPart, Message, ToolCall
 
 __all__ = [
     "RecordingSummarizer",
@@ -167,6 +167,7 @@ def histories(
     malformed: bool = True,
     huge_results: bool = True,
     with_system: bool | None = None,
+    reasoning: bool = False,
 ) -> Any:
     """A Hypothesis strategy generating message histories (oldest first).
 
@@ -180,6 +181,9 @@ def histories(
         malformed: include broken tool pairs.
         huge_results: include tool results of several thousand tokens.
         with_system: force a leading system prompt (True), none (False), or either.
+        reasoning: give assistant messages reasoning parts (Anthropic ``thinking`` with a
+            signature, ``redacted_thinking``, LangChain/OpenAI ``reasoning``) before their
+            text.
     """
     from hypothesis import strategies as st
 
@@ -193,6 +197,22 @@ def histories(
         step_kinds.append("huge")
     if malformed:
         step_kinds += ["orphan", "dangling", "duplicate"]
+
+    reasoning_parts = st.sampled_from(
+        [
+            lambda t: ContentPart("thinking", data={"thinking": t, "signature": "c2ln" * 8}),
+            lambda t: ContentPart("redacted_thinking", data={"data": "ZW5j" * 12}),
+            lambda t: ContentPart("reasoning", data={"reasoning": t, "id": "rs_1"}),
+        ]
+    )
+
+    def assistant(draw: Any, body: str, calls: Sequence[ToolCall] = ()) -> Message:
+        if not reasoning or not draw(st.booleans()):
+            return Message.assistant(body, calls)
+        parts = [draw(reasoning_parts)(draw(text))]
+        if body:
+            parts.append(ContentPart("text", body))
+        return Message("assistant", tuple(parts), tool_calls=tuple(calls))
 
     @st.composite
     def build(draw: Any) -> list[Message]:
@@ -209,7 +229,7 @@ def histories(
             if kind == "user":
                 out.append(Message.user(draw(text)))
             elif kind == "assistant":
-                out.append(Message.assistant(draw(text)))
+                out.append(assistant(draw, draw(text)))
             elif kind == "pinned":
                 out.append(Message.user("PINNED " + draw(text), pinned=True))
             elif kind in ("tools", "huge", "dangling", "duplicate"):
@@ -218,7 +238,7 @@ def histories(
                     ToolCall(f"c{step}_{j}", draw(st.sampled_from(["search", "read"])), "{}")
                     for j in range(k)
                 ]
-                out.append(Message.assistant(draw(text) if step % 3 == 0 else "", calls))
+                out.append(assistant(draw, draw(text) if step % 3 == 0 else "", calls))
                 answered = calls[:-1] if kind == "dangling" else calls
                 for call in answered:
                     body = draw(text)

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import tiktoken
 
 from ctxmgr.errors import ConfigError, CtxmgrError
-from ctxmgr.messages import ContentPart, Message
+from ctxmgr.messages import REASONING_TEXT_KEYS, ContentPart, Message
 
 __all__ = [
     "COUNTER_NAMES",
@@ -274,6 +274,8 @@ class BaseCounter:
         return self.count_text(role)
 
     def _part_tokens(self, part: ContentPart) -> int:
+        if part.is_reasoning:
+            return self._reasoning_tokens(part)
         if part.type == "text" or part.text:
             return self.count_text(part.text)
         est = self.part_estimates
@@ -286,6 +288,28 @@ class BaseCounter:
         if part.type == "refusal" and isinstance(part.data.get("refusal"), str):
             return self.count_text(part.data["refusal"])
         return est.other
+
+    def _reasoning_tokens(self, part: ContentPart) -> int:
+        """Tokens of a reasoning part: its readable text counted, opaque blobs estimated.
+
+        Readable reasoning (``thinking``, ``reasoning``, summary texts) is tokenized;
+        signatures and encrypted content (``signature``, ``data``, ``encrypted_content``)
+        are estimated at 4 characters per token, as providers do not publish how they
+        bill them.
+        """
+        total = self.count_text(part.text) if part.text else 0
+        for key, value in part.data.items():
+            if key in REASONING_TEXT_KEYS and isinstance(value, str):
+                total += self.count_text(value)
+            elif key == "summary" and isinstance(value, list):
+                total += sum(
+                    self.count_text(str(item.get("text", "")))
+                    for item in value
+                    if isinstance(item, Mapping)
+                )
+            elif key in ("signature", "data", "encrypted_content") and isinstance(value, str):
+                total += len(value) // 4
+        return max(total, 1)
 
     def _count_uncached(self, message: Message) -> int:
         count_text = self.count_text
@@ -609,6 +633,28 @@ class CallableCounter(BaseCounter):
         if self.per_message:
             return _as_count(self.fn(Message("user", text)), self.fn)
         return _as_count(self.fn(text), self.fn)
+
+    def _reasoning_tokens(self, part: ContentPart) -> int:
+        """Tokens of a reasoning part: its readable text counted, opaque blobs estimated.
+
+        Readable reasoning (``thinking``, ``reasoning``, summary texts) is tokenized;
+        signatures and encrypted content (``signature``, ``data``, ``encrypted_content``)
+        are estimated at 4 characters per token, as providers do not publish how they
+        bill them.
+        """
+        total = self.count_text(part.text) if part.text else 0
+        for key, value in part.data.items():
+            if key in REASONING_TEXT_KEYS and isinstance(value, str):
+                total += self.count_text(value)
+            elif key == "summary" and isinstance(value, list):
+                total += sum(
+                    self.count_text(str(item.get("text", "")))
+                    for item in value
+                    if isinstance(item, Mapping)
+                )
+            elif key in ("signature", "data", "encrypted_content") and isinstance(value, str):
+                total += len(value) // 4
+        return max(total, 1)
 
     def _count_uncached(self, message: Message) -> int:
         if self.per_message:

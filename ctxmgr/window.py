@@ -100,7 +100,8 @@ class Window:
         """Replace candidate ``index`` by a shrunk form; return the tokens freed.
 
         The replacement must keep the segment's shape (same roles, same tool-call ids);
-        the originals are archived by the manager. Only for use in ``ctxmgr_shrink``.
+        the originals are archived by the manager. Only for use in ``ctxmgr_shrink`` (the
+        manager also applies ``ctxmgr_arrive`` replacements with it).
 
         Raises:
             ValueError: the replacement would break a tool pair.

@@ -4,10 +4,13 @@ Pairs themselves are never split by any strategy (segments are atomic, see
 :mod:`ctxmgr.segments`); this strategy sets the repair policy, protects the current tool
 loop, and shrinks before anything is dropped:
 
-1. old tool results (outside the newest ``keep_recent_tool_results`` exchanges) are
-   *cleared* to a placeholder naming the tool, its arguments and the tokens freed —
-   Anthropic's "tool result clearing" context-editing practice, which keeps the
-   call/result structure valid while freeing most of the tokens;
+1. old tool results (outside the newest ``keep_recent_tool_results`` exchanges, not of
+   an ``exclude_tools`` tool) are *cleared* to a placeholder naming the tool, its
+   arguments, the tokens freed and the archive id to read it back with ``get_message``
+   — Anthropic's "tool result clearing" context-editing practice, which keeps the
+   call/result structure valid while freeing most of the tokens. With
+   ``clear_at_least`` the clearing happens in one batch of at least that many tokens
+   or not at all; with ``clear_tool_inputs`` the cleared calls' arguments go too;
 2. a single tool result larger than ``max_tool_result_tokens`` is truncated, keeping its
    head and tail, even in the current step;
 3. if pinned content alone (system prompt, task, current tool loop) still exceeds the
@@ -27,7 +30,10 @@ The originals are archived by the manager; nothing is lost.
 
 from __future__ import annotations
 
+import fnmatch
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import Field
@@ -53,6 +59,19 @@ class ToolPairSafeOptions(StrategyOptions):
         live_tool_steps: newest tool exchanges after the latest user message that are
             pinned (the current tool loop).
         min_clear_tokens: only clear results larger than this.
+        clear_at_least: clear at least this many tokens in one compaction, or clear
+            nothing (each clearing changes the prompt prefix and costs a prompt-cache
+            miss; Anthropic context editing's ``clear_at_least``,
+            https://docs.claude.com/en/docs/build-with-claude/context-editing).
+        exclude_tools: tool name globs whose results are never cleared.
+        clear_tool_inputs: also replace the arguments of cleared calls by a short marker
+            (Anthropic's ``clear_tool_inputs``); the originals are archived. A pinned call
+            message keeps its arguments.
+        clear_reasoning: at a compaction that must free room, drop the reasoning parts
+            (thinking, redacted thinking, reasoning items) of messages before the latest
+            user message; the current tool loop keeps its reasoning, which Anthropic
+            requires with tool use (Anthropic's ``clear_thinking``). Originals archived;
+            pinned messages keep theirs.
         max_tool_result_tokens: truncate any single tool result above this (None: never).
         truncate_to_fit: when pinned content (system prompt, current tool loop) alone
             exceeds the effective limit, truncate the pinned tool exchanges' results in
@@ -69,6 +88,10 @@ class ToolPairSafeOptions(StrategyOptions):
     keep_recent_tool_results: int = Field(default=3, ge=0)
     live_tool_steps: int = Field(default=1, ge=0)
     min_clear_tokens: int = Field(default=60, ge=0)
+    clear_at_least: int = Field(default=0, ge=0)
+    exclude_tools: list[str] = Field(default_factory=list)
+    clear_tool_inputs: bool = False
+    clear_reasoning: bool = False
     max_tool_result_tokens: int | None = Field(default=None, gt=0)
     truncate_to_fit: bool = True
     truncate_pinned_tool_results: bool = False
@@ -76,17 +99,26 @@ class ToolPairSafeOptions(StrategyOptions):
 
 
 def _placeholder(result: Message, call_desc: str, tokens: int) -> Message:
+    original = str(result.metadata.get("original_id") or result.id)  # an offload preview's
     text = (
         f"[ctxmgr: cleared result of {call_desc}; {tokens} tokens freed. "
-        "The original is in the archive; call the tool again if it is needed.]"
+        f'Archived: get_message("{original}")]'
     )
     meta = dict(result.metadata)
-    meta.update(
-        {"ctxmgr": "cleared_tool_result", "original_id": meta.get("original_id", result.id)}
-    )
+    meta.update({"ctxmgr": "cleared_tool_result", "original_id": original})
     return Message.tool(
         text, result.tool_call_id or "", name=result.name, metadata=meta, pinned=result.pinned
     )
+
+
+def _without_reasoning(message: Message) -> Message:
+    if not message.reasoning or isinstance(message.content, str) or message.pinned:
+        return message  # pinned means verbatim
+    parts = tuple(p for p in message.content if not p.is_reasoning)
+    meta = dict(message.metadata)
+    original = str(message.metadata.get("original_id") or message.id)
+    meta.update({"ctxmgr": "cleared_reasoning", "original_id": original})
+    return message.evolve(content=parts or "", metadata=meta)
 
 
 def _truncate(result: Message, keep_tokens: int, counter: Any) -> Message:
@@ -149,17 +181,27 @@ class ToolPairSafe(Strategy):
         """Clear old tool results oldest first, then truncate oversized ones."""
         opts = self.options
         need = excess_tokens
+        if opts.clear_reasoning:
+            need -= self._clear_reasoning(window)
         exchanges = [i for i, s in enumerate(window.segments) if s.is_tool_exchange]
         recent = set(exchanges[len(exchanges) - opts.keep_recent_tool_results :])
         if opts.keep_recent_tool_results == 0:
             recent = set()
         if opts.clear_tool_results:
+            batch: list[tuple[int, list[Message]]] = []
+            freed = 0
             for i in exchanges:
-                if need <= 0:
+                if need - freed <= 0 and freed >= opts.clear_at_least:
                     break
                 if i in recent or i in window.pinned:
                     continue
-                need -= self._clear(window, i)
+                new = self._cleared(window, i)
+                if new is not None:
+                    batch.append((i, new))
+                    freed += window.segments[i].tokens - window.measure(new)
+            if freed >= opts.clear_at_least:  # one batch worth its cache miss, or nothing
+                for i, new in batch:
+                    need -= window.replace(i, new, "old tool result cleared", self.name)
         if opts.max_tool_result_tokens is not None:
             cap = opts.max_tool_result_tokens
             for i in exchanges:
@@ -245,31 +287,55 @@ class ToolPairSafe(Strategy):
                     self.name,
                 )
 
-    def _clear(self, window: Window, index: int) -> int:
+    def _clear_reasoning(self, window: Window) -> int:
+        """Drop reasoning parts before the latest user message; return the tokens freed."""
+        users = [i for i, seg in enumerate(window.segments) if seg.role == "user"]
+        freed = 0
+        for i in range(users[-1] if users else 0):
+            seg = window.segments[i]
+            if any(m.reasoning and not m.pinned for m in seg.messages):
+                new = [_without_reasoning(m) for m in seg.messages]
+                freed += window.replace(i, new, "old reasoning cleared", self.name)
+        return freed
+
+    def _cleared(self, window: Window, index: int) -> list[Message] | None:
+        """The cleared form of segment ``index``, or ``None`` when nothing is clearable."""
+        opts = self.options
         seg = window.segments[index]
         calls = {c.id: c for c in seg.head.tool_calls}
         new: list[Message] = [seg.head]
-        changed = False
+        cleared_ids: set[str] = set()
         for msg in seg.messages[1:]:
             tokens = window.counter.count_message(msg)
-            kind = msg.metadata.get("ctxmgr")
+            call = calls.get(msg.tool_call_id or "")
+            tool = call.name if call else msg.name or "tool"
             if (
-                kind not in (None, "truncated_tool_result")
+                msg.metadata.get("ctxmgr")
+                not in (None, "truncated_tool_result", "offloaded_tool_result")
                 or msg.pinned
-                or tokens < self.options.min_clear_tokens
+                or tokens < opts.min_clear_tokens
+                or any(fnmatch.fnmatchcase(tool, pat) for pat in opts.exclude_tools)
             ):
                 new.append(msg)
                 continue
-            call = calls.get(msg.tool_call_id or "")
-            args = call.arguments if call else ""
+            args = call.arguments if call and not opts.clear_tool_inputs else "..."
             if len(args) > 120:
                 args = args[:117] + "..."
-            desc = f"{call.name if call else msg.name or 'tool'}({args})"
-            new.append(_placeholder(msg, desc, tokens))
-            changed = True
-        if not changed:
-            return 0
-        return window.replace(index, new, "old tool result cleared", self.name)
+            new.append(_placeholder(msg, f"{tool}({args})", tokens))
+            cleared_ids.add(msg.tool_call_id or "")
+        if not cleared_ids:
+            return None
+        if opts.clear_tool_inputs and not seg.head.pinned:  # pinned means verbatim
+            original = str(seg.head.metadata.get("original_id") or seg.head.id)
+            marker = json.dumps({"ctxmgr": f"arguments cleared; get_message({original!r})"})
+            head_calls = [
+                replace(c, arguments=marker) if c.id in cleared_ids else c
+                for c in seg.head.tool_calls
+            ]
+            meta = dict(seg.head.metadata)
+            meta.update({"ctxmgr": "cleared_tool_inputs", "original_id": original})
+            new[0] = seg.head.evolve(tool_calls=tuple(head_calls), metadata=meta)
+        return new
 
 
 def _fair_keep(sizes: Sequence[int], cut: int, floor: int) -> list[int]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +41,36 @@ def data_dir() -> Path:
             "(`ctxmgr datasets fetch locomo` downloads LoCoMo)"
         )
     return path
+
+
+def _load_mockprovider() -> Any:
+    """Import ``tests/mockprovider.py`` as ``mockprovider`` (tests are not a package)."""
+    import importlib.util
+    import sys
+
+    if "mockprovider" in sys.modules:
+        return sys.modules["mockprovider"]
+    spec = importlib.util.spec_from_file_location(
+        "mockprovider", Path(__file__).with_name("mockprovider.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mockprovider"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_load_mockprovider()
+
+
+@pytest.fixture
+def mock_provider() -> Iterator[Any]:
+    """A started :class:`mockprovider.MockProvider` (3,000-token window), stopped after."""
+    server = _load_mockprovider().MockProvider(window=3000).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

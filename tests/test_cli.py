@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from ctxmgr.cli import app
 
 BUILTIN = [
+    "loop_guard",
+    "offload",
     "pin_and_slide",
     "relevance",
     "scratchpad",

@@ -28,6 +28,7 @@ PRESET_PIPELINES = {
         "summarize",
         "scratchpad",
         "system_replay",
+        "loop_guard",
     ],
     "fifo": ["tool_pair_safe", "pin_and_slide"],
     "relevance": ["tool_pair_safe", "pin_and_slide", "relevance"],

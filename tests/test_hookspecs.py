@@ -25,6 +25,8 @@ EXPECTED_HOOKS = {
     "ctxmgr_compact",
     "ctxmgr_inject",
     "ctxmgr_recall_block",
+    "ctxmgr_arrive",
+    "ctxmgr_report",
 }
 
 
@@ -87,6 +89,7 @@ def test_hooks_with_results() -> None:
     """The hooks that return something are the documented ones."""
     assert RETURNING == [
         "ctxmgr_append",
+        "ctxmgr_arrive",
         "ctxmgr_compact",
         "ctxmgr_inject",
         "ctxmgr_pin",

@@ -30,6 +30,8 @@ from ctxmgr.strategy import Strategy
 from ctxmgr.testing import chat_history
 
 BUILTIN = {
+    "loop_guard": "LoopGuard",
+    "offload": "Offload",
     "pin_and_slide": "PinAndSlide",
     "relevance": "RelevanceEviction",
     "scratchpad": "ScratchpadNotes",
@@ -57,7 +59,7 @@ def _restore_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_builtin_strategy_types() -> None:
-    """get_strategy_types() maps the six built-in names to their classes, sorted by name."""
+    """get_strategy_types() maps the built-in names to their classes, sorted by name."""
     types_ = get_strategy_types()
     assert {name: cls.__qualname__ for name, cls in types_.items()} == BUILTIN
     assert sorted(types_) == list(types_)
@@ -65,7 +67,7 @@ def test_builtin_strategy_types() -> None:
 
 
 def test_default_plugins_are_the_builtin_modules() -> None:
-    """DEFAULT_PLUGINS lists the six built-in strategy modules under ctxmgr.strategies."""
+    """DEFAULT_PLUGINS lists the built-in strategy modules under ctxmgr.strategies."""
     assert DEFAULT_PLUGINS == (
         "ctxmgr.strategies.tool_pair_safe",
         "ctxmgr.strategies.pin_and_slide",
@@ -73,6 +75,8 @@ def test_default_plugins_are_the_builtin_modules() -> None:
         "ctxmgr.strategies.summarize",
         "ctxmgr.strategies.system_replay",
         "ctxmgr.strategies.scratchpad",
+        "ctxmgr.strategies.offload",
+        "ctxmgr.strategies.loop_guard",
     )
     modules = {get_strategy_types()[name].__module__ for name in BUILTIN}
     assert set(DEFAULT_PLUGINS) == modules

@@ -12,6 +12,7 @@ import pytest
 import ctxmgr
 
 PUBLIC = [
+    "AgentLoopError",
     "Archive",
     "AsyncSummarizer",
     "Budget",

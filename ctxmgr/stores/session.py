@@ -6,7 +6,9 @@ processes, machines) fit the same conversation at once, each save succeeds only 
 nobody saved since that worker loaded; the loser reloads the winner's state and fits
 again (bounded retries with jittered backoff). So every committed fit builds on every
 earlier committed fit: no archived message, note, summary fold or token count is lost,
-and the archive holds each message once. A fit that raised commits nothing.
+and the archive holds each message once. A fit that raised commits nothing, except one
+that raised :class:`~ctxmgr.errors.AgentLoopError` (raised after the fit committed),
+which is saved before the error propagates.
 Notes edited between fits must go through :meth:`StoredSession.transact` (the adapters'
 note tools do), which applies the same load / change / compare-and-swap loop.
 """
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ctxmgr.errors import AgentLoopError
 from ctxmgr.manager import ContextManager
 from ctxmgr.messages import Message
 from ctxmgr.report import FitResult
@@ -347,16 +350,22 @@ class StoredSession:
         """
         for attempt in range(self.max_retries):
             self.sync()
+            loop: AgentLoopError | None = None
             try:
                 result = change(self.manager)
+            except AgentLoopError as exc:  # raised after the fit committed: save it too
+                loop = exc
             except BaseException:
                 self._synced = False
                 raise
             try:
                 self.save()
-                return result
             except VersionConflict:
                 time.sleep(self._conflict(attempt))
+                continue
+            if loop is not None:
+                raise loop
+            return result
         raise self._give_up()
 
     def fit(
@@ -392,16 +401,22 @@ class StoredSession:
         """Async :meth:`fit`: awaits async summarizers and async stores."""
         for attempt in range(self.max_retries):
             await self.async_sync()
+            loop: AgentLoopError | None = None
             try:
                 result = await ContextManager.afit(self.manager, messages, query=query, tools=tools)
+            except AgentLoopError as exc:  # raised after the fit committed: save it too
+                loop = exc
             except BaseException:
                 self._synced = False
                 raise
             try:
                 await self.asave()
-                return result
             except VersionConflict:
                 await _sleep(self._conflict(attempt))
+                continue
+            if loop is not None:
+                raise loop
+            return result
         raise self._give_up()
 
     def __repr__(self) -> str:
@@ -580,6 +595,27 @@ class StoredContextManager(ContextManager):
         self.reset()
         if self.session is not None:
             self.session._synced = False
+
+    def request_compaction(
+        self,
+        reason: str = "",
+        *,
+        target_tokens: int | None = None,
+        target_fraction: float | None = None,
+    ) -> None:
+        """:meth:`ContextManager.request_compaction` as a store transaction.
+
+        So a ``compact_context`` tool call on one worker reaches the next fit on any.
+
+        Raises:
+            ValueError: ``target_fraction`` is not in (0, 1].
+            StoreError: the store failed, or ``max_retries`` saves lost the race.
+        """
+        kw: dict[str, Any] = {"target_tokens": target_tokens, "target_fraction": target_fraction}
+        if self.session is None:
+            ContextManager.request_compaction(self, reason, **kw)
+            return
+        self.session.transact(lambda mgr: ContextManager.request_compaction(mgr, reason, **kw))
 
     @property
     def scratchpad(self) -> Any:

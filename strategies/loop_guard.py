@@ -1,0 +1,168 @@
+"""``loop_guard``: notice an agent repeating the same tool call or getting the same result.
+
+The same tool called with the same arguments again and again is the commonest way an
+agent burns its context window. Every new tool call is keyed by (tool name, arguments
+as canonical JSON) and every tool result by (tool name, text digest); a key seen
+``repeats`` times or more within the last ``window_turns`` turns (fits) is reported in
+``FitReport.loops`` at each further repeat. Optionally a short note is appended to the
+context for the model (``inject_note``), and :class:`~ctxmgr.errors.AgentLoopError` is
+raised once a key reaches ``raise_after`` (after the fit is committed, so the manager
+stays usable). By default it only reports.
+
+State (recent keys with their turns) lives in ``state.extra["loop_guard"]``, so it is
+saved with the session. Cost: O(new tool calls) per fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ctxmgr.errors import AgentLoopError
+from ctxmgr.hookspecs import hookimpl
+from ctxmgr.messages import Message, Role
+from ctxmgr.report import FitReport
+from ctxmgr.segments import Segment
+from ctxmgr.strategy import Strategy, StrategyOptions
+from ctxmgr.window import Window
+
+__all__ = ["LoopGuard"]
+
+
+class LoopGuardOptions(StrategyOptions):
+    """Options of :class:`LoopGuard`.
+
+    Attributes:
+        repeats: report a call (or result) seen this many times within the window.
+        window_turns: how many recent turns (fits) count.
+        same_results: also report identical results of the same tool (even with
+            different arguments). Tools whose normal answer is a short constant
+            (``"OK"``) repeat it legitimately; turn this off for them.
+        inject_note: append a short note to the context when a loop is reported.
+        note_role: role of that note; ``"auto"`` (default) takes the provider profile's
+            injection role (``user`` for Anthropic and Gemini, ``system`` for OpenAI).
+        raise_after: raise :class:`~ctxmgr.errors.AgentLoopError` when a key is seen this
+            many times within the window (``None``: never); reported from then on even
+            below ``repeats``.
+    """
+
+    repeats: int = Field(default=3, ge=2)
+    window_turns: int = Field(default=20, ge=1)
+    same_results: bool = True
+    inject_note: bool = False
+    note_role: Literal["auto", "system", "user"] = "auto"
+    raise_after: int | None = Field(default=None, ge=2)
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return arguments.strip()
+
+
+class LoopGuard(Strategy):
+    """Reports (and optionally interrupts) repeated identical tool calls or results."""
+
+    name = "loop_guard"
+    summary = "reports repeated identical tool calls/results; optional note or AgentLoopError"
+    Options = LoopGuardOptions
+    options: LoopGuardOptions
+
+    def bind(self, manager: Any) -> None:
+        """Resolve ``note_role = "auto"`` from the manager's provider profile."""
+        role = self.options.note_role
+        self._role = manager.profile.injection_role if role == "auto" else role
+
+    def _data(self, window: Window) -> dict[str, Any]:
+        data: dict[str, Any] = window.state.extra.setdefault(self.name, {})
+        data.setdefault("seen", [])  # [turn, kind, tool, key, event id] oldest first
+        return data
+
+    @hookimpl
+    def ctxmgr_observe(self, window: Window, new_segments: Sequence[Segment]) -> None:
+        """Record the new calls and results; find the keys repeated within the window."""
+        data = self._data(window)
+        turn = window.turn
+        seen: list[list[Any]] = [s for s in data["seen"] if s[0] > turn - self.options.window_turns]
+        found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        threshold = min(self.options.repeats, self.options.raise_after or self.options.repeats)
+        for seg in new_segments:
+            if not seg.is_tool_exchange:
+                continue
+            names = {c.id: c.name for c in seg.head.tool_calls}
+            events = [
+                (f"{seg.head.id}/{c.id}", "same_call", c.name, _canonical(c.arguments))
+                for c in seg.head.tool_calls
+            ]
+            if self.options.same_results:
+                for msg in seg.messages[1:]:
+                    if msg.metadata.get("ctxmgr") == "synthetic_tool_result":
+                        continue
+                    digest = hashlib.blake2b(msg.text.encode(), digest_size=8).hexdigest()
+                    tool = names.get(msg.tool_call_id or "", "")
+                    events.append((msg.id, "same_result", tool, digest))
+            known = {s[4] for s in seen}
+            for event_id, kind, tool, key in events:
+                if event_id in known:  # seen before (a full refit re-observes the history)
+                    continue
+                seen.append([turn, kind, tool, key, event_id])
+                turns = [s[0] for s in seen if (s[1], s[2], s[3]) == (kind, tool, key)]
+                if len(turns) >= threshold:
+                    found[(kind, tool, key)] = {
+                        "kind": kind,
+                        "tool": tool,
+                        "arguments": key if kind == "same_call" else None,
+                        "count": len(turns),
+                        "turns": turns,
+                    }
+        data["seen"] = seen
+        data["found"] = {"turn": turn, "loops": list(found.values())}
+
+    def _found(self, window: Window) -> list[dict[str, Any]]:
+        found = self._data(window).get("found") or {}
+        return list(found.get("loops", ())) if found.get("turn") == window.turn else []
+
+    @hookimpl
+    def ctxmgr_append(self, window: Window) -> Sequence[Message] | None:
+        """With ``inject_note``, append one short note naming the repeated call."""
+        loops = self._found(window)
+        if not self.options.inject_note or not loops:
+            return None
+        top = max(loops, key=lambda d: d["count"])
+        if top["kind"] == "same_call":
+            what = f"called {top['tool']} with the same arguments {top['count']} times"
+        else:
+            what = f"received the same result from {top['tool']} {top['count']} times"
+        text = (
+            f"[ctxmgr loop guard: you have {what} in the last {self.options.window_turns} "
+            "turns. Repeating it will not give new information; try a different approach.]"
+        )
+        role: Role = getattr(self, "_role", "user")  # unbound (no manager): user
+        return [Message(role, text, metadata={"ctxmgr": "loop_note"})]
+
+    @hookimpl
+    def ctxmgr_report(self, window: Window, report: FitReport) -> None:
+        """Copy this fit's detections into the report; raise past ``raise_after``."""
+        loops = self._found(window)
+        report.loops.extend(loops)
+        limit = self.options.raise_after
+        if limit is not None:
+            for loop in loops:
+                if loop["count"] >= limit:
+                    raise AgentLoopError(
+                        tool=loop["tool"],
+                        arguments=loop["arguments"],
+                        count=loop["count"],
+                        kind=loop["kind"],
+                    )
+
+
+@hookimpl
+def ctxmgr_register_strategies(register: Callable[[type[Any]], None]) -> None:
+    """Register :class:`LoopGuard`."""
+    register(LoopGuard)
