@@ -26,13 +26,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import copy
-import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, cast
 
+from ctxmgr.boundary import PROVIDER_STATE, ProviderBoundary
 from ctxmgr.budget import Budget
 from ctxmgr.config import CtxmgrConfig, load_config, validate_strategies
 from ctxmgr.errors import (
@@ -63,20 +62,7 @@ def _default_reserve(max_context_tokens: int) -> int:
     return min(4096, max_context_tokens // 10)
 
 
-#: Key of the provider-side state (calibration, grown reserve) in ``SessionState.extra``.
-PROVIDER_STATE = "ctxmgr.provider"
-#: Stop reasons that mean the reply was cut for length (OpenAI ``finish_reason``,
-#: Anthropic ``stop_reason``, Gemini ``finishReason``), compared lower-cased.
-LENGTH_STOPS = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
-#: Calibration: ratios kept, samples needed to go below 1.0, clamp of one ratio, and the
-#: smallest local count a ratio is learned from (tokens).
-CALIBRATION_WINDOW = 8
-CALIBRATION_AGREE_BELOW_ONE = 5
-CALIBRATION_CLAMP = (0.5, 4.0)
-CALIBRATION_MIN_TOKENS = 32
-
-
-class ContextManager:
+class ContextManager(ProviderBoundary):
     """Keeps one conversation's context inside a token budget.
 
     Build it with :meth:`from_config`. Not thread-safe: use one manager per
@@ -125,6 +111,7 @@ class ContextManager:
         self._base_budget = self.budget
         self._budget_cache: tuple[tuple[Any, ...], Budget] | None = None
         self.profile = get_profile(config.provider, config.model)
+        self._identity = self.profile.is_identity
         self._tools_cache: dict[str, int] = {}
         self._force_reason: str | None = None
         self._overflow_cap: int | None = None
@@ -621,7 +608,12 @@ class ContextManager:
                 problem="bad_argument",
             )
         tools_tokens = self._tools_tokens(tools) if tools else 0
-        self.budget = self._active_budget(tools_tokens)
+        if tools_tokens or PROVIDER_STATE in self.state.extra or self._overflow_cap is not None:
+            self.budget = self._active_budget(tools_tokens)
+            calibration, reserve_tokens = self.calibration, self.reserve_tokens
+        else:  # nothing learned from the provider: the configured budget
+            self.budget = self._base_budget
+            calibration, reserve_tokens = 1.0, self._base_budget.reserve_output_tokens
         self.state.turn += 1
         n_repairs = len(self._segmenter.repairs)
         start, new_segs = self._ingest(messages)
@@ -671,8 +663,8 @@ class ContextManager:
             turn=self.state.turn,
             offloaded=arrived,
             tools_tokens=tools_tokens,
-            calibration=self.calibration,
-            reserve_tokens=self.reserve_tokens,
+            calibration=calibration,
+            reserve_tokens=reserve_tokens,
             recovered=self._force_reason is not None,
             provider=self.profile.name,
         )
@@ -717,6 +709,8 @@ class ContextManager:
         if total > self.budget.effective_limit and not report.compacted:
             # the provider's rules added tokens (a placeholder first user turn): compact
             reason = f"provider rules pass the limit ({total} tokens)"
+            report.kept.clear()  # the compaction reports what it keeps and injects
+            report.injected.clear()
             yield from self._compact(window, pending_tokens, reason, report, use_async)
             out, total = self._finish(pending, pending_tokens, priming)
         if total <= self.budget.effective_limit:
@@ -831,7 +825,7 @@ class ContextManager:
         message can change when messages are appended); an open tool step is normalized
         on top and rolled back, since it is not committed.
         """
-        if self.profile.is_identity:
+        if self._identity:
             out = list(self._output)
             if pending is not None:
                 out.extend(pending.messages)
@@ -856,192 +850,6 @@ class ContextManager:
         out, tokens = list(norm.out), norm.tokens
         norm.rollback(mark)
         return out, tokens + priming
-
-    def _profile_slack(self) -> int:
-        """Tokens the profile may add to a compacted context (a placeholder first user turn)."""
-        if not self.profile.first_message_user:
-            return 0
-        from ctxmgr.providers import PLACEHOLDER_TEXT
-
-        return self.counter.count_message(Message.user(PLACEHOLDER_TEXT))
-
-    def _tools_tokens(self, tools: Sequence[Mapping[str, Any]]) -> int:
-        """Tokens of tool definitions: each JSON-serialized and counted, cached per schema.
-
-        No provider publishes an exact formula for definitions (OpenAI renders them in an
-        internal format); the compact JSON text is a close, usually higher, estimate and
-        the calibration from provider usage absorbs the difference.
-        """
-        total = 0
-        cache = self._tools_cache
-        for tool in tools:
-            key = json.dumps(tool, sort_keys=True, separators=(",", ":"), default=str)
-            n = cache.get(key)
-            if n is None:
-                n = cache[key] = self.counter.count_text(key)
-            total += n
-        return total
-
-    def _provider_state(self) -> dict[str, Any]:
-        return self.state.extra.setdefault(PROVIDER_STATE, {})  # type: ignore[no-any-return]
-
-    @property
-    def calibration(self) -> float:
-        """Provider tokens per local token for this conversation (1.0: none learned).
-
-        See :meth:`record_usage` for the rule.
-        """
-        data = self.state.extra.get(PROVIDER_STATE)
-        return float(data.get("calibration", 1.0)) if data else 1.0
-
-    @property
-    def reserve_tokens(self) -> int:
-        """Tokens kept free for the reply (the configured reserve, grown by :meth:`record_stop`)."""
-        data = self.state.extra.get(PROVIDER_STATE)
-        if data and "reserve" in data:
-            return int(data["reserve"])
-        return self._base_budget.reserve_output_tokens
-
-    def _active_budget(self, tools_tokens: int) -> Budget:
-        """The budget of this fit, in local tokens.
-
-        ``effective_limit = floor((window - reply reserve) / calibration) - tools_tokens``,
-        further capped once after a provider overflow; ``max_context_tokens`` stays the
-        configured window and ``reserve_output_tokens`` is everything held back.
-
-        Raises:
-            ContextOverflowError: the tool definitions alone leave no room.
-        """
-        base = self._base_budget
-        data = self.state.extra.get(PROVIDER_STATE)
-        if not tools_tokens and not data and self._overflow_cap is None:
-            return base
-        data = data or {}
-        factor = float(data.get("calibration", 1.0))
-        reserve = int(data.get("reserve", base.reserve_output_tokens))
-        window = min(base.max_context_tokens, int(data.get("window") or base.max_context_tokens))
-        key = (tools_tokens, factor, reserve, window, self._overflow_cap)
-        cached = self._budget_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        limit = int((window - reserve) / factor) - tools_tokens
-        if self._overflow_cap is not None:
-            limit = min(limit, self._overflow_cap)
-        if limit <= 0:
-            raise ContextOverflowError(
-                projected_tokens=tools_tokens,
-                max_context_tokens=base.max_context_tokens,
-                effective_limit=int((window - reserve) / factor),
-                contributors=[("tool definitions", tools_tokens)],
-            )
-        budget = Budget(
-            base.max_context_tokens, base.max_context_tokens - limit, base.trigger, base.target
-        )
-        self._budget_cache = (key, budget)
-        return budget
-
-    def record_usage(self, *, input_tokens: int, local_tokens: int | None = None) -> float:
-        """Learn the provider's count of the request just sent; return the new calibration.
-
-        The rule (conservative: a budget that is too small costs a little context, one
-        that is too large costs a refused request):
-
-        1. the sample is ``input_tokens / local_tokens``, clamped to [0.5, 4.0]
-           (``CALIBRATION_CLAMP``; a larger ratio means usage summed over several calls);
-           local counts under 32 tokens teach nothing;
-        2. the last 8 samples are kept (``CALIBRATION_WINDOW``), in the session state;
-        3. the factor is the largest kept sample, never below 1.0, unless the last 5
-           samples all lie below 1.0 (the local tokenizer over-counts consistently): then
-           it is the largest of those 5.
-
-        From the next fit on, the budget is kept in provider tokens: local counts are
-        scaled by the factor (``effective_limit = (window - reserve) / factor - tools``).
-
-        Args:
-            input_tokens: prompt (input) tokens the provider reported for the request
-                (OpenAI ``usage.prompt_tokens``, Anthropic ``usage.input_tokens`` plus cache
-                reads and writes, Gemini ``usageMetadata.promptTokenCount``).
-            local_tokens: ctxmgr's count of that request; default the last fit's
-                ``tokens_after + tools_tokens``.
-
-        Returns:
-            The calibration factor now in force (provider tokens per local token).
-        """
-        if local_tokens is None:
-            last = self.state.last_fit or {}
-            local_tokens = int(last.get("tokens_after", 0)) + int(last.get("tools_tokens", 0))
-        if input_tokens <= 0 or local_tokens < CALIBRATION_MIN_TOKENS:
-            return self.calibration
-        return self._learn(input_tokens / local_tokens)
-
-    def _learn(self, ratio: float) -> float:
-        lo, hi = CALIBRATION_CLAMP
-        if ratio > hi:
-            logger.warning(
-                "provider usage is %.1fx the local count; clamped to %.1f "
-                "(pass the usage of one request, not a running total)",
-                ratio,
-                hi,
-            )
-        ratio = min(hi, max(lo, ratio))
-        data = self._provider_state()
-        samples = [float(x) for x in data.get("samples", [])]
-        samples.append(round(ratio, 4))
-        samples = samples[-CALIBRATION_WINDOW:]
-        data["samples"] = samples
-        recent = samples[-CALIBRATION_AGREE_BELOW_ONE:]
-        if len(recent) == CALIBRATION_AGREE_BELOW_ONE and max(recent) < 1.0:
-            factor = max(recent)
-        else:
-            factor = max(1.0, max(samples))
-        old = float(data.get("calibration", 1.0))
-        data["calibration"] = factor
-        if abs(factor - old) > 1e-9:
-            self._notes.append(
-                f"calibration {old:.3f} -> {factor:.3f} from provider usage "
-                f"({len(samples)} samples)"
-            )
-        return factor
-
-    def record_stop(self, reason: str | None) -> None:
-        """Record the provider's stop reason for the reply to the last fit.
-
-        A reply cut for length (``"length"``, ``"max_tokens"``,
-        ``"model_context_window_exceeded"``, any case) grows the reply reserve by
-        ``reserve_growth`` (from at least 256 tokens, capped at half the context window)
-        for the following fits, kept in the session state; the next FitReport says so in
-        ``notes`` and shows ``reserve_tokens``. Other reasons are ignored.
-        """
-        if not reason or str(reason).lower() not in LENGTH_STOPS:
-            return
-        old = self.reserve_tokens
-        growth = self.config.reserve_growth
-        window = self._base_budget.max_context_tokens
-        new = old
-        if growth > 1.0:
-            new = max(old, min(math.ceil(max(old, 256) * growth), window // 2))
-        self._provider_state()["reserve"] = new
-        self._notes.append(f"reply cut for length ({reason}): reply reserve {old} -> {new} tokens")
-
-    def _prepare_overflow(
-        self, provider_tokens: int | None, provider_limit: int | None, message: str
-    ) -> None:
-        last = self.state.last_fit or {}
-        local = int(last.get("tokens_after", 0)) + int(last.get("tools_tokens", 0))
-        if provider_limit and provider_limit < self._base_budget.max_context_tokens:
-            self._provider_state()["window"] = int(provider_limit)
-            self._notes.append(f"provider limit {provider_limit} tokens adopted as the window")
-        if provider_tokens and local >= CALIBRATION_MIN_TOKENS:
-            self._learn(provider_tokens / local)
-        else:
-            self._learn(self.calibration / 0.8)
-        scale = 0.8
-        if provider_tokens and provider_limit:
-            scale = min(0.95, 0.95 * provider_limit / provider_tokens)
-        size = int(last.get("tokens_after", 0))
-        if size > 0:
-            self._overflow_cap = max(1, int(size * scale))
-        self._force_reason = message or "context length exceeded"
 
     def refit_after_overflow(
         self,
@@ -1140,14 +948,16 @@ class ContextManager:
         if not block:
             return out, total
         taken = set(self._selected)
-        chosen = [p for p in dict.fromkeys(block) if p not in taken]
-        # exchanges stay whole: an answer whose question is neither in the context nor in
-        # the block is left out (the relevance strategy recalls questions with answers)
-        question_of = self._question_of(set(chosen))
-        present = taken.union(chosen)
-        chosen = [p for p in chosen if question_of.get(p, p) in present]
-        estimated = not self._estimated.isdisjoint(chosen)  # a cold fit's unread segments
-        segs = [self._exact(p) for p in chosen]
+        order = [p for p in dict.fromkeys(block) if p not in taken]
+        # exchanges stay whole: a recalled answer brings its question, or stays out when
+        # the questions do not fit
+        whole = self._whole_exchanges(order, taken)
+        if sum(self._segments[p].tokens for p in whole) > room:
+            present = taken.union(order)
+            asked = self._question_of(set(order))
+            whole = [p for p in order if p not in asked or asked[p] in present]
+        estimated = not self._estimated.isdisjoint(whole)  # a cold fit's unread segments
+        segs = [self._exact(p) for p in whole]
         tokens = sum(s.tokens for s in segs)
         while estimated and segs and tokens > room:  # chosen on estimates: keep what fits
             tokens -= segs.pop().tokens
@@ -1458,6 +1268,26 @@ class ContextManager:
         users.extend(p for p in range(n, len(segments)) if segments[p].role == "user")
         self._users = (segments, len(segments), segments[-1] if segments else None, users)
         return users
+
+    def _whole_exchanges(self, block: list[int], taken: set[int]) -> list[int]:
+        """Put the question of each recalled answer just before it (exchanges stay whole).
+
+        ``block`` and the result are history positions in block order; a question already
+        in the context (``taken``) or in the block is not repeated.
+        """
+        question_of = self._question_of(set(block))
+        present = taken.union(block)
+        if all(q in present for q in question_of.values()):
+            return block
+        out: list[int] = []
+        added: set[int] = set()
+        for p in block:
+            q = question_of.get(p)
+            if q is not None and q not in present and q not in added:
+                out.append(q)
+                added.add(q)
+            out.append(p)
+        return out
 
     def _question_of(self, positions: set[int]) -> dict[int, int]:
         """Map each assistant segment's history position to its question's position.

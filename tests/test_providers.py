@@ -335,16 +335,23 @@ def test_calibration_scales_the_budget_and_is_serialized() -> None:
 
 
 def test_calibrated_budget_holds_in_provider_tokens() -> None:
-    """A provider counting 1.3x: after one usage report, every fit stays within the window."""
-    mgr = ContextManager.from_config("agent", max_context_tokens=3000)
+    """A provider counting 1.3x: after one usage report, every fit stays within the window.
+
+    The relevance preset fills the window (trigger 1.0), so without calibration most of
+    these requests would be over the provider's limit.
+    """
     history = agent_history(300, seed=5)
-    over = 0
-    for n in range(10, len(history), 9):
-        out, report = mgr.fit(history[:n])
-        provider_tokens = int(COUNTER.count_messages(out) * 1.3)
-        over += provider_tokens > 3000 - report.reserve_tokens
-        mgr.record_usage(input_tokens=provider_tokens)
-    assert over <= 1  # only the first request, before any usage was known
+    over = {False: 0, True: 0}
+    for learn in (False, True):
+        mgr = ContextManager.from_config("relevance", max_context_tokens=3000)
+        for n in range(10, len(history), 9):
+            out, report = mgr.fit(history[:n])
+            provider_tokens = int(COUNTER.count_messages(out) * 1.3)
+            over[learn] += provider_tokens > 3000 - report.reserve_tokens
+            if learn:
+                mgr.record_usage(input_tokens=provider_tokens)
+    assert over[False] > 10
+    assert over[True] <= 1  # only the first request, before any usage was known
 
 
 # -- stop reasons and overflow recovery -----------------------------------------------------
@@ -533,3 +540,68 @@ def test_long_anthropic_runs_never_break_the_rules(preset: str) -> None:
             _check(mgr, history[:n], out, report.tokens_after)
             assert out[0].role == "system" and out[1].role == "user"
         assert compactions > 2
+
+
+def test_placeholder_over_the_limit_on_the_append_path_compacts() -> None:
+    """A greeting-first chat filling the window exactly: the placeholder forces a compaction.
+
+    The relevance preset appends up to the limit (trigger = 1.0); the placeholder user turn
+    Anthropic needs before the greeting would pass it, so the fit compacts instead.
+    """
+    profile = get_profile("anthropic")
+    hits = 0
+    for pad in range(12):
+        mgr = ContextManager.from_config(
+            "relevance", max_context_tokens=600, reserve_output_tokens=0, provider="anthropic"
+        )
+        history = [Message.system("Be brief."), Message.assistant("Hello! How can I help?")]
+        for i in range(40):
+            history.append(Message.user(f"q{i} " + "word " * (3 + (i + pad) % 5)))
+            out, report = mgr.fit(history)
+            assert profile.violations(out) == []
+            assert COUNTER.count_messages(out) == report.tokens_after <= report.effective_limit
+            if report.reason.startswith("provider rules pass the limit"):
+                hits += 1
+                assert report.compacted
+                assert len({r.ids for r in report.kept}) == len(report.kept)
+            history.append(Message.assistant(f"a{i} " + "ok " * (2 + (i * pad) % 4)))
+    assert hits > 0
+
+
+def test_recall_block_brings_questions_with_recalled_answers() -> None:
+    """An answer recalled into the block comes with its question, or stays out.
+
+    Found by the property test above: the agent preset's recall block brought back a tool
+    step whose user question had been evicted.
+    """
+    history = [
+        Message.system("SYSTEM: 0"),
+        Message.user("TASK: 0"),
+        Message.assistant("0", [ToolCall("c0_0", "read")]),
+        Message.tool("0", "c0_0", name="read"),
+        Message.assistant("", [ToolCall("c1_0", "search"), ToolCall("c1_1", "search")]),
+        Message.tool("0", "c1_0", name="search"),
+        *[Message.user("0") for _ in range(7)],
+        Message.user("0a0a"),
+        Message.user("0a0a0"),
+        Message.user("0b.0a0a0a0"),
+        Message.user("0"),
+        Message.user("PINNED 0", pinned=True),
+        Message.assistant("", [ToolCall("c14_0", "search")]),
+        Message.user("0a0a0a0b.0b.0a0"),
+        Message.assistant("", [ToolCall("c16_0", "read")]),
+        Message.tool("0", "c16_0", name="read"),
+        Message.user("0"),
+    ]
+    for provider in PROVIDERS:
+        mgr = ContextManager.from_config(
+            "agent",
+            max_context_tokens=300,
+            reserve_output_tokens=30,
+            counter=COUNTER,
+            provider=provider,
+        )
+        mgr.fit(history[:1])
+        out, report = mgr.fit(history)
+        assert report.compacted
+        _check(mgr, history, out, report.tokens_after)

@@ -549,6 +549,40 @@ class StoredContextManager(ContextManager):
             return await ContextManager.afit(self, messages, query=query, tools=tools)
         return await self.session.afit(messages, query=query, tools=tools)
 
+    def record_usage(self, *, input_tokens: int, local_tokens: int | None = None) -> float:
+        """:meth:`ContextManager.record_usage` as a store transaction (load, learn, CAS save).
+
+        The calibration is per conversation, so it is saved at once: the next fit may run
+        on another worker. ``local_tokens`` defaults to this worker's last fit.
+
+        Raises:
+            StoreError: the store failed, or every attempt lost the race.
+        """
+        if local_tokens is None:
+            last = self.state.last_fit or {}
+            local_tokens = int(last.get("tokens_after", 0)) + int(last.get("tools_tokens", 0))
+        if self.session is None:
+            return ContextManager.record_usage(
+                self, input_tokens=input_tokens, local_tokens=local_tokens
+            )
+        local = local_tokens
+        return self.session.transact(
+            lambda mgr: ContextManager.record_usage(
+                mgr, input_tokens=input_tokens, local_tokens=local
+            )
+        )
+
+    def record_stop(self, reason: str | None) -> None:
+        """:meth:`ContextManager.record_stop` as a store transaction (a grown reserve is saved).
+
+        Raises:
+            StoreError: the store failed, or every attempt lost the race.
+        """
+        if self.session is None or not reason:
+            ContextManager.record_stop(self, reason)
+            return
+        self.session.transact(lambda mgr: ContextManager.record_stop(mgr, reason))
+
     def fork(self, conversation_id: str | None = None) -> StoredContextManager:
         """Return a manager on the same store for ``conversation_id`` (default: the same)."""
         return type(self)(

@@ -325,3 +325,19 @@ def test_state_loaded_in_memory_is_stored_once(tmp_path: Path) -> None:
     assert mgr.session is not None
     _data, rows, _counts = mgr.session._payload()
     assert rows == []  # nothing pending: the archive is read from the store now
+
+
+def test_calibration_and_grown_reserve_reach_the_next_worker(tmp_path: Path) -> None:
+    """record_usage / record_stop on one worker are saved: another worker's fit uses them."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    history = agent_history(40, seed=9)
+    first = stored(url, "calib", preset="fifo", window=4000)
+    _, report = first.fit(history[:20])
+    factor = first.record_usage(input_tokens=report.tokens_after * 13 // 10)
+    first.record_stop("max_tokens")
+    assert factor == pytest.approx(1.3, abs=0.01)
+    second = stored(url, "calib", preset="fifo", window=4000)
+    _, again = second.fit(history[:21])
+    assert again.calibration == pytest.approx(factor)
+    assert again.reserve_tokens == first.reserve_tokens > report.reserve_tokens
+    assert again.effective_limit < report.effective_limit
