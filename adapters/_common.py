@@ -50,7 +50,7 @@ def missing_extra(extra: str, needs: str) -> ImportError:
         extra: the adapter module's name, which is also its pip extra (``"langchain"``).
         needs: what is missing, e.g. ``"LlamaIndex (llama-index-core>=0.12)"``.
     """
-    return ImportError(f'ctxmgr.adapters.{extra} needs {needs}: pip install "ctxmgr[{extra}]"')
+    return ImportError(f'ctxmgr.adapters.{extra} needs {needs}: pip install "ctxmgr-llm[{extra}]"')
 
 
 # ---------------------------------------------------------------------------------------

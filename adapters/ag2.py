@@ -24,7 +24,7 @@ message per result (paired by ``tool_call_id``) and is regrouped on the way back
 legacy ``function_call`` / role ``function``, names, multimodal content lists and every
 other key are kept (the original dict is stored under ``metadata["ag2"]``).
 
-Requires ``pip install "ctxmgr[ag2]"`` (``ag2<1``: ag2 1.x is a rewrite without ``autogen``).
+Requires ``pip install "ctxmgr-llm[ag2]"`` (``ag2<1``: ag2 1.x is a rewrite without ``autogen``).
 """
 
 from __future__ import annotations

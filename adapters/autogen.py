@@ -30,7 +30,7 @@ neutral :class:`~ctxmgr.messages.Message` and back without loss: a
 become ``image_url`` parts (data URIs); an ``AssistantMessage``'s ``thought`` is its text
 when it carries function calls (as AutoGen's OpenAI client sends it), else kept in metadata.
 
-Requires ``pip install "ctxmgr[autogen]"``.
+Requires ``pip install "ctxmgr-llm[autogen]"``.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ tool results, names, ids, every extra field (``additional_kwargs``, ``response_m
 ``usage_metadata``, ``artifact``, ``status``...) and multimodal content blocks (kept
 verbatim as :class:`~ctxmgr.messages.ContentPart`).
 
-Requires ``pip install "ctxmgr[langchain]"``.
+Requires ``pip install "ctxmgr-llm[langchain]"``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ For ``langchain.agents.create_agent`` use
 (:func:`to_messages` / :func:`from_messages`, re-exported here), as are
 :class:`LangChainSummarizer` and :func:`note_tools`.
 
-Requires ``pip install "ctxmgr[langchain]"`` (LangChain brings ``langgraph``).
+Requires ``pip install "ctxmgr-llm[langchain]"`` (LangChain brings ``langgraph``).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ neutral :class:`~ctxmgr.messages.Message` and back without loss: every content b
 (``ToolCallBlock`` or ``additional_kwargs["tool_calls"]``) become
 :class:`~ctxmgr.messages.ToolCall`, and ``additional_kwargs`` is restored verbatim.
 
-Requires ``pip install "ctxmgr[llamaindex]"``.
+Requires ``pip install "ctxmgr-llm[llamaindex]"``.
 """
 
 from __future__ import annotations

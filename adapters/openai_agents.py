@@ -27,7 +27,7 @@ becomes a tool result paired by ``call_id``; user/system/developer messages keep
 (``input_text``, ``input_image``, ``input_file``...). Each message stores its original items
 under ``metadata["openai_agents"]``.
 
-Requires ``pip install "ctxmgr[openai-agents]"``.
+Requires ``pip install "ctxmgr-llm[openai-agents]"``.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ a response one assistant message (``TextPart`` -> text part, ``ThinkingPart`` ->
 ``part_kind``). Each message stores its original in pydantic-ai's own JSON form
 (``ModelMessagesTypeAdapter``) under ``metadata["pydantic_ai"]``.
 
-Requires ``pip install "ctxmgr[pydantic-ai]"`` (pydantic-ai-slim 2.x).
+Requires ``pip install "ctxmgr-llm[pydantic-ai]"`` (pydantic-ai-slim 2.x).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Lexical: BM25 (Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM2
 Beyond", 2009), Lucene variant as in the ``bm25s`` library, with ``bm25s``'s tokenizer,
 English stop words and the Snowball stemmer (``PyStemmer``). Semantic: cosine similarity
 of embeddings, by default the static WordLlama model bundled in the ``wordllama`` wheel
-(``pip install "ctxmgr[semantic]"``; loaded offline, no download), or any embedding
+(``pip install "ctxmgr-llm[semantic]"``; loaded offline, no download), or any embedding
 callable (``embedder = "module:function"``). The two are fused by a z-scored blend or by
 reciprocal rank fusion (Cormack, Clarke & Buettcher, SIGIR 2009), smoothed over
 neighbouring turns and normalized to [0, 1]. The query is the latest user message unless
@@ -98,14 +98,14 @@ def wordllama_embedder(texts: list[str]) -> np.ndarray:
         text with no token).
 
     Raises:
-        ImportError: ``wordllama`` is not installed (``pip install "ctxmgr[semantic]"``).
+        ImportError: ``wordllama`` is not installed (``pip install "ctxmgr-llm[semantic]"``).
     """
     _import_deps()
     try:
         model = _wordllama()
     except ImportError as exc:
         raise ImportError(
-            'the semantic scorer needs wordllama: pip install "ctxmgr[semantic]"'
+            'the semantic scorer needs wordllama: pip install "ctxmgr-llm[semantic]"'
         ) from exc
     # batches are padded to their longest text: embed in order of length, cut very long
     # texts (the mean of static embeddings over 2,000 characters has settled)

@@ -184,7 +184,7 @@ class ToolPairSafe(Strategy):
         if opts.clear_reasoning:
             need -= self._clear_reasoning(window)
         exchanges = [i for i, s in enumerate(window.segments) if s.is_tool_exchange]
-        recent = set(exchanges[len(exchanges) - opts.keep_recent_tool_results :])
+        recent = set(exchanges[max(0, len(exchanges) - opts.keep_recent_tool_results) :])
         if opts.keep_recent_tool_results == 0:
             recent = set()
         if opts.clear_tool_results:

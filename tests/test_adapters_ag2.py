@@ -360,5 +360,5 @@ def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setitem(sys.modules, "autogen", None)
     monkeypatch.delitem(sys.modules, "ctxmgr.adapters.ag2")
-    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[ag2]"')):
+    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr-llm[ag2]"')):
         importlib.import_module("ctxmgr.adapters.ag2")

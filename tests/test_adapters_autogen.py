@@ -403,5 +403,5 @@ def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setitem(sys.modules, "autogen_core", None)
     monkeypatch.delitem(sys.modules, "ctxmgr.adapters.autogen")
-    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[autogen]"')):
+    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr-llm[autogen]"')):
         importlib.import_module("ctxmgr.adapters.autogen")

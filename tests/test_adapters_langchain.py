@@ -511,5 +511,5 @@ def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setitem(sys.modules, "langchain.agents.middleware", None)
     monkeypatch.delitem(sys.modules, "ctxmgr.adapters.langchain")
-    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[langchain]"')):
+    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr-llm[langchain]"')):
         importlib.import_module("ctxmgr.adapters.langchain")

@@ -197,5 +197,5 @@ def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setitem(sys.modules, "langgraph.prebuilt", None)
     monkeypatch.delitem(sys.modules, "ctxmgr.adapters.langgraph")
-    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[langchain]"')):
+    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr-llm[langchain]"')):
         importlib.import_module("ctxmgr.adapters.langgraph")

@@ -427,5 +427,5 @@ def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setitem(sys.modules, "llama_index.core.base.llms.types", None)
     monkeypatch.delitem(sys.modules, "ctxmgr.adapters.llamaindex")
-    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[llamaindex]"')):
+    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr-llm[llamaindex]"')):
         importlib.import_module("ctxmgr.adapters.llamaindex")

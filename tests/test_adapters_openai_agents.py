@@ -384,7 +384,7 @@ def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setitem(sys.modules, "agents", None)
     monkeypatch.delitem(sys.modules, "ctxmgr.adapters.openai_agents")
-    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[openai-agents]"')):
+    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr-llm[openai-agents]"')):
         importlib.import_module("ctxmgr.adapters.openai_agents")
 
 

@@ -387,5 +387,5 @@ def test_missing_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setitem(sys.modules, "pydantic_ai", None)
     monkeypatch.delitem(sys.modules, "ctxmgr.adapters.pydantic_ai")
-    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[pydantic-ai]"')):
+    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr-llm[pydantic-ai]"')):
         importlib.import_module("ctxmgr.adapters.pydantic_ai")

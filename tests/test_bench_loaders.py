@@ -749,7 +749,7 @@ def test_langchain_missing_dependency(tmp_path: Path, monkeypatch: pytest.Monkey
     """Without langchain-core the langchain format raises ImportError with the pip hint."""
     monkeypatch.setitem(sys.modules, "langchain_core", None)
     path = _write(tmp_path / "lc.json", [{"type": "human", "data": {"content": "hi"}}])
-    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr[langchain]"')):
+    with pytest.raises(ImportError, match=re.escape('pip install "ctxmgr-llm[langchain]"')):
         load_transcripts(path)
 
 

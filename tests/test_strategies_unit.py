@@ -142,6 +142,22 @@ def test_tool_pair_safe_keeps_recent_results() -> None:
     assert _by_tag(fitted[: recent[0]], "cleared_tool_result")
 
 
+def test_tool_pair_safe_keeps_every_result_when_fewer_exchanges_than_keep_recent() -> None:
+    """Fewer tool exchanges than keep_recent_tool_results: none is cleared (not just the last)."""
+    history = agent_history(12, result_words=300, user_every=0)
+    n_exchanges = sum(1 for m in history if m.tool_calls)
+    assert n_exchanges >= 2
+    strategies = [
+        {"name": "tool_pair_safe", "keep_recent_tool_results": n_exchanges + 1},
+        {"name": "pin_and_slide"},
+    ]
+    mgr = _manager(strategies, 1500)
+    fitted, report = mgr.fit(history)
+    assert report.compacted
+    assert _by_tag(fitted, "cleared_tool_result") == []
+    assert report.cleared == []
+
+
 def test_tool_pair_safe_cleared_originals_are_archived_with_reason() -> None:
     """Each cleared original is archived with a 'cleared' reason and the strategy's name."""
     history = agent_history(60, result_words=80, user_every=0)

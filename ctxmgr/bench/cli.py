@@ -51,7 +51,7 @@ QUICK_PROBES = 20
 """``--quick``: qa probes kept per transcript (the first ones); action probes are all kept."""
 
 _VERSIONED = (
-    "ctxmgr",
+    "ctxmgr-llm",
     "tiktoken",
     "langchain-core",
     "langchain",

@@ -43,7 +43,7 @@ def _load_langchain(src: Source) -> list[Transcript]:
     except ImportError as e:
         raise ImportError(
             'the "langchain" transcript format needs langchain-core: '
-            'pip install "ctxmgr[langchain]"'
+            'pip install "ctxmgr-llm[langchain]"'
         ) from e
     data = src.data
     if not isinstance(data, list):

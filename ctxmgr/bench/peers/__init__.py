@@ -19,7 +19,7 @@ Peers (see :data:`PEERS`):
   documented history-processor recipe) and the OpenAI Agents SDK.
 
 Frameworks are imported lazily; a missing one raises :class:`ImportError` naming the
-``pip install "ctxmgr[...]"`` command. Every framework message a peer sends back is mapped
+``pip install "ctxmgr-llm[...]"`` command. Every framework message a peer sends back is mapped
 to the original :class:`~ctxmgr.messages.Message` object; messages the peer made itself
 (summaries, placeholders) become new messages with ``metadata["peer"]`` set to its name.
 

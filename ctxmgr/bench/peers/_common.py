@@ -61,7 +61,8 @@ def _missing_modules(extra: str) -> list[str]:
 
 def _install_error(peer: str, extra: str, missing: Iterable[str]) -> ImportError:
     return ImportError(
-        f'peer {peer!r} needs {", ".join(missing)} (not installed): pip install "ctxmgr[{extra}]"'
+        f'peer {peer!r} needs {", ".join(missing)} (not installed): '
+        f'pip install "ctxmgr-llm[{extra}]"'
     )
 
 
@@ -145,11 +146,11 @@ class PeerFitter:
         name: the peer's row label (``"langchain.trim_messages"``...).
         kind: always ``"peer"``.
         notes: caveats printed in the report.
-        extra: the ``ctxmgr[...]`` extra that installs the framework.
+        extra: the ``ctxmgr-llm[...]`` extra that installs the framework.
 
     Raises:
         ImportError: at construction, when the framework is not installed; the message names
-            the ``pip install "ctxmgr[...]"`` command.
+            the ``pip install "ctxmgr-llm[...]"`` command.
     """
 
     name: str = ""
