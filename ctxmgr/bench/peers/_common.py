@@ -61,7 +61,7 @@ def _missing_modules(extra: str) -> list[str]:
 
 def _install_error(peer: str, extra: str, missing: Iterable[str]) -> ImportError:
     return ImportError(
-        f'peer {peer!r} needs {", ".join(missing)} (not installed): '
+        f"peer {peer!r} needs {', '.join(missing)} (not installed): "
         f'pip install "ctxmgr-llm[{extra}]"'
     )
 
