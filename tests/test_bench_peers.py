@@ -147,7 +147,7 @@ def test_make_peers_unknown_name_lists_allowed() -> None:
 
 def test_missing_framework_names_pip_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(peers._EXTRA_MODULES, "llamaindex", ("ctxmgr_no_such_module_x",))
-    with pytest.raises(ImportError, match=r'pip install "ctxmgr\[llamaindex\]"'):
+    with pytest.raises(ImportError, match=r'pip install "ctxmgr-llm\[llamaindex\]"'):
         make_peers("llamaindex.Memory")
 
 
