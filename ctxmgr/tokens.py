@@ -634,28 +634,6 @@ class CallableCounter(BaseCounter):
             return _as_count(self.fn(Message("user", text)), self.fn)
         return _as_count(self.fn(text), self.fn)
 
-    def _reasoning_tokens(self, part: ContentPart) -> int:
-        """Tokens of a reasoning part: its readable text counted, opaque blobs estimated.
-
-        Readable reasoning (``thinking``, ``reasoning``, summary texts) is tokenized;
-        signatures and encrypted content (``signature``, ``data``, ``encrypted_content``)
-        are estimated at 4 characters per token, as providers do not publish how they
-        bill them.
-        """
-        total = self.count_text(part.text) if part.text else 0
-        for key, value in part.data.items():
-            if key in REASONING_TEXT_KEYS and isinstance(value, str):
-                total += self.count_text(value)
-            elif key == "summary" and isinstance(value, list):
-                total += sum(
-                    self.count_text(str(item.get("text", "")))
-                    for item in value
-                    if isinstance(item, Mapping)
-                )
-            elif key in ("signature", "data", "encrypted_content") and isinstance(value, str):
-                total += len(value) // 4
-        return max(total, 1)
-
     def _count_uncached(self, message: Message) -> int:
         if self.per_message:
             return _as_count(self.fn(message), self.fn)
