@@ -20,13 +20,12 @@ to pass to ``get_message``.
 
 from __future__ import annotations
 
-import math
 import weakref
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ctxmgr.segments import Segment
 from ctxmgr.state import Archive, ArchivedMessage
 
 __all__ = [
@@ -70,12 +69,17 @@ class ArchiveHit:
 
 
 class _Index:
-    """An inverted index of archived messages, extended as the archive grows (append-only)."""
+    """Archived messages in a :class:`~ctxmgr.index.HistoryIndex` (one document each).
+
+    Extended as the archive grows (append-only); the BM25 postings are the same chunked
+    inverted index the ``relevance`` strategy keeps over the history.
+    """
 
     def __init__(self) -> None:
+        from ctxmgr.index import HistoryIndex
+
         self.entries: list[ArchivedMessage] = []
-        self.lengths: list[int] = []
-        self.postings: dict[str, list[tuple[int, int]]] = {}  # term -> [(doc, tf)]
+        self.bm25 = HistoryIndex(_tokenize, lambda seg: seg.head.search_text, lambda seg: None)
         self.vectors: list[Any] = []  # embeddings, filled on the first hybrid search
 
 
@@ -112,12 +116,9 @@ def _index(archive: Archive) -> _Index:
         index = _INDEXES[archive] = _Index()
     new = entries[len(index.entries) :]
     if new:
-        for entry, tokens in zip(new, _tokenize([e.message.search_text for e in new])):
-            doc = len(index.entries)
-            index.entries.append(entry)
-            index.lengths.append(len(tokens))
-            for term, tf in Counter(tokens).items():
-                index.postings.setdefault(term, []).append((doc, tf))
+        start = len(index.entries)
+        index.entries.extend(new)
+        index.bm25.add([Segment((e.message,), start + i) for i, e in enumerate(new)])
     return index
 
 
@@ -154,16 +155,8 @@ def search_archive(
     n = len(index.entries)
     if n == 0 or (not terms and embed is None):
         return []
-    avgdl = (sum(index.lengths) / n) or 1.0
-    scores: dict[int, float] = {}
-    for term in terms:
-        postings = index.postings.get(term, ())
-        if not postings:
-            continue
-        idf = math.log(1 + (n - len(postings) + 0.5) / (len(postings) + 0.5))
-        for doc, tf in postings:
-            norm = _K1 * (1 - _B + _B * index.lengths[doc] / avgdl)
-            scores[doc] = scores.get(doc, 0.0) + idf * tf / (tf + norm)
+    dense = index.bm25.bm25(sorted(terms), _K1, _B)
+    scores = {int(doc): float(dense[doc]) for doc in dense.nonzero()[0]}
     if embed is not None:
         scores = _hybrid(index, query, scores, embed, semantic_weight)
     best = sorted(scores.items(), key=lambda t: (-t[1], -t[0]))[:k]
