@@ -51,6 +51,9 @@ def _copy_json(value: Any) -> Any:
                 out[k] = _copy_json(v)
         return out
     if t is list:
+        kinds = set(map(type, value))  # C-level: a flat column (loop_guard) is one copy
+        if dict not in kinds and list not in kinds:
+            return value.copy()
         return [_copy_json(v) if type(v) in (dict, list) else v for v in value]
     return value
 

@@ -9,13 +9,14 @@ context for the model (``inject_note``), and :class:`~ctxmgr.errors.AgentLoopErr
 raised once a key reaches ``raise_after`` (after the fit is committed, so the manager
 stays usable). By default it only reports.
 
-State (recent keys with their turns) lives in ``state.extra["loop_guard"]``, so it is
-saved with the session. Cost: O(new tool calls) per fit.
+State (the events of the window as flat columns) lives in ``state.extra["loop_guard"]``,
+so it is saved with the session. Cost: O(new tool calls + expired events) per fit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -58,6 +59,10 @@ class LoopGuardOptions(StrategyOptions):
     raise_after: int | None = Field(default=None, ge=2)
 
 
+_COLUMNS = ("turn", "kind", "tool", "key", "id")
+"""Columns of ``state.extra["loop_guard"]["seen"]``: one entry per event, oldest first."""
+
+
 def _canonical(arguments: str) -> str:
     try:
         return json.dumps(json.loads(arguments), sort_keys=True, separators=(",", ":"))
@@ -72,6 +77,8 @@ class LoopGuard(Strategy):
     summary = "reports repeated identical tool calls/results; optional note or AgentLoopError"
     Options = LoopGuardOptions
     options: LoopGuardOptions
+    # (turn column, its length, event ids, turns by key) as left by the last fit
+    _memo: tuple[list[int], int, set[str], dict[tuple[str, str, str], list[int]]] | None = None
 
     def bind(self, manager: Any) -> None:
         """Resolve ``note_role = "auto"`` from the manager's provider profile."""
@@ -80,16 +87,71 @@ class LoopGuard(Strategy):
 
     def _data(self, window: Window) -> dict[str, Any]:
         data: dict[str, Any] = window.state.extra.setdefault(self.name, {})
-        data.setdefault("seen", [])  # [turn, kind, tool, key, event id] oldest first
+        seen = data.get("seen")
+        if not isinstance(seen, dict):  # rows [turn, kind, tool, key, event id] (older state)
+            rows = seen or []
+            data["seen"] = {c: [row[i] for row in rows] for i, c in enumerate(_COLUMNS)}
         return data
+
+    def _index(
+        self, seen: dict[str, list[Any]], turn: int, cutoff: int
+    ) -> tuple[set[str], dict[tuple[str, str, str], list[int]], bool]:
+        """Drop the events at or before ``cutoff``; return (event ids, turns by key, sorted).
+
+        O(expired events) when ``seen`` is the state this instance left after its last fit
+        (checked by identity and length); otherwise rebuilt in O(events in the window),
+        e.g. after a rollback, a store load or a clone.
+        """
+        turns = seen["turn"]
+        memo = self._memo
+        if (
+            memo is not None
+            and memo[0] is turns
+            and memo[1] == len(turns)
+            and (not turns or turns[-1] <= turn)
+        ):
+            known, groups = memo[2], memo[3]
+            drop = 0
+            while drop < len(turns) and turns[drop] <= cutoff:  # sorted by turn
+                drop += 1
+            if drop:
+                kinds, tools, keys, ids = (seen[c] for c in _COLUMNS[1:])
+                for i in range(drop):
+                    known.discard(ids[i])
+                    group = groups[(kinds[i], tools[i], keys[i])]
+                    del group[0]  # the group's oldest turn is this event's
+                    if not group:
+                        del groups[(kinds[i], tools[i], keys[i])]
+                for c in _COLUMNS:
+                    del seen[c][:drop]
+            return known, groups, True
+        keep = [i for i, t in enumerate(turns) if t > cutoff]
+        for c in _COLUMNS:
+            column = seen[c]
+            seen[c] = [column[i] for i in keep]
+        turns = seen["turn"]
+        groups = {}
+        for t, kind, tool, key in zip(turns, seen["kind"], seen["tool"], seen["key"]):
+            groups.setdefault((kind, tool, key), []).append(t)
+        ordered = all(a <= b for a, b in itertools.pairwise(turns)) and (
+            not turns or turns[-1] <= turn
+        )
+        return set(seen["id"]), groups, ordered
 
     @hookimpl
     def ctxmgr_observe(self, window: Window, new_segments: Sequence[Segment]) -> None:
-        """Record the new calls and results; find the keys repeated within the window."""
+        """Record the new calls and results; find the keys repeated within the window.
+
+        O(new tool calls and results + expired events) per fit; the events within the
+        window are kept in ``state.extra["loop_guard"]["seen"]`` as flat columns (cheap to
+        checkpoint and store).
+        """
         data = self._data(window)
         turn = window.turn
-        seen: list[list[Any]] = [s for s in data["seen"] if s[0] > turn - self.options.window_turns]
-        found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        seen: dict[str, list[Any]] = data["seen"]
+        known, groups, ordered = self._index(seen, turn, turn - self.options.window_turns)
+        turns, kinds, tools, keys, ids = (seen[c] for c in _COLUMNS)
+        found: dict[tuple[str, str, str], list[int]] = {}
         threshold = min(self.options.repeats, self.options.raise_after or self.options.repeats)
         for seg in new_segments:
             if not seg.is_tool_exchange:
@@ -106,22 +168,35 @@ class LoopGuard(Strategy):
                     digest = hashlib.blake2b(msg.text.encode(), digest_size=8).hexdigest()
                     tool = names.get(msg.tool_call_id or "", "")
                     events.append((msg.id, "same_result", tool, digest))
-            known = {s[4] for s in seen}
+            fresh = []
             for event_id, kind, tool, key in events:
                 if event_id in known:  # seen before (a full refit re-observes the history)
                     continue
-                seen.append([turn, kind, tool, key, event_id])
-                turns = [s[0] for s in seen if (s[1], s[2], s[3]) == (kind, tool, key)]
-                if len(turns) >= threshold:
-                    found[(kind, tool, key)] = {
-                        "kind": kind,
-                        "tool": tool,
-                        "arguments": key if kind == "same_call" else None,
-                        "count": len(turns),
-                        "turns": turns,
-                    }
-        data["seen"] = seen
-        data["found"] = {"turn": turn, "loops": list(found.values())}
+                fresh.append(event_id)
+                turns.append(turn)
+                kinds.append(kind)
+                tools.append(tool)
+                keys.append(key)
+                ids.append(event_id)
+                group = groups.setdefault((kind, tool, key), [])
+                group.append(turn)
+                if len(group) >= threshold:
+                    found[(kind, tool, key)] = group  # grows on: read once, after the loop
+            known.update(fresh)
+        self._memo = (turns, len(turns), known, groups) if ordered else None
+        data["found"] = {
+            "turn": turn,
+            "loops": [
+                {
+                    "kind": kind,
+                    "tool": tool,
+                    "arguments": key if kind == "same_call" else None,
+                    "count": len(group),
+                    "turns": list(group),
+                }
+                for (kind, tool, key), group in found.items()
+            ],
+        }
 
     def _found(self, window: Window) -> list[dict[str, Any]]:
         found = self._data(window).get("found") or {}
