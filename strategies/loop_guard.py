@@ -9,8 +9,9 @@ context for the model (``inject_note``), and :class:`~ctxmgr.errors.AgentLoopErr
 raised once a key reaches ``raise_after`` (after the fit is committed, so the manager
 stays usable). By default it only reports.
 
-State (the events of the window as flat columns) lives in ``state.extra["loop_guard"]``,
-so it is saved with the session. Cost: O(new tool calls + expired events) per fit.
+State (the events of the window, one JSON batch per fit) lives in
+``state.extra["loop_guard"]``, so it is saved with the session. Cost: O(new tool calls +
+expired events) per fit.
 """
 
 from __future__ import annotations
@@ -59,10 +60,6 @@ class LoopGuardOptions(StrategyOptions):
     raise_after: int | None = Field(default=None, ge=2)
 
 
-_COLUMNS = ("turn", "kind", "tool", "key", "id")
-"""Columns of ``state.extra["loop_guard"]["seen"]``: one entry per event, oldest first."""
-
-
 def _canonical(arguments: str) -> str:
     try:
         return json.dumps(json.loads(arguments), sort_keys=True, separators=(",", ":"))
@@ -77,8 +74,8 @@ class LoopGuard(Strategy):
     summary = "reports repeated identical tool calls/results; optional note or AgentLoopError"
     Options = LoopGuardOptions
     options: LoopGuardOptions
-    # (turn column, its length, event ids, turns by key) as left by the last fit
-    _memo: tuple[list[int], int, set[str], dict[tuple[str, str, str], list[int]]] | None = None
+    # (batches, their count, the last batch, event ids, turns by key, parsed batches)
+    _memo: tuple[Any, ...] | None = None
 
     def bind(self, manager: Any) -> None:
         """Resolve ``note_role = "auto"`` from the manager's provider profile."""
@@ -87,70 +84,68 @@ class LoopGuard(Strategy):
 
     def _data(self, window: Window) -> dict[str, Any]:
         data: dict[str, Any] = window.state.extra.setdefault(self.name, {})
-        seen = data.get("seen")
-        if not isinstance(seen, dict):  # rows [turn, kind, tool, key, event id] (older state)
-            rows = seen or []
-            data["seen"] = {c: [row[i] for row in rows] for i, c in enumerate(_COLUMNS)}
+        seen = data.setdefault("seen", [])  # [turn, JSON [[kind, tool, key, event id]...]]
+        if seen and len(seen[0]) == 5:  # rows [turn, kind, tool, key, event id] (older state)
+            batches: dict[int, list[list[Any]]] = {}
+            for row in seen:
+                batches.setdefault(row[0], []).append(row[1:])
+            data["seen"] = [[t, json.dumps(rows)] for t, rows in batches.items()]
         return data
 
     def _index(
-        self, seen: dict[str, list[Any]], turn: int, cutoff: int
-    ) -> tuple[set[str], dict[tuple[str, str, str], list[int]], bool]:
-        """Drop the events at or before ``cutoff``; return (event ids, turns by key, sorted).
+        self, seen: list[list[Any]], turn: int, cutoff: int
+    ) -> tuple[set[str], dict[tuple[str, str, str], list[int]], list[list[list[str]]], bool]:
+        """Drop the batches at or before ``cutoff``; return the window's index.
 
-        O(expired events) when ``seen`` is the state this instance left after its last fit
-        (checked by identity and length); otherwise rebuilt in O(events in the window),
-        e.g. after a rollback, a store load or a clone.
+        Returns (event ids, turns by (kind, tool, key) oldest first, parsed batches, whether
+        the batches are in turn order). O(expired events) when ``seen`` is the list this
+        instance left after its last fit (checked by identity); otherwise rebuilt in
+        O(events in the window), e.g. after a rollback, a store load or a clone.
         """
-        turns = seen["turn"]
         memo = self._memo
+        groups: dict[tuple[str, str, str], list[int]]
         if (
             memo is not None
-            and memo[0] is turns
-            and memo[1] == len(turns)
-            and (not turns or turns[-1] <= turn)
+            and memo[0] is seen
+            and memo[1] == len(seen)
+            and (not seen or (seen[-1] is memo[2] and seen[-1][0] <= turn))
         ):
-            known, groups = memo[2], memo[3]
-            drop = 0
-            while drop < len(turns) and turns[drop] <= cutoff:  # sorted by turn
-                drop += 1
-            if drop:
-                kinds, tools, keys, ids = (seen[c] for c in _COLUMNS[1:])
-                for i in range(drop):
-                    known.discard(ids[i])
-                    group = groups[(kinds[i], tools[i], keys[i])]
+            known, groups, parsed = memo[3], memo[4], memo[5]
+            while seen and seen[0][0] <= cutoff:  # in turn order: expired batches lead
+                for kind, tool, key, event_id in parsed[0]:
+                    known.discard(event_id)
+                    group = groups[(kind, tool, key)]
                     del group[0]  # the group's oldest turn is this event's
                     if not group:
-                        del groups[(kinds[i], tools[i], keys[i])]
-                for c in _COLUMNS:
-                    del seen[c][:drop]
-            return known, groups, True
-        keep = [i for i, t in enumerate(turns) if t > cutoff]
-        for c in _COLUMNS:
-            column = seen[c]
-            seen[c] = [column[i] for i in keep]
-        turns = seen["turn"]
+                        del groups[(kind, tool, key)]
+                del seen[0], parsed[0]
+            return known, groups, parsed, True
+        seen[:] = [batch for batch in seen if batch[0] > cutoff]
+        parsed = [json.loads(events) for _, events in seen]
+        known = set()
         groups = {}
-        for t, kind, tool, key in zip(turns, seen["kind"], seen["tool"], seen["key"]):
-            groups.setdefault((kind, tool, key), []).append(t)
-        ordered = all(a <= b for a, b in itertools.pairwise(turns)) and (
-            not turns or turns[-1] <= turn
+        for (t, _), events in zip(seen, parsed):
+            for kind, tool, key, event_id in events:
+                known.add(event_id)
+                groups.setdefault((kind, tool, key), []).append(t)
+        ordered = all(a[0] <= b[0] for a, b in itertools.pairwise(seen)) and (
+            not seen or seen[-1][0] <= turn
         )
-        return set(seen["id"]), groups, ordered
+        return known, groups, parsed, ordered
 
     @hookimpl
     def ctxmgr_observe(self, window: Window, new_segments: Sequence[Segment]) -> None:
         """Record the new calls and results; find the keys repeated within the window.
 
         O(new tool calls and results + expired events) per fit; the events within the
-        window are kept in ``state.extra["loop_guard"]["seen"]`` as flat columns (cheap to
-        checkpoint and store).
+        window are kept in ``state.extra["loop_guard"]["seen"]``, one JSON string per fit
+        (a checkpoint or a store copies a string, not one list per event).
         """
         data = self._data(window)
         turn = window.turn
-        seen: dict[str, list[Any]] = data["seen"]
-        known, groups, ordered = self._index(seen, turn, turn - self.options.window_turns)
-        turns, kinds, tools, keys, ids = (seen[c] for c in _COLUMNS)
+        seen: list[list[Any]] = data["seen"]
+        known, groups, parsed, ordered = self._index(seen, turn, turn - self.options.window_turns)
+        batch: list[list[str]] = []
         found: dict[tuple[str, str, str], list[int]] = {}
         threshold = min(self.options.repeats, self.options.raise_after or self.options.repeats)
         for seg in new_segments:
@@ -173,17 +168,18 @@ class LoopGuard(Strategy):
                 if event_id in known:  # seen before (a full refit re-observes the history)
                     continue
                 fresh.append(event_id)
-                turns.append(turn)
-                kinds.append(kind)
-                tools.append(tool)
-                keys.append(key)
-                ids.append(event_id)
+                batch.append([kind, tool, key, event_id])
                 group = groups.setdefault((kind, tool, key), [])
                 group.append(turn)
                 if len(group) >= threshold:
                     found[(kind, tool, key)] = group  # grows on: read once, after the loop
             known.update(fresh)
-        self._memo = (turns, len(turns), known, groups) if ordered else None
+        if batch:
+            seen.append([turn, json.dumps(batch, separators=(",", ":"))])
+            parsed.append(batch)
+        self._memo = (seen, len(seen), seen[-1] if seen else None, known, groups, parsed)
+        if not ordered:
+            self._memo = None
         data["found"] = {
             "turn": turn,
             "loops": [

@@ -300,6 +300,29 @@ def test_loop_guard_reports_at_the_nth_repeat() -> None:
     assert "loops 2" in str(reports[2])
 
 
+def test_loop_guard_state_is_one_batch_per_fit_and_reads_older_rows() -> None:
+    """The window's events are one JSON batch per fit; older per-event rows still load.
+
+    A cold fit of many tool calls is then one string to checkpoint; a session stored with
+    rows of [turn, kind, tool, key, event id] keeps its turns and the next repeat counts.
+    """
+    mgr, reports = looping(3, {"repeats": 3, "window_turns": 5})
+    seen = mgr.state.extra["loop_guard"]["seen"]
+    assert [batch[0] for batch in seen] == [1, 2, 3]
+    assert [len(json.loads(batch[1])) for batch in seen] == [2, 2, 2]  # call + result
+    rows = [[t, *event] for t, events in seen for event in json.loads(events)]
+    state = mgr.state.to_dict()
+    state["extra"]["loop_guard"]["seen"] = rows
+    other = manager([{"name": "loop_guard", "repeats": 3, "window_turns": 5}], 20000)
+    other.load_state(json.loads(json.dumps(state)))
+    history = [Message.user("fix the bug")]
+    for i in range(4):
+        history += tool_step(i, "run_tests", {"path": "tests/", "verbose": True}, "1 failed")
+    turns = {d["kind"]: d["turns"] for d in other.fit(history).report.loops}
+    assert turns == {"same_call": [1, 2, 3, 4], "same_result": [1, 2, 3, 4]}
+    assert reports[-1].loops[0]["turns"] == [1, 2, 3]
+
+
 def test_loop_guard_window_note_and_error() -> None:
     """Outside the window nothing is reported; the note is appended; raise_after raises."""
     _, reports = looping(4, {"repeats": 3, "window_turns": 2})
