@@ -289,6 +289,7 @@ class ContextManager(ProviderBoundary):
         # and those of them whose tokens are an estimate rather than a count
         self._unread: set[int] = set()
         self._estimated: set[int] = set()
+        self._owned: dict[str, Any] = {}  # attributes this fit copied (see _own)
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -383,6 +384,7 @@ class ContextManager(ProviderBoundary):
         write in :meth:`_compact`; the state keeps its own checkpoint; each strategy
         snapshots its instance state. A new field a fit mutates must be added here.
         """
+        self._owned = {}  # _own copies a kept list or set before its first change
         return (
             self.state,
             self.state.checkpoint(),
@@ -533,17 +535,30 @@ class ContextManager(ProviderBoundary):
     def _exact(self, pos: int) -> Segment:
         """Make segment ``pos`` a candidate again, with its exact token count."""
         seg = self._segments[pos]
-        if pos in self._unread:  # copy on write (see _begin): rare, on recall or pinning
-            self._unread = self._unread - {pos}
+        if pos in self._unread:  # copy on write (see _begin): on recall or pinning
+            self._own("_unread").discard(pos)
         if pos in self._estimated:
-            self._estimated = self._estimated - {pos}
+            self._own("_estimated").discard(pos)
             tokens = sum(self.counter.count_message(m) for m in seg.messages)
             if pos < self._history_counted:
                 self._history_total += tokens - seg.tokens
             seg = Segment(seg.messages, seg.start, tokens)
-            self._segments = list(self._segments)
-            self._segments[pos] = seg
+            self._own("_segments")[pos] = seg
         return seg
+
+    def _own(self, name: str) -> Any:
+        """This fit's own copy of the list or set attribute ``name``, to change in place.
+
+        :meth:`_begin` keeps the objects, so the first change of a fit copies (O(size),
+        C-level) and later ones in the same fit reuse that copy: recalling k unread
+        segments costs O(history + k), not O(history x k).
+        """
+        value = getattr(self, name)
+        if self._owned.get(name) is not value:
+            value = copy.copy(value)
+            setattr(self, name, value)
+            self._owned[name] = value
+        return value
 
     def _adopt(self, given: list[Message]) -> None:
         """Use the caller's message objects where they equal (not are) the ones held.
@@ -1258,12 +1273,12 @@ class ContextManager(ProviderBoundary):
         """History positions of the user segments, oldest first.
 
         Scanned incrementally: only segments added since the last call are read, unless
-        the segment list was replaced or cut back (a reset, a rolled-back fit), which the
-        list's identity and its last scanned segment reveal.
+        the segment list was replaced or cut back (a reset, a rolled-back fit), which its
+        length and its last scanned segment reveal (segments are new objects after a reset).
         """
         segments = self._segments
-        src, n, last, users = self._users
-        if src is not segments or len(segments) < n or (n and segments[n - 1] is not last):
+        _, n, last, users = self._users
+        if len(segments) < n or (n and segments[n - 1] is not last):
             n, users = 0, []
         users.extend(p for p in range(n, len(segments)) if segments[p].role == "user")
         self._users = (segments, len(segments), segments[-1] if segments else None, users)
