@@ -80,6 +80,13 @@ def _wordllama() -> Any:
     return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
 
 
+@functools.lru_cache(maxsize=1)
+def _pooled() -> Any:
+    from ctxmgr.pooling import PooledEmbedder
+
+    return PooledEmbedder(_wordllama())  # WordLlama.embed(norm=True), bit for bit, faster
+
+
 _EMBED_CHARS = 2000
 
 
@@ -103,6 +110,7 @@ def wordllama_embedder(texts: list[str]) -> np.ndarray:
     _import_deps()
     try:
         model = _wordllama()
+        pooled = _pooled()
     except ImportError as exc:
         raise ImportError(
             'the semantic scorer needs wordllama: pip install "ctxmgr-llm[semantic]"'
@@ -114,7 +122,7 @@ def wordllama_embedder(texts: list[str]) -> np.ndarray:
     out = np.zeros((len(texts), model.embedding.shape[1]), dtype=np.float32)
     if order:
         with np.errstate(invalid="ignore", divide="ignore"):  # a text of unknown tokens only
-            rows = model.embed([texts[i][:_EMBED_CHARS] for i in order], norm=True)
+            rows = pooled([texts[i][:_EMBED_CHARS] for i in order])
         out[order] = np.nan_to_num(rows, nan=0.0, posinf=0.0, neginf=0.0)
     return out
 
