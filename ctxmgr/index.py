@@ -148,6 +148,9 @@ class HistoryIndex:
         self._vec_open = np.zeros((0, 0), dtype=np.float32)  # CHUNK rows once dim is known
         self._vec_n = 0  # rows of _vec_open in use
         self.dim = 0
+        # per-query memos (a tool loop asks the same question at every fit): see bm25/cosine
+        self._bm25_memo: tuple[Any, ...] | None = None
+        self._cos_memo: tuple[Any, ...] | None = None
 
     # ------------------------------------------------------------------ maintenance
     def __len__(self) -> int:
@@ -284,6 +287,7 @@ class HistoryIndex:
         if not len(rows):
             return
         if self._vec_open.shape[1] != rows.shape[1]:
+            self._cos_memo = None
             self.dim = rows.shape[1]
             self._vec_open = np.zeros((CHUNK, self.dim), dtype=np.float32)
             self._vec_n = 0
@@ -299,6 +303,7 @@ class HistoryIndex:
 
     def drop_vectors(self) -> None:
         """Forget every vector (the embedder failed: scoring falls back to BM25)."""
+        self._cos_memo = None
         self._vec_chunks, self._vec_n, self.dim = [], 0, 0
         self._vec_open = np.zeros((0, 0), dtype=np.float32)
 
@@ -309,14 +314,31 @@ class HistoryIndex:
         return np.concatenate([*self._vec_chunks, self._vec_open[: self._vec_n]])
 
     def cosine(self, query: np.ndarray) -> np.ndarray:
-        """Cosine of a unit query vector with every document vector, in document order."""
+        """Cosine of a unit query vector with every document vector, in document order.
+
+        The result for the last query is kept: asked again with more documents (a tool
+        loop keeps its question), only the new rows are multiplied. Each row's product is
+        independent of the others, so the values are the same to the bit.
+        """
         q = np.asarray(query, dtype=np.float32)
+        key = q.tobytes()
+        memo = self._cos_memo
+        done = memo[1] if memo is not None and memo[0] == key else 0
+        n = self.embedded
+        if done > n:
+            done = 0
         # einsum, not BLAS: a matrix-vector product is memory-bound, and a threaded BLAS
         # spins its idle threads (twice the CPU for nothing on a busy machine)
-        parts = [np.einsum("ij,j->i", chunk, q) for chunk in self._vec_chunks]
-        if self._vec_n:
-            parts.append(np.einsum("ij,j->i", self._vec_open[: self._vec_n], q))
-        return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+        parts = [memo[2]] if done and memo is not None else []
+        chunks = [*self._vec_chunks, self._vec_open[: self._vec_n]]
+        for c, chunk in enumerate(chunks):
+            lo = c * CHUNK
+            if lo + len(chunk) > done and len(chunk):
+                rows = chunk[max(0, done - lo) :]
+                parts.append(np.einsum("ij,j->i", rows, q).astype(np.float64))
+        out = np.concatenate(parts) if parts else np.zeros(0)
+        self._cos_memo = (key, n, out)
+        return out
 
     # ------------------------------------------------------------------ scoring
     def bm25(self, terms: Sequence[str], k1: float, b: float) -> np.ndarray:
@@ -334,18 +356,7 @@ class HistoryIndex:
         df_all = self.df.view()
         df = np.where(q < len(df_all), df_all[np.minimum(q, len(df_all) - 1)], 0)
         idf = np.log1p((n - df + 0.5) / (df + 0.5))
-        slots, docs, tfs = [], [], []
-        for chunk in self._sealed:
-            s, d, t = chunk.postings(q)
-            slots.append(s)
-            docs.append(d)
-            tfs.append(t)
-        if len(self._open_terms):
-            terms_open = np.frombuffer(self._open_terms, dtype=np.int32)
-            hit = np.flatnonzero(np.isin(terms_open, q))
-            slots.append(np.searchsorted(q, terms_open[hit]).astype(np.int32))
-            docs.append(np.frombuffer(self._open_docs, dtype=np.int32)[hit])
-            tfs.append(np.frombuffer(self._open_tf, dtype=np.float32)[hit])
+        slots, docs, tfs = self._postings(q)
         slot = np.concatenate(slots)
         doc = np.concatenate(docs)
         tf = np.concatenate(tfs).astype(np.float64)
@@ -355,6 +366,49 @@ class HistoryIndex:
         dl = self.lengths.view()[doc].astype(np.float64)
         vals = idf[slot] * tf / (tf + k1 * (1 - b + b * dl / avgdl))
         return np.bincount(doc, weights=vals, minlength=n)
+
+    def _postings(
+        self, q: np.ndarray
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """(query-term slot, doc, tf) parts of every posting of the sorted term ids ``q``.
+
+        Sealed chunks in order, then the open chunk in (doc, term) order. The parts of the
+        sealed chunks and the open chunk's matching positions are kept for the last query:
+        asked again (a tool loop keeps its question), only chunks sealed since and postings
+        added since are read, and the parts come out in the same order (so the BM25 sums
+        are the same to the bit).
+        """
+        key = q.tobytes()
+        memo = self._bm25_memo
+        sealed = self._sealed
+        if memo is None or memo[0] != key:
+            memo = (key, [], [], [], [], None, 0, np.zeros(0, dtype=np.int64))
+        _, chunks, slots, docs, tfs, open_terms, scanned, hits = memo
+        k = 0
+        while k < len(chunks) and k < len(sealed) and chunks[k] is sealed[k]:
+            k += 1
+        del chunks[k:], slots[k:], docs[k:], tfs[k:]
+        for chunk in sealed[k:]:
+            s, d, t = chunk.postings(q)
+            chunks.append(chunk)
+            slots.append(s)
+            docs.append(d)
+            tfs.append(t)
+        out_slots, out_docs, out_tfs = list(slots), list(docs), list(tfs)
+        if open_terms is not self._open_terms or scanned > len(self._open_terms):
+            open_terms, scanned, hits = self._open_terms, 0, np.zeros(0, dtype=np.int64)
+        if len(self._open_terms):
+            terms_open = np.frombuffer(self._open_terms, dtype=np.int32)
+            if scanned < len(terms_open):
+                new = np.flatnonzero(np.isin(terms_open[scanned:], q)) + scanned
+                hits = np.concatenate([hits, new]) if len(hits) else new
+                scanned = len(terms_open)
+            out_slots.append(np.searchsorted(q, terms_open[hits]).astype(np.int32))
+            out_docs.append(np.frombuffer(self._open_docs, dtype=np.int32)[hits])
+            out_tfs.append(np.frombuffer(self._open_tf, dtype=np.float32)[hits])
+            del terms_open
+        self._bm25_memo = (key, chunks, slots, docs, tfs, open_terms, scanned, hits)
+        return out_slots, out_docs, out_tfs
 
     def smooth(self, scores: np.ndarray, weight: float, span: int, decay: float) -> np.ndarray:
         """Add ``weight * decay**(d-1)`` x the score of each same-session neighbour at d.

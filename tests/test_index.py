@@ -90,3 +90,42 @@ def test_smoothing_stays_inside_a_session() -> None:
     scores[2] = 1.0
     out = idx.smooth(scores, 0.5, 1, 1.0)
     assert out.tolist() == [0.0, 0.5, 1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("chunk", [2, 3, 4096])
+def test_a_repeated_query_reads_only_what_is_new_and_scores_the_same(
+    monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """The last query's postings and cosines are reused as the history grows (a tool loop).
+
+    Bit-identical to a fresh index at every step: across sealed chunks, a cut-back
+    (rolled-back fit), a query switch and back, and a dimension change of the vectors.
+    """
+    monkeypatch.setattr(index_mod, "CHUNK", chunk)
+    strategy = RelevanceEviction(RelevanceEviction.Options(semantic=False))
+    rng = np.random.default_rng(3)
+    texts = DOCS * 3
+    segs = _segments(texts)
+    vectors = rng.standard_normal((len(texts), 8)).astype(np.float32)
+    idx = _index(strategy)
+    query, other = strategy._tokenize(["cat park hungry", "support group"])
+    qvec = rng.standard_normal(8).astype(np.float32)
+    steps = [*range(1, len(texts) + 1), 5, 9, len(texts)]  # grows, cuts back, grows again
+    for step, n in enumerate(steps):
+        idx.sync(segs[:n])
+        if idx.embedded < n:
+            idx.add_vectors(vectors[idx.embedded : n])
+        fresh = _index(strategy)
+        fresh.sync(segs[:n])
+        fresh.add_vectors(vectors[:n])
+        terms = other if step == 7 else query
+        assert np.array_equal(idx.bm25(terms, 1.5, 0.75), fresh.bm25(terms, 1.5, 0.75))
+        assert np.array_equal(idx.cosine(qvec), fresh.cosine(qvec))
+    assert (
+        idx._bm25_memo is not None
+        and idx._bm25_memo[0]
+        == np.asarray(sorted({idx.vocab[t] for t in query}), dtype=np.int32).tobytes()
+    )
+    idx.drop_vectors()
+    idx.add_vectors(rng.standard_normal((len(texts), 4)).astype(np.float32))
+    assert idx.cosine(np.ones(4, dtype=np.float32)).shape == (len(texts),)
