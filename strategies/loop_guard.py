@@ -74,7 +74,7 @@ class LoopGuard(Strategy):
     summary = "reports repeated identical tool calls/results; optional note or AgentLoopError"
     Options = LoopGuardOptions
     options: LoopGuardOptions
-    # (batches, their count, the last batch, event ids, turns by key, parsed batches)
+    # (batches, their count, the last batch, event ids, turns by key)
     _memo: tuple[Any, ...] | None = None
 
     def bind(self, manager: Any) -> None:
@@ -94,11 +94,11 @@ class LoopGuard(Strategy):
 
     def _index(
         self, seen: list[list[Any]], turn: int, cutoff: int
-    ) -> tuple[set[str], dict[tuple[str, str, str], list[int]], list[list[list[str]]], bool]:
+    ) -> tuple[set[str], dict[tuple[str, str, str], list[int]], bool]:
         """Drop the batches at or before ``cutoff``; return the window's index.
 
-        Returns (event ids, turns by (kind, tool, key) oldest first, parsed batches, whether
-        the batches are in turn order). O(expired events) when ``seen`` is the list this
+        Returns (event ids, turns by (kind, tool, key) oldest first, whether the batches
+        are in turn order). O(expired events) when ``seen`` is the list this
         instance left after its last fit (checked by identity); otherwise rebuilt in
         O(events in the window), e.g. after a rollback, a store load or a clone.
         """
@@ -110,28 +110,27 @@ class LoopGuard(Strategy):
             and memo[1] == len(seen)
             and (not seen or (seen[-1] is memo[2] and seen[-1][0] <= turn))
         ):
-            known, groups, parsed = memo[3], memo[4], memo[5]
+            known, groups = memo[3], memo[4]
             while seen and seen[0][0] <= cutoff:  # in turn order: expired batches lead
-                for kind, tool, key, event_id in parsed[0]:
+                for kind, tool, key, event_id in json.loads(seen[0][1]):
                     known.discard(event_id)
                     group = groups[(kind, tool, key)]
                     del group[0]  # the group's oldest turn is this event's
                     if not group:
                         del groups[(kind, tool, key)]
-                del seen[0], parsed[0]
-            return known, groups, parsed, True
+                del seen[0]
+            return known, groups, True
         seen[:] = [batch for batch in seen if batch[0] > cutoff]
-        parsed = [json.loads(events) for _, events in seen]
         known = set()
         groups = {}
-        for (t, _), events in zip(seen, parsed):
-            for kind, tool, key, event_id in events:
+        for t, events in seen:
+            for kind, tool, key, event_id in json.loads(events):
                 known.add(event_id)
                 groups.setdefault((kind, tool, key), []).append(t)
         ordered = all(a[0] <= b[0] for a, b in itertools.pairwise(seen)) and (
             not seen or seen[-1][0] <= turn
         )
-        return known, groups, parsed, ordered
+        return known, groups, ordered
 
     @hookimpl
     def ctxmgr_observe(self, window: Window, new_segments: Sequence[Segment]) -> None:
@@ -144,7 +143,7 @@ class LoopGuard(Strategy):
         data = self._data(window)
         turn = window.turn
         seen: list[list[Any]] = data["seen"]
-        known, groups, parsed, ordered = self._index(seen, turn, turn - self.options.window_turns)
+        known, groups, ordered = self._index(seen, turn, turn - self.options.window_turns)
         batch: list[list[str]] = []
         found: dict[tuple[str, str, str], list[int]] = {}
         threshold = min(self.options.repeats, self.options.raise_after or self.options.repeats)
@@ -176,8 +175,7 @@ class LoopGuard(Strategy):
             known.update(fresh)
         if batch:
             seen.append([turn, json.dumps(batch, separators=(",", ":"))])
-            parsed.append(batch)
-        self._memo = (seen, len(seen), seen[-1] if seen else None, known, groups, parsed)
+        self._memo = (seen, len(seen), seen[-1] if seen else None, known, groups)
         if not ordered:
             self._memo = None
         data["found"] = {
