@@ -111,6 +111,30 @@ def test_quick_run_on_openai_file(tmp_path: Path) -> None:
     assert meta["counter"].startswith("tiktoken:")
 
 
+def test_prices_option_picks_a_table_and_records_it(tmp_path: Path) -> None:
+    """--prices claude-sonnet-4: meta names the table; the cached cost follows its rules.
+
+    fifo at a budget that holds the whole conversation only appends, so after the first
+    request (written at 1.25x) every request reads the previous one at 0.1x once it is
+    1,024 tokens long: the cached cost differs from the uncached one as the table says.
+    """
+    data = write_openai_file(tmp_path / "conv.json", conversations=1, steps=40)
+    rows = {}
+    for name in ("gpt-4o-mini", "claude-sonnet-4"):
+        out = tmp_path / name
+        args = [str(data), "--out", str(out), *opts("--preset fifo --peers none --budget 8000")]
+        result = runner.invoke(app, [*args, "--jobs", "1", "--prices", name])
+        assert result.exit_code == 0, result.output
+        payload = json.loads((out / "results.json").read_text())
+        assert payload["meta"]["prices"]["name"] == name
+        assert ("--prices claude-sonnet-4" in payload["meta"]["command"]) == (name != "gpt-4o-mini")
+        rows[name] = payload["rows"][0]
+    mini, sonnet = rows["gpt-4o-mini"], rows["claude-sonnet-4"]
+    assert mini["tokens_mean"] == sonnet["tokens_mean"]  # same contexts, other prices
+    assert sonnet["cost_usd"] == pytest.approx(mini["cost_usd"] * 3.0 / 0.15, rel=1e-4)
+    assert sonnet["cost_cached_usd"] < 0.5 * sonnet["cost_usd"]  # reads at 0.1x dominate
+
+
 def test_peer_rows_and_parallel_jobs(tmp_path: Path) -> None:
     """A peer runs beside a preset with 2 worker processes; rows say which kind each is."""
     data = write_openai_file(tmp_path / "conv.json", conversations=2, steps=6)
@@ -165,6 +189,7 @@ def test_bad_file_is_listed_and_the_run_goes_on(tmp_path: Path) -> None:
         (["--peers", "nope"], "error: peers: unknown peer 'nope'"),
         (["--config", "missing.toml"], "error: --config: config file"),
         (["--jobs", "0"], "error: --jobs: must be >= 1"),
+        (["--prices", "nope"], "error: --prices: unknown price table 'nope'"),
     ],
 )
 def test_errors_are_one_clean_line(tmp_path: Path, args: list[str], message: str) -> None:

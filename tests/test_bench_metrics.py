@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from ctxmgr.bench import metrics as M
+from ctxmgr.errors import ConfigError
 from ctxmgr.messages import Message, ToolCall
 
 
@@ -192,6 +193,100 @@ def test_input_cost() -> None:
     assert M.input_cost_usd(1_000_000, 500_000) == pytest.approx(0.1125)
     custom = M.PriceTable(input_per_mtok=2.5, cached_input_per_mtok=1.25)
     assert M.input_cost_usd(2_000_000, 0, custom) == pytest.approx(5.0)
+
+
+def _replay_costs(prices: M.PriceTable, requests: list[tuple[int, int, bool, int]]) -> float:
+    """Cost with caching of requests (tokens, common prefix, extends, added messages)."""
+    read = written = total = 0
+    previous: int | None = None
+    for tokens, common, extends, added in requests:
+        r, w = M.cache_tokens(tokens, common, previous, extends, added, prices)
+        read, written, total = read + r, written + w, total + tokens
+        previous = tokens
+    return M.input_cost_usd(total, read, prices, written)
+
+
+def test_price_tables_name_their_sources_and_the_default_is_unchanged() -> None:
+    """One table per caching scheme, keyed by name, each with the provider page it cites."""
+    assert M.DEFAULT_PRICES == M.PriceTable() == M.PRICE_TABLES["gpt-4o-mini"]
+    assert set(M.PRICE_TABLES) >= {"gpt-4o-mini", "claude-sonnet-4", "gemini-2.5-flash"}
+    for name, table in M.PRICE_TABLES.items():
+        assert table.name == name and "https://" in table.source
+    assert M.get_prices("claude-haiku-3.5").min_cached_prefix == 2048
+    with pytest.raises(ConfigError, match=r"gemini-2\.5-flash"):
+        M.get_prices("gpt-5-nano")
+
+
+def test_cost_openai_automatic_caching() -> None:
+    """gpt-4o-mini / gpt-4o: prefix >= 1,024 in 128-token steps, half price, no write fee.
+
+    2,000 tokens cold, then 2,500 sharing 1,500: 1,024 + 3 x 128 = 1,408 cached.
+    gpt-4o-mini: 2,000 x 0.15 + 1,092 x 0.15 + 1,408 x 0.075 = 569.4 -> $0.0005694;
+    gpt-4o: 2,000 x 2.5 + 1,092 x 2.5 + 1,408 x 1.25 = 9,490 -> $0.00949.
+    """
+    requests = [(2000, 0, False, 3), (2500, 1500, False, 4)]
+    assert _replay_costs(M.get_prices("gpt-4o-mini"), requests) == pytest.approx(569.4e-6)
+    assert _replay_costs(M.get_prices("gpt-4o"), requests) == pytest.approx(9490e-6)
+
+
+def test_cost_anthropic_explicit_caching() -> None:
+    """claude-sonnet-4: write 1.25x ($3.75/M), read 0.1x ($0.30/M), minimum 1,024 tokens.
+
+    1,500 written; 1,800 extending it: 1,500 read + 300 written; 1,900 not extending: all
+    written; 900 (under the minimum): base price. 5,625 + 450 + 1,125 + 7,125 + 2,700 =
+    17,025 -> $0.017025.
+    """
+    sonnet = M.get_prices("claude-sonnet-4")
+    requests = [
+        (1500, 0, False, 2),
+        (1800, 1500, True, 2),
+        (1900, 1000, False, 3),
+        (900, 0, False, 1),
+    ]
+    assert _replay_costs(sonnet, requests) == pytest.approx(17025e-6)
+    assert M.cache_tokens(1800, 1500, 1500, True, 2, sonnet) == (1500, 300)
+    assert M.cache_tokens(1800, 1500, 1500, True, 21, sonnet) == (0, 1800)  # past lookback
+    assert M.cache_tokens(1800, 1000, 1000, True, 2, sonnet) == (0, 1800)  # 1,000 not cached
+    # a common prefix without the whole previous request hits nothing (no breakpoint there)
+    assert M.cache_tokens(1800, 1700, 1750, False, 2, sonnet) == (0, 1800)
+
+
+def test_cost_anthropic_haiku_minimum_2048() -> None:
+    """claude-haiku-3.5: prompts under 2,048 tokens are neither written nor read.
+
+    2,000 at $0.80/M = 1,600; 2,100 extending it: nothing to read, written at $1.00/M =
+    2,100; 2,300 extending that: 2,100 read at $0.08/M + 200 written = 168 + 200.
+    Total 4,068 -> $0.004068.
+    """
+    haiku = M.get_prices("claude-haiku-3.5")
+    requests = [(2000, 0, False, 1), (2100, 2000, True, 2), (2300, 2100, True, 2)]
+    assert _replay_costs(haiku, requests) == pytest.approx(4068e-6)
+
+
+def test_cost_gemini_implicit_caching() -> None:
+    """gemini-2.5-flash: any common prefix >= 2,048 tokens read at $0.03/M, no rounding.
+
+    3,000 cold (900); 3,000 sharing 2,500: 500 x 0.30 + 2,500 x 0.03 = 225; 3,000 sharing
+    2,000 (under the minimum): 900. Total 2,025 -> $0.002025.
+    """
+    gemini = M.get_prices("gemini-2.5-flash")
+    requests = [(3000, 0, False, 1), (3000, 2500, False, 2), (3000, 2000, False, 2)]
+    assert _replay_costs(gemini, requests) == pytest.approx(2025e-6)
+
+
+def test_swe_agent_replay_uses_the_sonnet_table() -> None:
+    """The agent-tools replay prices with the claude-sonnet-4 table's numbers."""
+    from ctxmgr.bench import agent_tools
+
+    sonnet = M.get_prices("claude-sonnet-4")
+    assert sonnet.input_per_mtok / 1e6 == agent_tools.PRICE_PER_TOKEN
+    assert agent_tools.CACHE_READ * sonnet.input_per_mtok == pytest.approx(
+        sonnet.cached_input_per_mtok
+    )
+    assert sonnet.cache_write_per_mtok is not None
+    assert agent_tools.CACHE_WRITE * sonnet.input_per_mtok == pytest.approx(
+        sonnet.cache_write_per_mtok
+    )
 
 
 # -- statistics ---------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ history before it, fitted by a ctxmgr config. Per config and run this measures:
 * **tokens sent**: the sum over calls of the fitted request's tokens;
 * **cost** without a prompt cache (every input token at the base price) and with one
   (the longest message prefix shared with the previous request read from the cache at
-  0.1x, the rest written at 1.25x), Anthropic's prompt-caching multipliers
-  (https://docs.claude.com/en/docs/build-with-claude/prompt-caching) at a base price of
-  $3 per million input tokens (Claude Sonnet 4, https://docs.claude.com/en/docs/about-claude/pricing);
+  0.1x, the rest written at 1.25x), the ``claude-sonnet-4`` preset of
+  :data:`ctxmgr.bench.metrics.PRICE_TABLES` (Anthropic's prompt-caching multipliers at
+  $3 per million input tokens; no minimum prompt length applied here);
 * **needed tool outputs**: a call *needs* an earlier tool result when one of its tool
   call's argument words (identifiers, paths, numbers of 6+ characters not in the system
   prompt or task) occurs in that result, the evidence the agent acted on. For each such
@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ctxmgr.bench.metrics import PRICE_TABLES
 from ctxmgr.manager import ContextManager
 from ctxmgr.messages import Message
 from ctxmgr.tokens import get_counter
@@ -36,9 +37,10 @@ from ctxmgr.tools import search_archive
 
 __all__ = ["CONFIGS", "RunMetrics", "main", "replay_run"]
 
-PRICE_PER_TOKEN = 3.0 / 1_000_000  # USD per input token, Claude Sonnet 4
-CACHE_READ = 0.1
-CACHE_WRITE = 1.25
+_PRICES = PRICE_TABLES["claude-sonnet-4"]  # the one documented table (ctxmgr.bench.metrics)
+PRICE_PER_TOKEN = _PRICES.input_per_mtok / 1_000_000  # USD per input token
+CACHE_READ = 0.1  # x base: _PRICES.cached_input_per_mtok / _PRICES.input_per_mtok
+CACHE_WRITE = 1.25  # x base: _PRICES.cache_write_per_mtok / _PRICES.input_per_mtok
 _WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{5,}")
 
 

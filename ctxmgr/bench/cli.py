@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 
 from ctxmgr.bench.ctxmgr_fitter import CtxmgrFitter
-from ctxmgr.bench.metrics import DEFAULT_PRICES, PriceTable
+from ctxmgr.bench.metrics import DEFAULT_PRICES, PRICE_TABLES, PriceTable, get_prices
 from ctxmgr.bench.replay import Replay, TranscriptResult
 from ctxmgr.bench.transcript import Transcript
 from ctxmgr.errors import ConfigError, CtxmgrError, DatasetError, TranscriptError
@@ -191,6 +191,7 @@ def _command(
     format: str | None,
     quick: bool,
     cv: int = 0,
+    prices: str = DEFAULT_PRICES.name,
 ) -> str:
     words = ["ctxmgr", "bench", *(str(p) for p in paths)]
     words += [f"--preset {p}" for p in presets] + [f"--config {c}" for c in configs]
@@ -201,6 +202,8 @@ def _command(
         words.append("--quick")
     if cv:
         words.append(f"--cv {cv}")
+    if prices != DEFAULT_PRICES.name:
+        words.append(f"--prices {prices}")
     return " ".join(words)
 
 
@@ -266,7 +269,8 @@ def run_bench(
             as ``benchmarks/tune_relevance.py`` splits when it tunes), in
             ``meta["cv"]``: a fold is a held-out figure for a tuned config when its
             parameters were chosen on the other folds.
-        prices: price table for the cost columns.
+        prices: price table for the cost columns (a :data:`~ctxmgr.bench.metrics.PRICE_TABLES`
+            preset, ``get_prices(name)``, or your own); recorded in ``meta["prices"]``.
         counter: the token counter (default: ``get_counter()``, tiktoken ``cl100k_base``).
         console: where the table and messages go (default: stdout).
         progress: show a progress bar on stderr.
@@ -318,7 +322,9 @@ def run_bench(
     results = replay.run()
     rows = aggregate(results, prices)
     meta: dict[str, Any] = {
-        "command": _command(paths, preset, config, peers, budget, out, jobs, format, quick, cv),
+        "command": _command(
+            paths, preset, config, peers, budget, out, jobs, format, quick, cv, prices.name
+        ),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "counter": counter.name,
@@ -419,6 +425,15 @@ def bench(
             "probes per transcript.",
         ),
     ] = False,
+    prices: Annotated[
+        str,
+        typer.Option(
+            "--prices",
+            help="Price table for cost_usd / cost_cached_usd: "
+            + ", ".join(PRICE_TABLES)
+            + " (provider prompt-cache rules included; docs/bench.md).",
+        ),
+    ] = DEFAULT_PRICES.name,
     cv: Annotated[
         int,
         typer.Option(
@@ -444,6 +459,7 @@ def bench(
             format,
             quick,
             cv,
+            prices=get_prices(prices),
         )
     except (CtxmgrError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -21,16 +21,18 @@ import re
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ctxmgr.messages import Message
 
 __all__ = [
     "DEFAULT_PRICES",
+    "PRICE_TABLES",
     "MessageCounter",
     "PriceTable",
     "answer_in_context",
     "broken_tool_pairs",
+    "cache_tokens",
     "cached_prefix_tokens",
     "common_prefix_tokens",
     "contains_message",
@@ -38,6 +40,7 @@ __all__ = [
     "evidence_kept",
     "evidence_recall",
     "extends_previous",
+    "get_prices",
     "input_cost_usd",
     "is_budget_violation",
     "latest_user",
@@ -351,20 +354,29 @@ def common_prefix_tokens(
 class PriceTable:
     """Input-token prices and prompt-cache rules used for the cost estimate.
 
-    The defaults are OpenAI's gpt-4o-mini list prices: $0.15 per million input tokens and
-    $0.075 per million cached input tokens (https://openai.com/api/pricing/). OpenAI
-    caches prompt prefixes automatically once a prompt is at least 1,024 tokens long, and
-    cache hits grow in 128-token increments
-    (https://platform.openai.com/docs/guides/prompt-caching; the "Prompt Caching 201"
-    cookbook states both numbers).
+    Presets (one per provider caching scheme) are in :data:`PRICE_TABLES`, each number
+    with its source in ``source``; ``ctxmgr bench --prices NAME`` picks one. The defaults
+    are the ``gpt-4o-mini`` preset (OpenAI automatic caching).
 
     Attributes:
-        name: label printed in the report.
+        name: label printed in the report and the key in :data:`PRICE_TABLES`.
         input_per_mtok: USD per 1,000,000 uncached input tokens.
-        cached_input_per_mtok: USD per 1,000,000 cached input tokens.
-        min_cached_prefix: tokens; shorter common prefixes are not cached.
+        cached_input_per_mtok: USD per 1,000,000 input tokens read from the cache.
+        min_cached_prefix: tokens; a shorter prefix (or, for ``"breakpoint"``, a shorter
+            prompt) is not cached.
         cache_increment: tokens; a cached prefix is rounded down to
             ``min_cached_prefix + k * cache_increment`` (1 = no rounding).
+        cache_write_per_mtok: USD per 1,000,000 tokens written to the cache, or ``None``
+            when writing costs nothing extra (the input price).
+        prefix_rule: ``"common_prefix"`` (automatic/implicit caching: the longest prefix
+            shared with the previous request is read) or ``"breakpoint"`` (explicit
+            caching with one breakpoint at the end of every request: the previous
+            request's whole prompt is read when this one extends it, within
+            ``lookback_messages``; the rest of a cacheable prompt is written).
+        lookback_messages: ``"breakpoint"`` only: at most this many messages may follow
+            the previous request's prompt (the provider checks about 20 content blocks
+            back from a breakpoint; counted here in messages), ``None`` for no limit.
+        source: where the numbers come from (provider pages).
     """
 
     name: str = "gpt-4o-mini"
@@ -372,18 +384,102 @@ class PriceTable:
     cached_input_per_mtok: float = 0.075
     min_cached_prefix: int = 1024
     cache_increment: int = 128
+    cache_write_per_mtok: float | None = None
+    prefix_rule: Literal["common_prefix", "breakpoint"] = "common_prefix"
+    lookback_messages: int | None = None
+    source: str = (
+        "https://openai.com/api/pricing/ ; https://platform.openai.com/docs/guides/prompt-caching"
+    )
 
 
-DEFAULT_PRICES = PriceTable()
+_ANTHROPIC = (
+    "https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching (pricing: write "
+    "1.25x, read 0.1x base; minimum cacheable prompt; ~20-block lookback) ; "
+    "https://www.anthropic.com/pricing#api"
+)
+_GEMINI = (
+    "https://ai.google.dev/gemini-api/docs/caching (implicit caching, minimum 2,048 "
+    "tokens for 2.5 Flash/Pro, as of 2026-10) ; https://ai.google.dev/gemini-api/docs/pricing"
+)
+
+PRICE_TABLES: dict[str, PriceTable] = {
+    table.name: table
+    for table in (
+        # OpenAI automatic caching: prefixes of >= 1,024 tokens, hits in 128-token
+        # increments, cached input at half price for the gpt-4o(-mini) family, no write fee
+        PriceTable(),
+        PriceTable(name="gpt-4o", input_per_mtok=2.50, cached_input_per_mtok=1.25),
+        # Anthropic explicit caching: write 1.25x base (5-minute TTL), read 0.1x base;
+        # minimum cacheable prompt 1,024 tokens for Sonnet/Opus, 2,048 for Haiku 3.5
+        PriceTable(
+            name="claude-sonnet-4",
+            input_per_mtok=3.00,
+            cached_input_per_mtok=0.30,
+            cache_write_per_mtok=3.75,
+            min_cached_prefix=1024,
+            cache_increment=1,
+            prefix_rule="breakpoint",
+            lookback_messages=20,
+            source=_ANTHROPIC,
+        ),
+        PriceTable(
+            name="claude-haiku-3.5",
+            input_per_mtok=0.80,
+            cached_input_per_mtok=0.08,
+            cache_write_per_mtok=1.00,
+            min_cached_prefix=2048,
+            cache_increment=1,
+            prefix_rule="breakpoint",
+            lookback_messages=20,
+            source=_ANTHROPIC,
+        ),
+        # Gemini implicit caching (2.5 and later): automatic prefix reuse, no write or
+        # storage fee, cached input at 0.1x the input price, minimum 2,048 tokens
+        PriceTable(
+            name="gemini-2.5-flash",
+            input_per_mtok=0.30,
+            cached_input_per_mtok=0.03,
+            min_cached_prefix=2048,
+            cache_increment=1,
+            source=_GEMINI,
+        ),
+    )
+}
+"""Price presets by name: OpenAI automatic, Anthropic explicit and Gemini implicit caching.
+
+USD per million input tokens (text, standard tier, prompts under 200,000 tokens), as
+listed on the ``source`` pages of each table in November 2026; check them before relying
+on absolute dollars. The ranking of configs by cost depends on the caching rules more
+than on the prices.
+"""
+
+DEFAULT_PRICES = PRICE_TABLES["gpt-4o-mini"]
+
+
+def get_prices(name: str) -> PriceTable:
+    """Return the :data:`PRICE_TABLES` preset called ``name``.
+
+    Raises:
+        ConfigError: no such preset (the message lists the names).
+    """
+    from ctxmgr.errors import ConfigError
+
+    table = PRICE_TABLES.get(name)
+    if table is None:
+        raise ConfigError(
+            f"unknown price table {name!r}", key="--prices", allowed=tuple(PRICE_TABLES)
+        )
+    return table
 
 
 def cached_prefix_tokens(common_prefix: int, prices: PriceTable = DEFAULT_PRICES) -> int:
     """Tokens billed at the cached price for a fit whose prefix matches the previous fit's.
 
-    Model: the provider cached the previous request of the same session (no expiry, no
-    eviction: calls of one transcript are assumed minutes apart at most), and a request
-    reuses the longest common prefix with it, if that is at least
-    ``prices.min_cached_prefix`` tokens, rounded down to the cache increment.
+    The ``"common_prefix"`` rule (OpenAI, Gemini). Model: the provider cached the previous
+    request of the same session (no expiry, no eviction: calls of one transcript are
+    assumed minutes apart at most), and a request reuses the longest common prefix with
+    it, if that is at least ``prices.min_cached_prefix`` tokens, rounded down to the cache
+    increment.
 
     Args:
         common_prefix: :func:`common_prefix_tokens` of the previous and current contexts.
@@ -401,17 +497,70 @@ def cached_prefix_tokens(common_prefix: int, prices: PriceTable = DEFAULT_PRICES
     return prices.min_cached_prefix + extra
 
 
-def input_cost_usd(
-    input_tokens: int, cached_tokens: int = 0, prices: PriceTable = DEFAULT_PRICES
-) -> float:
-    """Input cost in USD of requests totalling ``input_tokens``, ``cached_tokens`` of them cached.
+def cache_tokens(
+    tokens: int,
+    common_prefix: int,
+    previous_tokens: int | None,
+    extends: bool,
+    added_messages: int,
+    prices: PriceTable = DEFAULT_PRICES,
+) -> tuple[int, int]:
+    """``(read, written)``: input tokens of one request read from and written to the cache.
 
-    ``((input_tokens - cached_tokens) * input_per_mtok + cached_tokens *
-    cached_input_per_mtok) / 1e6``. Output tokens are not modelled (the replay sends no
+    The cache holds the previous request of the session only (see
+    :func:`cached_prefix_tokens`). ``"common_prefix"``: ``read =
+    cached_prefix_tokens(common_prefix)``, ``written = tokens - read`` (billed at the
+    input price unless ``cache_write_per_mtok`` says otherwise). ``"breakpoint"``: the
+    previous request wrote its whole prompt (if it was at least ``min_cached_prefix``
+    tokens); this one reads it when it ``extends`` it by at most ``lookback_messages``
+    messages, and writes the rest of its prompt when the prompt is cacheable.
+
+    Args:
+        tokens: this request's prompt tokens.
+        common_prefix: tokens of the messages it shares, from the start, with the previous
+            request.
+        previous_tokens: the previous request's prompt tokens (``None``: no previous
+            request in this session).
+        extends: the previous request's messages are a prefix of this one's.
+        added_messages: messages of this request after the previous request's.
+        prices: the preset.
+    """
+    if prices.prefix_rule == "common_prefix":
+        read = cached_prefix_tokens(common_prefix, prices) if previous_tokens is not None else 0
+        return read, tokens - read
+    read = 0
+    if (
+        previous_tokens is not None
+        and extends
+        and previous_tokens >= prices.min_cached_prefix
+        and (prices.lookback_messages is None or added_messages <= prices.lookback_messages)
+    ):
+        read = previous_tokens
+    written = tokens - read if tokens >= prices.min_cached_prefix else 0
+    return read, written
+
+
+def input_cost_usd(
+    input_tokens: int,
+    cached_tokens: int = 0,
+    prices: PriceTable = DEFAULT_PRICES,
+    written_tokens: int = 0,
+) -> float:
+    """Input cost in USD of requests totalling ``input_tokens``, ``cached_tokens`` read cached.
+
+    ``((input_tokens - cached_tokens - written) * input_per_mtok + cached_tokens *
+    cached_input_per_mtok + written * write_price) / 1e6`` where ``written`` is
+    ``written_tokens`` when the preset has a ``cache_write_per_mtok`` (else those tokens
+    are billed at the input price). Output tokens are not modelled (the replay sends no
     request).
     """
-    uncached = input_tokens - cached_tokens
-    return (uncached * prices.input_per_mtok + cached_tokens * prices.cached_input_per_mtok) / 1e6
+    write_price = prices.cache_write_per_mtok
+    written = written_tokens if write_price is not None else 0
+    uncached = input_tokens - cached_tokens - written
+    cost = uncached * prices.input_per_mtok + cached_tokens * prices.cached_input_per_mtok
+    if write_price is not None:
+        cost += written * write_price
+    return cost / 1e6
 
 
 # ---------------------------------------------------------------------------------------

@@ -113,8 +113,10 @@ class TranscriptResult:
         prefix_previous_tokens: tokens of the earlier context of each such pair, summed.
         evidence_by_category: ``category -> (kept, considered)`` per answerable qa probe.
         turn_tokens: ``count_messages`` of each turn fit's context, in tokens.
-        cached_tokens: prompt-cached input tokens summed over turn fits (see
-            :func:`ctxmgr.bench.metrics.cached_prefix_tokens`).
+        cached_tokens: input tokens read from the prompt cache, summed over turn fits
+            (see :func:`ctxmgr.bench.metrics.cache_tokens`).
+        cache_write_tokens: input tokens written to the prompt cache, summed over turn
+            fits (billed apart only by presets with a write price).
         overhead_ms: wall time of each turn fit, in milliseconds.
         summarizer_calls: the session's ``summarizer_calls`` after the last turn fit
             (probe forks are not counted).
@@ -152,6 +154,7 @@ class TranscriptResult:
     evidence_by_category: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     turn_tokens: list[int] = field(default_factory=list)
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     overhead_ms: list[float] = field(default_factory=list)
     summarizer_calls: int = 0
     elapsed_s: float = 0.0
@@ -203,13 +206,24 @@ class _Meter:
         """Record the turn-only metrics (tokens series, prefix stability, caching)."""
         res.turn_fits += 1
         res.turn_tokens.append(tokens)
+        common, extends = 0, False
         if self.previous is not None:
             res.prefix_pairs += 1
-            res.prefix_extends += M.extends_previous(self.previous, context)
+            extends = M.extends_previous(self.previous, context)
+            res.prefix_extends += extends
             common = M.common_prefix_tokens(self.previous, context, self.count)
             res.prefix_common_tokens += common
             res.prefix_previous_tokens += self.previous_tokens
-            res.cached_tokens += M.cached_prefix_tokens(common, self.prices)
+        read, written = M.cache_tokens(
+            tokens,
+            common,
+            self.previous_tokens if self.previous is not None else None,
+            extends,
+            len(context) - len(self.previous or ()),
+            self.prices,
+        )
+        res.cached_tokens += read
+        res.cache_write_tokens += written
         self.previous = context
         self.previous_tokens = sum(self.count.count_message(m) for m in context)
 

@@ -123,7 +123,9 @@ def _row(
         "tokens_p95": p95_t,
         "tokens_max": max_t,
         "cost_usd": _round(M.input_cost_usd(input_tokens, 0, prices), 6) if ok else None,
-        "cost_cached_usd": _round(M.input_cost_usd(input_tokens, cached, prices), 6)
+        "cost_cached_usd": _round(
+            M.input_cost_usd(input_tokens, cached, prices, total("cache_write_tokens")), 6
+        )
         if ok
         else None,
         "overhead_ms_median": _round(statistics.median(overhead), 3) if overhead else None,
