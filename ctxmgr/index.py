@@ -345,7 +345,9 @@ class HistoryIndex:
         """BM25 (Lucene variant) of every document for the query ``terms``.
 
         Reads only the postings of the query's terms: O(matching postings) plus one
-        O(documents) allocation for the dense result.
+        O(documents) allocation for the dense result. The postings of the last query are
+        kept (see :meth:`_query_postings`), so asking it again costs the arithmetic over
+        its postings, not the search.
         """
         n = len(self.segments)
         scores = np.zeros(n)
@@ -356,59 +358,77 @@ class HistoryIndex:
         df_all = self.df.view()
         df = np.where(q < len(df_all), df_all[np.minimum(q, len(df_all) - 1)], 0)
         idf = np.log1p((n - df + 0.5) / (df + 0.5))
-        slots, docs, tfs = self._postings(q)
-        slot = np.concatenate(slots)
-        doc = np.concatenate(docs)
-        tf = np.concatenate(tfs).astype(np.float64)
-        if not len(doc):
-            return scores
         avgdl = self.total_length / n or 1.0
-        dl = self.lengths.view()[doc].astype(np.float64)
-        vals = idf[slot] * tf / (tf + k1 * (1 - b + b * dl / avgdl))
-        return np.bincount(doc, weights=vals, minlength=n)
+        for slot, doc, tf, bdl in self._query_postings(q, b):
+            if len(doc):
+                # bdl = b * dl: the same operations, in the same order, as
+                # idf * tf / (tf + k1 * (1 - b + b * dl / avgdl))
+                vals = idf[slot] * tf / (tf + k1 * (1 - b + bdl / avgdl))
+                # a document's postings are all in one part: adding the parts adds 0.0
+                scores += np.bincount(doc, weights=vals, minlength=n)
+        return scores
 
-    def _postings(
-        self, q: np.ndarray
-    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-        """(query-term slot, doc, tf) parts of every posting of the sorted term ids ``q``.
+    def _query_postings(
+        self, q: np.ndarray, b: float
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """(query-term slot, doc, tf, b * dl) of every posting of the sorted term ids ``q``.
 
-        Sealed chunks in order, then the open chunk in (doc, term) order. The parts of the
-        sealed chunks and the open chunk's matching positions are kept for the last query:
-        asked again (a tool loop keeps its question), only chunks sealed since and postings
-        added since are read, and the parts come out in the same order (so the BM25 sums
-        are the same to the bit).
+        Two parts: the sealed chunks (in chunk order, each chunk's postings by term), then
+        the open chunk (in (doc, term) order). Both are kept for the last (query, b): asked
+        again (a tool loop keeps its question), only chunks sealed since and postings
+        added since are read.
         """
-        key = q.tobytes()
+        key = (q.tobytes(), b)
         memo = self._bm25_memo
-        sealed = self._sealed
         if memo is None or memo[0] != key:
-            memo = (key, [], [], [], [], None, 0, np.zeros(0, dtype=np.int64))
-        _, chunks, slots, docs, tfs, open_terms, scanned, hits = memo
+            empty = self._empty_part()
+            memo = (key, [], empty, None, 0, empty)
+        _, chunks, sealed, open_terms, scanned, opened = memo
+        sealed_now = self._sealed
         k = 0
-        while k < len(chunks) and k < len(sealed) and chunks[k] is sealed[k]:
+        while k < len(chunks) and k < len(sealed_now) and chunks[k] is sealed_now[k]:
             k += 1
-        del chunks[k:], slots[k:], docs[k:], tfs[k:]
-        for chunk in sealed[k:]:
-            s, d, t = chunk.postings(q)
-            chunks.append(chunk)
-            slots.append(s)
-            docs.append(d)
-            tfs.append(t)
-        out_slots, out_docs, out_tfs = list(slots), list(docs), list(tfs)
+        if k < len(chunks) or k < len(sealed_now):
+            if k < len(chunks):  # cut back (a truncated index): read the kept chunks again
+                chunks, sealed, k = [], self._empty_part(), 0
+            new = [chunk.postings(q) for chunk in sealed_now[k:]]
+            chunks = [*chunks, *sealed_now[k:]]
+            sealed = self._join(sealed, new, b)
         if open_terms is not self._open_terms or scanned > len(self._open_terms):
-            open_terms, scanned, hits = self._open_terms, 0, np.zeros(0, dtype=np.int64)
-        if len(self._open_terms):
+            open_terms, scanned, opened = self._open_terms, 0, self._empty_part()
+        if scanned < len(self._open_terms):
             terms_open = np.frombuffer(self._open_terms, dtype=np.int32)
-            if scanned < len(terms_open):
-                new = np.flatnonzero(np.isin(terms_open[scanned:], q)) + scanned
-                hits = np.concatenate([hits, new]) if len(hits) else new
-                scanned = len(terms_open)
-            out_slots.append(np.searchsorted(q, terms_open[hits]).astype(np.int32))
-            out_docs.append(np.frombuffer(self._open_docs, dtype=np.int32)[hits])
-            out_tfs.append(np.frombuffer(self._open_tf, dtype=np.float32)[hits])
+            hits = np.flatnonzero(np.isin(terms_open[scanned:], q)) + scanned
+            new_open = (
+                np.searchsorted(q, terms_open[hits]).astype(np.int32),
+                np.frombuffer(self._open_docs, dtype=np.int32)[hits],
+                np.frombuffer(self._open_tf, dtype=np.float32)[hits],
+            )
+            scanned = len(terms_open)
             del terms_open
-        self._bm25_memo = (key, chunks, slots, docs, tfs, open_terms, scanned, hits)
-        return out_slots, out_docs, out_tfs
+            opened = self._join(opened, [new_open], b)
+        self._bm25_memo = (key, chunks, sealed, open_terms, scanned, opened)
+        return [sealed, opened]
+
+    @staticmethod
+    def _empty_part() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        ints, floats = np.zeros(0, dtype=np.int32), np.zeros(0)
+        return ints, ints, floats, floats
+
+    def _join(
+        self,
+        part: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        new: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        b: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``part`` followed by the (slot, doc, tf) postings ``new``, with float64 tf, b*dl."""
+        if not new:
+            return part
+        slot = np.concatenate([part[0], *(x[0] for x in new)])
+        doc = np.concatenate([part[1], *(x[1] for x in new)])
+        tf = np.concatenate([part[2], *(x[2].astype(np.float64) for x in new)])
+        dl = self.lengths.view()[np.concatenate([x[1] for x in new])].astype(np.float64)
+        return slot, doc, tf, np.concatenate([part[3], b * dl])
 
     def smooth(self, scores: np.ndarray, weight: float, span: int, decay: float) -> np.ndarray:
         """Add ``weight * decay**(d-1)`` x the score of each same-session neighbour at d.

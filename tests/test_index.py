@@ -121,11 +121,8 @@ def test_a_repeated_query_reads_only_what_is_new_and_scores_the_same(
         terms = other if step == 7 else query
         assert np.array_equal(idx.bm25(terms, 1.5, 0.75), fresh.bm25(terms, 1.5, 0.75))
         assert np.array_equal(idx.cosine(qvec), fresh.cosine(qvec))
-    assert (
-        idx._bm25_memo is not None
-        and idx._bm25_memo[0]
-        == np.asarray(sorted({idx.vocab[t] for t in query}), dtype=np.int32).tobytes()
-    )
+    ids = np.asarray(sorted({idx.vocab[t] for t in query}), dtype=np.int32)
+    assert idx._bm25_memo is not None and idx._bm25_memo[0] == (ids.tobytes(), 0.75)
     idx.drop_vectors()
     idx.add_vectors(rng.standard_normal((len(texts), 4)).astype(np.float32))
     assert idx.cosine(np.ones(4, dtype=np.float32)).shape == (len(texts),)
