@@ -11,7 +11,9 @@ tiktoken counts, cl100k offline data); the window is 32,000 tokens.
    new question is scored against the whole history: BM25 postings of its terms plus
    one embedding matrix-vector product). Median in ms.
 2. **memory**: ``tracemalloc`` bytes held by the manager after those fits (the history
-   list itself is allocated before tracing starts, so it is not counted), in MB.
+   list itself is allocated before tracing starts, so it is not counted), in MB; then the
+   same with the process-wide part (imported modules, the 33 MB WordLlama embedding
+   matrix) loaded before tracing: what one more conversation costs.
 3. **whole loop** (``--loop N``): fit before every assistant message of an N-message
    loop; mean ms per turn in each quarter of the loop (flat = the last quarter within
    1.5x of the first).
@@ -38,17 +40,23 @@ WINDOW = 32_000
 
 
 def question_cost(
-    preset: str, n: int, questions: int = 19, memory: bool = False
+    preset: str, n: int, questions: int = 19, memory: bool = False, warm: bool = False
 ) -> tuple[float, float, float]:
     """(median CPU ms per question fit, MB held or nan, CPU seconds of the first fit).
 
     Times are ``time.process_time`` (CPU of this process): the machine these numbers come
     from was shared, and wall time there measured the other tenants. ``memory`` traces
-    allocations (slow: timings of that run are not reported).
+    allocations (slow: timings of that run are not reported). ``warm``: a small
+    conversation of the same preset is fitted before tracing starts, so what the process
+    loads once for every conversation (modules, the WordLlama model) is not counted: the
+    memory one more conversation costs.
     """
     history = agent_history(n + 40 * questions, seed=3)
     users = [i for i in range(n, len(history)) if history[i].role == "user"][:questions]
     counter = get_counter()
+    if warm:
+        small = agent_history(200, seed=5)
+        ContextManager.from_config(preset, max_context_tokens=WINDOW, counter=counter).fit(small)
     if memory:
         tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0] if memory else 0
@@ -105,6 +113,12 @@ def main() -> None:
         for preset in presets:
             _, held, _ = question_cost(preset, n, memory=True)
             print(f"[{preset}] {n:,} messages: {held:.0f} MB held (tracemalloc)", flush=True)
+            _, own, _ = question_cost(preset, n, memory=True, warm=True)
+            print(
+                f"[{preset}] {n:,} messages: {own:.0f} MB held by the conversation "
+                "(modules and models loaded before tracing)",
+                flush=True,
+            )
     if args.loop:
         for preset in presets:
             q = loop(preset, args.loop)

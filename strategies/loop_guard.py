@@ -67,6 +67,20 @@ def _canonical(arguments: str) -> str:
         return arguments.strip()
 
 
+def _count(
+    groups: dict[tuple[str, str, str], int | list[int]], key: tuple[str, str, str], turn: int
+) -> list[int] | None:
+    """Add ``turn`` to the turns of ``key``; return them once there are two or more."""
+    group = groups.get(key)
+    if group is None:
+        groups[key] = turn  # one int, not a list: most keys are never repeated
+        return None
+    if isinstance(group, int):
+        group = groups[key] = [group]
+    group.append(turn)
+    return group
+
+
 class LoopGuard(Strategy):
     """Reports (and optionally interrupts) repeated identical tool calls or results."""
 
@@ -94,16 +108,17 @@ class LoopGuard(Strategy):
 
     def _index(
         self, seen: list[list[Any]], turn: int, cutoff: int
-    ) -> tuple[set[str], dict[tuple[str, str, str], list[int]], bool]:
+    ) -> tuple[set[str], dict[tuple[str, str, str], int | list[int]], bool]:
         """Drop the batches at or before ``cutoff``; return the window's index.
 
-        Returns (event ids, turns by (kind, tool, key) oldest first, whether the batches
-        are in turn order). O(expired events) when ``seen`` is the list this
-        instance left after its last fit (checked by identity); otherwise rebuilt in
-        O(events in the window), e.g. after a rollback, a store load or a clone.
+        Returns (event ids, turns by (kind, tool, key) oldest first (a bare int for a key
+        seen once: most are), whether the batches are in turn order). O(expired events)
+        when ``seen`` is the list this instance left after its last fit (checked by
+        identity); otherwise rebuilt in O(events in the window), e.g. after a rollback, a
+        store load or a clone.
         """
         memo = self._memo
-        groups: dict[tuple[str, str, str], list[int]]
+        groups: dict[tuple[str, str, str], int | list[int]]
         if (
             memo is not None
             and memo[0] is seen
@@ -115,9 +130,10 @@ class LoopGuard(Strategy):
                 for kind, tool, key, event_id in json.loads(seen[0][1]):
                     known.discard(event_id)
                     group = groups[(kind, tool, key)]
-                    del group[0]  # the group's oldest turn is this event's
-                    if not group:
+                    if isinstance(group, int) or len(group) == 1:
                         del groups[(kind, tool, key)]
+                    else:
+                        del group[0]  # the group's oldest turn is this event's
                 del seen[0]
             return known, groups, True
         seen[:] = [batch for batch in seen if batch[0] > cutoff]
@@ -126,7 +142,7 @@ class LoopGuard(Strategy):
         for t, events in seen:
             for kind, tool, key, event_id in json.loads(events):
                 known.add(event_id)
-                groups.setdefault((kind, tool, key), []).append(t)
+                _count(groups, (kind, tool, key), t)
         ordered = all(a[0] <= b[0] for a, b in itertools.pairwise(seen)) and (
             not seen or seen[-1][0] <= turn
         )
@@ -168,9 +184,8 @@ class LoopGuard(Strategy):
                     continue
                 fresh.append(event_id)
                 batch.append([kind, tool, key, event_id])
-                group = groups.setdefault((kind, tool, key), [])
-                group.append(turn)
-                if len(group) >= threshold:
+                group = _count(groups, (kind, tool, key), turn)
+                if group is not None and len(group) >= threshold:
                     found[(kind, tool, key)] = group  # grows on: read once, after the loop
             known.update(fresh)
         if batch:
