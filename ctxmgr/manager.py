@@ -283,6 +283,8 @@ class ContextManager(ProviderBoundary):
         self._covered_cache: tuple[list[str], int, set[str]] = ([], 0, set())
         self._norm: Normalizer | None = None
         self._norm_src: list[Message] | None = None
+        # (output list, block position, message before it, normalizer fed up to it)
+        self._block_norm: tuple[list[Message], int, Message | None, Normalizer] | None = None
         # a window snapshot from a store, restored at the next fit (ctxmgr.stores.snapshot)
         self._resume: Mapping[str, Any] | None = None
         # cold fit from the tail (see _cold_tail): positions left out of the candidates,
@@ -939,7 +941,8 @@ class ContextManager(ProviderBoundary):
         system messages), within the effective limit. It is not part of the append-only
         prefix (``self._output``).
         With a provider profile that rewrites messages the context with the block is
-        normalized as a whole; if that would pass the limit the block is left out.
+        normalized (the prefix before the block incrementally, see
+        :meth:`_prefix_normalizer`); if that would pass the limit the block is left out.
 
         Args:
             window: the fit's window.
@@ -994,15 +997,37 @@ class ContextManager(ProviderBoundary):
             raw.extend(pending.messages)
         if self.profile.is_identity:
             new_total = total + tokens
-        else:
-            raw = self.profile.normalize(raw)
-            new_total = sum(self.counter.count_message(m) for m in raw) + priming
+        else:  # the normalized prefix before the block is kept: feed the block and what follows
+            norm = self._prefix_normalizer(at)
+            mark = norm.mark()
+            try:
+                norm.feed(raw[at:])
+                raw, new_total = list(norm.out), norm.tokens + priming
+            finally:
+                norm.rollback(mark)
             if new_total > self.budget.effective_limit:
                 return out, total
         for seg in segs:
             report.kept.append(record(seg, "recalled for the current question"))
         report.kept_count += len(segs)
         return raw, new_total
+
+    def _prefix_normalizer(self, at: int) -> Normalizer:
+        """A provider normalizer fed ``self._output[:at]``, kept while that prefix stays.
+
+        The recall block goes at ``at`` (before the latest user message); in a tool loop
+        the prefix before it is the same at every fit, so only the block and what follows
+        it are normalized again (``_output`` only grows or is replaced, never edited).
+        """
+        src = self._output
+        last = src[at - 1] if at else None
+        kept = self._block_norm
+        if kept is not None and kept[0] is src and kept[1] == at and kept[2] is last:
+            return kept[3]
+        norm = self.profile.normalizer(self.counter.count_message)
+        norm.feed(src[:at])
+        self._block_norm = (src, at, last, norm)
+        return norm
 
     def _history_tokens(self, pending_tokens: int) -> int:
         # running total of every committed segment, advanced over new segments only
