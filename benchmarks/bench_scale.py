@@ -26,6 +26,7 @@ the agent preset; loop last quarter <= 1.5x first; agent memory at 100,000 messa
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import time
@@ -54,9 +55,9 @@ def question_cost(
     history = agent_history(n + 40 * questions, seed=3)
     users = [i for i in range(n, len(history)) if history[i].role == "user"][:questions]
     counter = get_counter()
-    if warm:
-        small = agent_history(200, seed=5)
-        ContextManager.from_config(preset, max_context_tokens=WINDOW, counter=counter).fit(small)
+    if warm:  # a window it overflows: it compacts, scores and embeds (loads the model)
+        small = agent_history(400, seed=5)
+        ContextManager.from_config(preset, max_context_tokens=4000, counter=counter).fit(small)
     if memory:
         tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0] if memory else 0
@@ -71,6 +72,7 @@ def question_cost(
         times.append((time.process_time() - t0) * 1000)
     held = float("nan")
     if memory:
+        gc.collect()  # bytes held, not garbage waiting for the cycle collector
         held = (tracemalloc.get_traced_memory()[0] - base) / 1e6
         tracemalloc.stop()
     return statistics.median(times), held, first
