@@ -197,8 +197,9 @@ class RelevanceOptions(StrategyOptions):
 
     Defaults (k1 = 1.5, ``en_plus`` stop words, English stemmer, speaker and session date
     indexed, neighbour smoothing 0.4 over 2 turns, recency 0.1, z-scored fusion with
-    semantic weight 0.5) were chosen on LoCoMo (Maharana et al. 2024) evidence recall with
-    2-fold cross-validation by dialogue (``benchmarks/README.md``).
+    semantic weight 0.5, speaker prior 0.7) were chosen on LoCoMo (Maharana et al. 2024)
+    evidence recall with 2-fold cross-validation by dialogue (``benchmarks/README.md``,
+    ``benchmarks/tune_relevance.py --grid fusion`` and ``--grid speaker``).
     """
 
     embedder: str | None = None
@@ -217,7 +218,7 @@ class RelevanceOptions(StrategyOptions):
     block_order: Literal["relevance", "chronological"] = "relevance"
     block_position: Literal["before_question", "after_system"] = "before_question"
     rerank_on_new_query: bool = False
-    speaker_weight: float = Field(default=0.5, ge=0, le=1)
+    speaker_weight: float = Field(default=0.7, ge=0, le=1)
     recall_gate: int | None = Field(default=None, ge=1)
     recall_share: float | None = Field(default=None, gt=0, le=1)
     block_headroom: float = Field(default=0.0, ge=0, lt=1)
