@@ -205,8 +205,9 @@ class RelevanceOptions(StrategyOptions):
 
     Defaults (k1 = 1.5, ``en_plus`` stop words, English stemmer, speaker and session date
     indexed, neighbour smoothing 0.4 over 2 turns, recency 0.1, z-scored fusion with
-    semantic weight 0.5) were chosen on LoCoMo (Maharana et al. 2024) evidence recall with
-    2-fold cross-validation by dialogue (``benchmarks/README.md``).
+    semantic weight 0.5, speaker prior 0.7) were chosen on LoCoMo (Maharana et al. 2024)
+    evidence recall with 2-fold cross-validation by dialogue (``benchmarks/README.md``,
+    ``benchmarks/tune_relevance.py --grid fusion`` and ``--grid speaker``).
     """
 
     embedder: str | None = None
@@ -225,7 +226,7 @@ class RelevanceOptions(StrategyOptions):
     block_order: Literal["relevance", "chronological"] = "relevance"
     block_position: Literal["before_question", "after_system"] = "before_question"
     rerank_on_new_query: bool = False
-    speaker_weight: float = Field(default=0.5, ge=0, le=1)
+    speaker_weight: float = Field(default=0.7, ge=0, le=1)
     recall_gate: int | None = Field(default=None, ge=1)
     recall_share: float | None = Field(default=None, gt=0, le=1)
     block_headroom: float = Field(default=0.0, ge=0, lt=1)
@@ -384,14 +385,15 @@ class RelevanceEviction(Strategy):
             lex = self._index.bm25(self._tokenize([window.query])[0], o.k1, o.b)
             scores = self._fuse(lex, self._semantic(window.query, n))
             own = self._index.last_user
-            self_match = 0.0
-            if 0 <= own < n and history[own].head.text.strip() == window.query.strip():
-                # the question matches itself: not evidence, nothing to smooth, but the
-                # scale of a perfect match (so a weak best match stays weak)
-                self_match, scores[own] = float(scores[own]), 0.0
             scores = self._index.smooth(
                 scores, o.neighbor_weight, o.neighbor_span, o.neighbor_decay
             )
+            self_match = 0.0
+            if 0 <= own < n and history[own].head.text.strip() == window.query.strip():
+                # the question matches itself: not evidence (it is in the context anyway,
+                # and its neighbours keep the boost of sitting next to it), but the scale
+                # of a perfect match, so a weak best match stays weak
+                self_match, scores[own] = float(scores[own]), 0.0
             scores = self._speaker_prior(scores, window.query)
             top = max(float(scores.max()), self_match)
         scores = scores / top if top > 0 and math.isfinite(top) else np.zeros(n)
