@@ -447,10 +447,11 @@ PRICE_TABLES: dict[str, PriceTable] = {
 }
 """Price presets by name: OpenAI automatic, Anthropic explicit and Gemini implicit caching.
 
-USD per million input tokens (text, standard tier, prompts under 200,000 tokens), as
-listed on the ``source`` pages of each table in November 2026; check them before relying
-on absolute dollars. The ranking of configs by cost depends on the caching rules more
-than on the prices.
+USD per million input tokens (text, standard tier, prompts under 200,000 tokens): the
+list prices of the ``source`` pages when the table was written (the Gemini minimum from the
+caching page revised 2026-10); providers change them, so check before relying on absolute
+dollars. The ranking of configs by cost depends on the caching rules more than on the
+prices.
 """
 
 DEFAULT_PRICES = PRICE_TABLES["gpt-4o-mini"]
