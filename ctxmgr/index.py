@@ -379,9 +379,15 @@ class HistoryIndex:
         avgdl = self.total_length / n or 1.0
         for slot, doc, tf, bdl in self._query_postings(q, b):
             if len(doc):
-                # bdl = b * dl: the same operations, in the same order, as
-                # idf * tf / (tf + k1 * (1 - b + b * dl / avgdl))
-                vals = idf[slot] * tf / (tf + k1 * (1 - b + bdl / avgdl))
+                # idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)) with bdl = b * dl, the same
+                # IEEE operations on the same operands (in place: + and * commute exactly)
+                den = bdl / avgdl
+                den += 1 - b
+                den *= k1
+                den += tf
+                vals = idf[slot]
+                vals *= tf
+                vals /= den
                 # a document's postings are all in one part: adding the parts adds 0.0
                 scores += np.bincount(doc, weights=vals, minlength=n)
         return scores
