@@ -32,7 +32,7 @@ import numpy as np
 __all__ = ["PooledEmbedder"]
 
 _BOUNDARY = re.compile(r"(?<=[^ ]) (?=[^ ])")
-_CACHE_LIMIT = 500_000  # pieces; the cache is cleared when it grows past this
+_CACHE_LIMIT = 100_000  # pieces (~15 MB at most, process-wide); cleared when it grows past
 _BATCH_TOKENS = 16_384  # padded tokens gathered at once (16 MB of float32 at 256 dims)
 
 
