@@ -64,18 +64,21 @@ class PooledEmbedder:
         """Token ids of each text (no special tokens), as ``WordLlama.tokenize`` gives."""
         if not self.split:
             return self._encode(texts)
-        cache = self._cache
+        cache = self._cache  # shared by the threads of a process: read into a local map
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
         pieces = [_BOUNDARY.split(t) for t in texts]
-        missing = list({p for ps in pieces for p in ps if p not in cache})
+        local: dict[str, list[int] | None] = {p: cache.get(p) for ps in pieces for p in ps}
+        missing = [p for p, ids in local.items() if ids is None]
         if missing:
-            cache.update(zip(missing, self._encode(missing)))
+            encoded = dict(zip(missing, self._encode(missing)))
+            local.update(encoded)
+            cache.update(encoded)
         out = []
         for ps in pieces:
             ids: list[int] = []
             for p in ps:
-                ids += cache[p]
+                ids += local[p] or ()
             out.append(ids)
         return out
 
