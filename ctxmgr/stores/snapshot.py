@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ctxmgr.messages import Message
+from ctxmgr.messages import _EMPTY, Message, ToolCall
 from ctxmgr.segments import Segment
 from ctxmgr.state import message_from_dict, message_to_dict
 
@@ -72,13 +73,20 @@ Codec = dict[int, tuple[Message, dict[str, Any]]]
 """Encoded messages by ``id(message)`` (the message is held, so the id stays its own)."""
 
 
+CODEC = 1
+"""Version of the fingerprint algorithm behind the ``"fp"`` of encoded messages: a
+snapshot written with another one is decoded the slow way (fingerprints recomputed)."""
+
+
 def _encoder(codec: Codec | None) -> tuple[Any, Codec]:
     used: Codec = {}
 
     def encode(msg: Message) -> dict[str, Any]:
         hit = codec.get(id(msg)) if codec is not None else None
         if hit is None or hit[0] is not msg:
-            hit = (msg, message_to_dict(msg))
+            data = message_to_dict(msg)
+            data["fp"] = msg.fingerprint  # so a resuming worker need not recompute it
+            hit = (msg, data)
         used[id(msg)] = hit
         return hit[1]
 
@@ -118,11 +126,20 @@ def export_window(
         out.append({"s": pos})
         i += n
     out.extend({"m": message_to_dict(msg)} for msg in output[i:])
-    # shrunk forms of the segments in the context (older ones are re-derived if recalled)
-    shrunk = {
-        str(pos): {"messages": [message_to_dict(x) for x in seg.messages], "tokens": seg.tokens}
-        for pos, seg in ((p, m._shrunk[p]) for p in m._selected if p in m._shrunk)
-    }
+    # shrunk forms of the segments in the context (older ones are re-derived if recalled);
+    # a message the shrink left as it was is a reference {"h": index in the segment}
+    shrunk: dict[str, Any] = {}
+    for pos in m._selected:
+        small = m._shrunk.get(pos)
+        if small is not None:
+            whole = m._segments[pos].messages
+            shrunk[str(pos)] = {
+                "messages": [
+                    {"h": j} if j < len(whole) and x is whole[j] else message_to_dict(x)
+                    for j, x in enumerate(small.messages)
+                ],
+                "tokens": small.tokens,
+            }
     out_doc = {
         "history_len": len(m._history),
         "digest": digest,
@@ -130,6 +147,7 @@ def export_window(
         "shrunk": shrunk,
         "output": out,
         "output_tokens": m._output_tokens,
+        "codec": CODEC,
     }
     if codec is not None:
         codec.clear()
@@ -162,8 +180,10 @@ def resume_window(
     shrunk: dict[int, Segment] = {}
     codec: Codec = {}
 
+    trusted = snapshot.get("codec") == CODEC
+
     def decode(data: Mapping[str, Any]) -> Message:
-        msg = _decode(data)
+        msg = _decode(data, trusted)
         codec[id(msg)] = (msg, dict(data))
         return msg
 
@@ -171,7 +191,10 @@ def resume_window(
         pos = int(key)
         if pos >= len(segments):
             return _undo(manager)
-        msgs = tuple(decode(x) for x in item["messages"])
+        whole = segments[pos].messages
+        if any("h" in x and x["h"] >= len(whole) for x in item["messages"]):
+            return _undo(manager)
+        msgs = tuple(whole[x["h"]] if "h" in x else decode(x) for x in item["messages"])
         shrunk[pos] = Segment(msgs, segments[pos].start, int(item["tokens"]))
     output: list[Message] = []
     for item in snapshot["output"]:
@@ -193,14 +216,48 @@ def resume_window(
 
 
 _PLAIN = frozenset(("role", "content", "tool_call_id", "name", "id", "metadata", "pinned"))
+_TRUSTED = _PLAIN | {"tool_calls", "fp"}
+_new_message = object.__new__
+_set = object.__setattr__
 
 
-def _decode(data: Mapping[str, Any]) -> Message:
-    """:func:`message_from_dict`, with a direct path for text messages without tool calls."""
-    if isinstance(data.get("content"), str) and _PLAIN.issuperset(data):
+def _decode(data: Mapping[str, Any], trusted: bool = False) -> Message:
+    """:func:`message_from_dict`, with direct paths for text messages.
+
+    With ``trusted`` (the snapshot's fingerprint algorithm is this one), a message whose
+    encoding carries its fingerprint (``"fp"``) is rebuilt without re-validating and
+    re-hashing it: it was a valid :class:`Message` when encoded, and JSON round-trips
+    every field the fingerprint covers.
+    """
+    content = data.get("content")
+    if trusted and "fp" in data and _TRUSTED.issuperset(data):
+        calls = data.get("tool_calls") or ()
+        if isinstance(content, str) or (content is None and calls):
+            msg = _new_message(Message)
+            _set(msg, "role", data["role"])
+            _set(msg, "content", content or "")
+            _set(
+                msg,
+                "tool_calls",
+                tuple(
+                    ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
+                    for c in calls
+                ),
+            )
+            _set(msg, "tool_call_id", data.get("tool_call_id"))
+            _set(msg, "name", data.get("name"))
+            _set(msg, "id", data["id"])
+            meta = data.get("metadata")
+            _set(msg, "metadata", MappingProxyType(dict(meta)) if meta else _EMPTY)
+            _set(msg, "pinned", bool(data.get("pinned", False)))
+            _set(msg, "fingerprint", data["fp"])
+            return msg
+    if "fp" in data:
+        data = {k: v for k, v in data.items() if k != "fp"}
+    if isinstance(content, str) and _PLAIN.issuperset(data):
         return Message(
             data["role"],
-            data["content"],
+            content,
             tool_call_id=data.get("tool_call_id"),
             name=data.get("name"),
             id=data["id"],
