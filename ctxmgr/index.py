@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -193,35 +192,58 @@ class HistoryIndex:
         return list(range(n, len(history)))
 
     def add(self, segments: Sequence[Segment]) -> None:
-        """Index ``segments`` (appended after the documents already indexed)."""
+        """Index ``segments`` (appended after the documents already indexed).
+
+        Vectorized: one pass over the terms in C (new terms get ids in order of first
+        occurrence, as a term-by-term loop would give them) and numpy for the per-document
+        term frequencies, so a cold worker indexes thousands of segments in milliseconds.
+        """
+        if not segments:
+            return
         base = len(self.segments)
         token_lists = self._tokenize([self._document(s) for s in segments])
         vocab = self.vocab
-        lengths: list[float] = []
+        flat = [t for toks in token_lists for t in toks]
+        for term in dict.fromkeys(flat):  # first-occurrence order, deduplicated in C
+            if term not in vocab:
+                vocab[term] = len(vocab)
+        sizes = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        if flat:
+            ids = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
+            width = int(ids.max()) + 1
+            # one posting per (document, term), in order of first occurrence in the document
+            keys = np.repeat(np.arange(len(token_lists), dtype=np.int64), sizes) * width + ids
+            uniq, first, tf = np.unique(keys, return_index=True, return_counts=True)
+            order = np.argsort(first, kind="stable")
+            docs, terms, tf = uniq[order] // width + base, uniq[order] % width, tf[order]
+            if width > self.df.n:
+                self.df.reserve(width)
+                self.df.n = width
+            self.df.data[:width] += np.bincount(terms, minlength=width).astype(np.int32)
+        else:
+            docs = terms = tf = np.zeros(0, dtype=np.int64)
+        lengths = [float(n) for n in sizes.tolist()]
         labels: list[int] = []
         questions: list[int] = []
-        for offset, (seg, toks) in enumerate(zip(segments, token_lists)):
-            doc = base + offset
-            counts = Counter(vocab.setdefault(t, len(vocab)) for t in toks)
-            ids = list(counts)
-            self._open_docs.extend([doc] * len(ids))
-            self._open_terms.extend(ids)
-            self._open_tf.extend(counts.values())
-            if ids:
-                top = max(ids) + 1
-                if top > self.df.n:
-                    self.df.reserve(top)
-                    self.df.n = top
-                self.df.data[np.asarray(ids, dtype=np.int64)] += 1
-            lengths.append(float(len(toks)))
+        for offset, seg in enumerate(segments):
             label = self._session(seg)
             labels.append(self._labels_map.setdefault(label, len(self._labels_map)))
             questions.append(self._last_user)
             if seg.role == "user":
-                self._last_user = doc
-            self.segments.append(seg)
-            if len(self.segments) % CHUNK == 0:
+                self._last_user = base + offset
+        # postings go to the open chunk, which is sealed at every CHUNK documents
+        end = base + len(segments)
+        lo = base
+        while lo < end:
+            hi = min(end, (lo // CHUNK + 1) * CHUNK)
+            a, b = np.searchsorted(docs, [lo, hi])
+            self._open_docs.frombytes(docs[a:b].astype(np.int32).tobytes())
+            self._open_terms.frombytes(terms[a:b].astype(np.int32).tobytes())
+            self._open_tf.frombytes(tf[a:b].astype(np.float32).tobytes())
+            self.segments.extend(segments[lo - base : hi - base])
+            if hi % CHUNK == 0:
                 self._seal()
+            lo = hi
         self.lengths.extend(lengths)
         self.labels.extend(labels)
         self.question.extend(questions)

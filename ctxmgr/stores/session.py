@@ -34,6 +34,12 @@ from ctxmgr.stores.snapshot import Codec, HistoryDigest, export_window
 
 __all__ = ["StoredArchive", "StoredContextManager", "StoredSession"]
 
+
+def _featured(manager: ContextManager) -> list[Any]:
+    """The manager's strategies that keep feature rows in a store (``load_features``)."""
+    return [s for s in manager.strategies if hasattr(s, "load_features")]
+
+
 T = TypeVar("T")
 
 FORMAT = 1
@@ -185,9 +191,12 @@ class StoredSession:
         stored: StoredState | None,
         counts: Mapping[str, int] | None,
         archive_size: int | None = None,
+        features: Mapping[str, str] | None = None,
     ) -> None:
         mgr = self.manager
         mgr.reset()
+        for strategy in _featured(mgr):
+            strategy.load_features(features or {})
         cid, store = self.conversation_id, self.store
         if archive_size is None:
             archive = StoredArchive(lambda: store.archive(cid), lambda: store.archive_size(cid))
@@ -225,7 +234,13 @@ class StoredSession:
             return
         stored = self.store.load(self.conversation_id)
         counts = self.store.counts(self.conversation_id) if stored is not None else None
-        self._apply(stored, counts)
+        features = None
+        if stored is not None and self._features_wanted():
+            features = self.store.features(self.conversation_id)
+        self._apply(stored, counts, features=features)
+
+    def _features_wanted(self) -> bool:
+        return hasattr(self.store, "features") and bool(_featured(self.manager))
 
     async def async_sync(self) -> None:
         """:meth:`sync` for a store whose methods are coroutines (or plain ones)."""
@@ -235,7 +250,10 @@ class StoredSession:
         stored = await _maybe(self.store.load(cid))
         counts = await _maybe(self.store.counts(cid)) if stored is not None else None
         size = await _maybe(self.store.archive_size(cid)) if stored is not None else 0
-        self._apply(stored, counts, int(size))
+        features = None
+        if stored is not None and self._features_wanted():
+            features = await _maybe(self.store.features(cid))
+        self._apply(stored, counts, int(size), features)
 
     def _async_entries(self) -> list[dict[str, Any]]:
         raise StoreError(
@@ -244,6 +262,15 @@ class StoredSession:
         )
 
     # ------------------------------------------------------------------ saving
+    def _features(self) -> dict[str, Any]:
+        """The ``features=`` keyword of a save (none for a store without features)."""
+        if not hasattr(self.store, "features"):
+            return {}
+        rows: dict[str, str] = {}
+        for strategy in _featured(self.manager):
+            rows.update(strategy.pending_features())
+        return {"features": rows}
+
     def _payload(self) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], dict[str, int]]:
         mgr = self.manager
         state = mgr.state
@@ -290,6 +317,8 @@ class StoredSession:
     def _committed(self, version: int) -> None:
         self.version = version
         self._counted = len(self.manager._history)
+        for strategy in _featured(self.manager):
+            strategy.features_saved()
         archive = self.manager.state.archive
         if isinstance(archive, StoredArchive):
             archive.committed()
@@ -313,6 +342,7 @@ class StoredSession:
                 expected_version=self.version,
                 archive=rows,
                 counts=counts,
+                **self._features(),
             )
         )
         self._committed(version)
@@ -329,6 +359,7 @@ class StoredSession:
                     expected_version=self.version,
                     archive=rows,
                     counts=counts,
+                    **self._features(),
                 )
             )
         )

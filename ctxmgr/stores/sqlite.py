@@ -41,6 +41,12 @@ CREATE TABLE IF NOT EXISTS ctxmgr_counts (
     tokens INTEGER NOT NULL,
     PRIMARY KEY (conversation, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ctxmgr_features (
+    conversation TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (conversation, key)
+) WITHOUT ROWID;
 """
 
 
@@ -131,6 +137,7 @@ class SQLiteStore:
         expected_version: int,
         archive: Sequence[ArchiveRow] = (),
         counts: Mapping[str, int] | None = None,
+        features: Mapping[str, str] | None = None,
     ) -> int:
         """See :meth:`SessionStore.save`."""
         text = json.dumps(data)
@@ -156,6 +163,10 @@ class SQLiteStore:
             con.executemany(
                 "INSERT OR IGNORE INTO ctxmgr_counts (conversation, key, tokens) VALUES (?, ?, ?)",
                 [(conversation_id, k, int(v)) for k, v in (counts or {}).items()],
+            )
+            con.executemany(
+                "INSERT OR IGNORE INTO ctxmgr_features (conversation, key, value) VALUES (?, ?, ?)",
+                [(conversation_id, k, str(v)) for k, v in (features or {}).items()],
             )
         return expected_version + 1
 
@@ -190,10 +201,21 @@ class SQLiteStore:
             ).fetchall()
         return {str(k): int(v) for k, v in rows}
 
+    def features(self, conversation_id: str) -> dict[str, str]:
+        """See :meth:`SessionStore.features`."""
+        with self._tx() as con:
+            if self._live(con, conversation_id) is None:
+                return {}
+            rows = con.execute(
+                "SELECT key, value FROM ctxmgr_features WHERE conversation = ?",
+                (conversation_id,),
+            ).fetchall()
+        return dict(rows)
+
     @staticmethod
     def _purge(con: sqlite3.Connection, conversation_id: str) -> int:
         n = 0
-        for table in ("ctxmgr_state", "ctxmgr_archive", "ctxmgr_counts"):
+        for table in ("ctxmgr_state", "ctxmgr_archive", "ctxmgr_counts", "ctxmgr_features"):
             n += con.execute(
                 f"DELETE FROM {table} WHERE conversation = ?", (conversation_id,)
             ).rowcount
