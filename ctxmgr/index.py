@@ -30,17 +30,31 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from itertools import chain
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ctxmgr.segments import Segment
 
-__all__ = ["CHUNK", "HistoryIndex"]
+__all__ = ["CHUNK", "HistoryIndex", "TermCounts"]
 
 CHUNK = 4096
 """Documents per sealed postings chunk and rows per embedding chunk."""
+
+
+class TermCounts(NamedTuple):
+    """A document's distinct terms in order of first occurrence, with their counts.
+
+    What a tokenizer may return for a document instead of its term list (a store's
+    feature row): the index reads only term counts and first occurrences, so both build
+    the same index.
+    """
+
+    terms: list[str]
+    counts: list[int]
 
 
 class _Grow:
@@ -114,7 +128,7 @@ class HistoryIndex:
     """BM25 postings, lengths, session labels and embeddings of a segment history.
 
     Args:
-        tokenize: ``tokenize(texts) -> list[list[str]]``, one term list per text.
+        tokenize: ``tokenize(texts)``: one term list (or :class:`TermCounts`) per text.
         document: the text indexed for a segment.
         session: the session label of a segment (hashable).
         vocab: a term -> id map shared with forks (ids are never reassigned).
@@ -122,7 +136,7 @@ class HistoryIndex:
 
     def __init__(
         self,
-        tokenize: Callable[[list[str]], list[list[str]]],
+        tokenize: Callable[[list[str]], Sequence[list[str] | TermCounts]],
         document: Callable[[Segment], str],
         session: Callable[[Segment], Any],
         vocab: dict[str, int] | None = None,
@@ -202,26 +216,16 @@ class HistoryIndex:
             return
         base = len(self.segments)
         token_lists = self._tokenize([self._document(s) for s in segments])
-        vocab = self.vocab
-        flat = [t for toks in token_lists for t in toks]
-        for term in dict.fromkeys(flat):  # first-occurrence order, deduplicated in C
-            if term not in vocab:
-                vocab[term] = len(vocab)
-        sizes = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-        if flat:
-            ids = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
-            width = int(ids.max()) + 1
-            # one posting per (document, term), in order of first occurrence in the document
-            keys = np.repeat(np.arange(len(token_lists), dtype=np.int64), sizes) * width + ids
-            uniq, first, tf = np.unique(keys, return_index=True, return_counts=True)
-            order = np.argsort(first, kind="stable")
-            docs, terms, tf = uniq[order] // width + base, uniq[order] % width, tf[order]
+        if any(isinstance(t, TermCounts) for t in token_lists):
+            docs, terms, tf, sizes = self._counted(base, token_lists)
+        else:
+            docs, terms, tf, sizes = self._terms(base, token_lists)  # type: ignore[arg-type]
+        if len(terms):
+            width = int(terms.max()) + 1
             if width > self.df.n:
                 self.df.reserve(width)
                 self.df.n = width
             self.df.data[:width] += np.bincount(terms, minlength=width).astype(np.int32)
-        else:
-            docs = terms = tf = np.zeros(0, dtype=np.int64)
         lengths = [float(n) for n in sizes.tolist()]
         labels: list[int] = []
         questions: list[int] = []
@@ -248,6 +252,46 @@ class HistoryIndex:
         self.labels.extend(labels)
         self.question.extend(questions)
         self.total_length += sum(lengths)
+
+    def _new_terms(self, flat: list[str]) -> np.ndarray:
+        """Ids of ``flat``; new terms get the next ids in order of first occurrence."""
+        vocab = self.vocab
+        for term in dict.fromkeys(flat):  # deduplicated in C, first-occurrence order
+            if term not in vocab:
+                vocab[term] = len(vocab)
+        return np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
+
+    def _terms(
+        self, base: int, token_lists: Sequence[list[str]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(doc, term id, tf) of every posting, and each document's length, from terms."""
+        flat = [t for toks in token_lists for t in toks]
+        sizes = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        if not flat:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty, sizes
+        ids = self._new_terms(flat)
+        width = int(ids.max()) + 1
+        # one posting per (document, term), in order of first occurrence in the document
+        keys = np.repeat(np.arange(len(token_lists), dtype=np.int64), sizes) * width + ids
+        uniq, first, tf = np.unique(keys, return_index=True, return_counts=True)
+        order = np.argsort(first, kind="stable")
+        return uniq[order] // width + base, uniq[order] % width, tf[order], sizes
+
+    def _counted(
+        self, base: int, token_lists: Sequence[list[str] | TermCounts]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_terms` when some documents come as :class:`TermCounts`."""
+        counted = [t if isinstance(t, TermCounts) else _count(t) for t in token_lists]
+        flat = [t for c in counted for t in c.terms]
+        n = len(counted)
+        distinct = np.fromiter((len(c.terms) for c in counted), dtype=np.int64, count=n)
+        tf = np.fromiter(
+            chain.from_iterable(c.counts for c in counted), dtype=np.int64, count=len(flat)
+        )
+        sizes = np.fromiter((sum(c.counts) for c in counted), dtype=np.int64, count=n)
+        docs = np.repeat(np.arange(base, base + n, dtype=np.int64), distinct)
+        return docs, self._new_terms(flat), tf, sizes
 
     def _seal(self) -> None:
         docs = np.frombuffer(self._open_docs, dtype=np.int32).copy()
@@ -394,6 +438,11 @@ class HistoryIndex:
             out[:-d] += w * np.where(same, scores[d:], 0.0)
             out[d:] += w * np.where(same, scores[:-d], 0.0)
         return out
+
+
+def _count(terms: Sequence[str]) -> TermCounts:
+    counts = Counter(terms)  # first-occurrence order
+    return TermCounts(list(counts), list(counts.values()))
 
 
 def zscore(x: np.ndarray) -> np.ndarray:

@@ -39,7 +39,6 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from itertools import chain, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,21 +56,23 @@ if TYPE_CHECKING:
     import bm25s
     import numpy as np
 
-    from ctxmgr.index import HistoryIndex, zscore
+    from ctxmgr.index import HistoryIndex, TermCounts, zscore
 else:  # heavy: imported when the strategy is first configured (``import ctxmgr`` stays light)
-    bm25s = np = HistoryIndex = zscore = None
+    bm25s = np = HistoryIndex = TermCounts = zscore = None
 
 
 def _import_deps() -> None:
-    global bm25s, np, HistoryIndex, zscore
+    global bm25s, np, HistoryIndex, TermCounts, zscore
     if np is None:
         import bm25s as _bm25s
         import numpy as _np
 
         from ctxmgr.index import HistoryIndex as _HistoryIndex
+        from ctxmgr.index import TermCounts as _TermCounts
         from ctxmgr.index import zscore as _zscore
 
         bm25s, np, HistoryIndex, zscore = _bm25s, _np, _HistoryIndex, _zscore  # type: ignore[misc]
+        TermCounts = _TermCounts  # type: ignore[misc]
 
 
 @functools.lru_cache(maxsize=1)
@@ -286,27 +287,26 @@ class RelevanceEviction(Strategy):
         digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
         return f"{self._feature_key}|{kind}|{digest}"
 
-    def _tokenize_docs(self, texts: list[str]) -> list[list[str]]:
+    def _tokenize_docs(self, texts: list[str]) -> list[list[str] | TermCounts]:
         """:meth:`_tokenize` for indexed segments, reusing and recording stored terms.
 
-        A row holds each distinct term once with its count, in order of first occurrence,
-        and is expanded back with equal terms next to each other: the index reads term
-        counts and first occurrences only, so it is built exactly as from the original.
+        A row holds each distinct term once with its count, in order of first occurrence
+        (:class:`~ctxmgr.index.TermCounts`, from which the index is built exactly as from
+        the term list).
         """
         new = self._new_features
         if new is None:
-            return self._tokenize(texts)
+            return self._tokenize(texts)  # type: ignore[return-value]
         keys = [self._feature("t", t) for t in texts]
         stored = self._stored_features
-        out: list[list[str]] = [[] for _ in texts]
+        out: list[list[str] | TermCounts] = [[] for _ in texts]
         missing = []
         for i, key in enumerate(keys):
             row = stored.pop(key, None)
             if row is None:
                 missing.append(i)
             else:
-                terms, counts = json.loads(row)
-                out[i] = list(chain.from_iterable(map(repeat, terms, counts)))
+                out[i] = TermCounts(*json.loads(row))
         if missing:
             for i, terms in zip(missing, self._tokenize([texts[i] for i in missing])):
                 out[i] = terms

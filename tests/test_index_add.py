@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctxmgr import index as index_mod
-from ctxmgr.index import HistoryIndex
+from ctxmgr.index import HistoryIndex, TermCounts
 from ctxmgr.messages import Message
 from ctxmgr.segments import Segment
 
@@ -80,15 +80,17 @@ def _actual(index: HistoryIndex) -> list[object]:
     ),
     cuts=st.lists(st.integers(min_value=0, max_value=30), max_size=4),
     chunk=st.sampled_from([2, 3, 5, 4096]),
+    counted=st.lists(st.booleans(), max_size=30),
 )
 def test_vectorized_add_equals_the_term_by_term_loop(
-    docs: list[list[str]], cuts: list[int], chunk: int
+    docs: list[list[str]], cuts: list[int], chunk: int, counted: list[bool]
 ) -> None:
     """Vocabulary ids, postings (order included), df, lengths and questions are identical.
 
     The order of postings inside a document (first occurrence) and of new term ids fixes
     the floating-point summation order of BM25, so a cold worker scores bit for bit as a
-    manager that indexed the same segments one fit at a time.
+    manager that indexed the same segments one fit at a time. Documents given as
+    ``TermCounts`` (a store's feature rows), all or some, build the same index.
     """
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(index_mod, "CHUNK", chunk)
@@ -96,7 +98,11 @@ def test_vectorized_add_equals_the_term_by_term_loop(
         batches = [docs[a:b] for a, b in pairwise(bounds)]
         roles = ["user" if i % 3 == 0 else "assistant" for i in range(len(docs))]
         texts = {i: " ".join(toks) for i, toks in enumerate(docs)}
-        by_text: dict[str, list[str]] = {texts[i]: toks for i, toks in enumerate(docs)}
+        by_text: dict[str, list[str] | TermCounts] = {}
+        for i, toks in enumerate(docs):
+            c = Counter(toks)
+            as_counts = i < len(counted) and counted[i]
+            by_text[texts[i]] = TermCounts(list(c), list(c.values())) if as_counts else toks
         index = HistoryIndex(
             lambda batch: [by_text[t] for t in batch], lambda seg: seg.head.text, lambda seg: 0
         )
