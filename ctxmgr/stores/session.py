@@ -249,11 +249,13 @@ class StoredSession:
             return
         stored = await _maybe(self.store.load(cid))
         counts = await _maybe(self.store.counts(cid)) if stored is not None else None
-        size = await _maybe(self.store.archive_size(cid)) if stored is not None else 0
+        size: int | None = None  # a plain store's archive is read on demand, as by sync
+        if inspect.iscoroutinefunction(self.store.archive):
+            size = int(await self.store.archive_size(cid)) if stored is not None else 0
         features = None
         if stored is not None and self._features_wanted():
             features = await _maybe(self.store.features(cid))
-        self._apply(stored, counts, int(size), features)
+        self._apply(stored, counts, size, features)
 
     def _async_entries(self) -> list[dict[str, Any]]:
         raise StoreError(
