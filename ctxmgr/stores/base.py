@@ -22,7 +22,7 @@ seconds) expires them all together, counted from the last save.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -139,8 +139,11 @@ class SessionStore(Protocol):
         """Return every stored token count of the conversation."""
         ...
 
-    def features(self, conversation_id: str) -> dict[str, str]:
-        """Return every stored feature row of the conversation."""
+    def features(self, conversation_id: str, keys: Collection[str] | None = None) -> dict[str, str]:
+        """Return the stored feature rows of the conversation: all, or those of ``keys``.
+
+        Keys not stored are left out of the result.
+        """
         ...
 
     def delete(self, conversation_id: str) -> bool:

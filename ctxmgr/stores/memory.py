@@ -6,7 +6,7 @@ import copy
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ctxmgr.stores.base import ArchiveRow, StoredState, VersionConflict
@@ -113,11 +113,15 @@ class MemoryStore:
             entry = self._get(conversation_id)
             return dict(entry.counts) if entry else {}
 
-    def features(self, conversation_id: str) -> dict[str, str]:
+    def features(self, conversation_id: str, keys: Collection[str] | None = None) -> dict[str, str]:
         """See :meth:`SessionStore.features`."""
         with self._lock:
             entry = self._get(conversation_id)
-            return dict(entry.features) if entry else {}
+            if entry is None:
+                return {}
+            if keys is None:
+                return dict(entry.features)
+            return {k: entry.features[k] for k in keys if k in entry.features}
 
     def delete(self, conversation_id: str) -> bool:
         """See :meth:`SessionStore.delete`."""

@@ -16,7 +16,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -62,6 +62,14 @@ _PURGE = [
     for t in ("ctxmgr_archive", "ctxmgr_counts", "ctxmgr_features")
 ]
 _SELECT_FEATURES = "SELECT key, value FROM ctxmgr_features WHERE conversation = %s"
+
+
+def _select_features(
+    conversation_id: str, keys: Collection[str] | None
+) -> tuple[str, tuple[Any, ...]]:
+    if keys is None:
+        return _SELECT_FEATURES, (conversation_id,)
+    return _SELECT_FEATURES + " AND key = ANY(%s)", (conversation_id, list(keys))
 
 
 def _import_psycopg() -> Any:
@@ -217,12 +225,12 @@ class PostgresStore:
             ).fetchall()
         return {str(k): int(v) for k, v in rows}
 
-    def features(self, conversation_id: str) -> dict[str, str]:
+    def features(self, conversation_id: str, keys: Collection[str] | None = None) -> dict[str, str]:
         """See :meth:`SessionStore.features`."""
         if not self.version(conversation_id):
             return {}
         with self._tx() as cur:
-            rows = cur.execute(_SELECT_FEATURES, (conversation_id,)).fetchall()
+            rows = cur.execute(*_select_features(conversation_id, keys)).fetchall()
         return {str(k): str(v) for k, v in rows}
 
     def delete(self, conversation_id: str) -> bool:
@@ -391,11 +399,13 @@ class AsyncPostgresStore:
         )
         return {str(k): int(v) for k, v in rows}
 
-    async def features(self, conversation_id: str) -> dict[str, str]:
+    async def features(
+        self, conversation_id: str, keys: Collection[str] | None = None
+    ) -> dict[str, str]:
         """See :meth:`SessionStore.features`."""
         if not await self.version(conversation_id):
             return {}
-        rows = await self._fetch(_SELECT_FEATURES, (conversation_id,), all_rows=True)
+        rows = await self._fetch(*_select_features(conversation_id, keys), all_rows=True)
         return {str(k): str(v) for k, v in rows}
 
     async def delete(self, conversation_id: str) -> bool:

@@ -11,7 +11,7 @@ interact/programmability/eval-intro/): check the version, write, append, set the
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ctxmgr.stores.base import ArchiveRow, StoredState, StoreError, VersionConflict
@@ -46,6 +46,10 @@ for k = 1, 5 do
 end
 return {1, v + 1}
 """
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _import_redis() -> Any:
@@ -164,18 +168,19 @@ class RedisStore:
             raise self._fail(exc) from exc
         return {k.decode() if isinstance(k, bytes) else str(k): int(v) for k, v in raw.items()}
 
-    def features(self, conversation_id: str) -> dict[str, str]:
+    def features(self, conversation_id: str, keys: Collection[str] | None = None) -> dict[str, str]:
         """See :meth:`SessionStore.features`."""
+        key = self._keys(conversation_id)[4]
         try:
-            raw = self.client.hgetall(self._keys(conversation_id)[4])
+            if keys is None:
+                raw = self.client.hgetall(key)
+            else:
+                wanted = list(keys)
+                values = self.client.hmget(key, wanted) if wanted else []
+                raw = {k: v for k, v in zip(wanted, values) if v is not None}
         except self._errors as exc:
             raise self._fail(exc) from exc
-        return {
-            k.decode() if isinstance(k, bytes) else str(k): v.decode()
-            if isinstance(v, bytes)
-            else str(v)
-            for k, v in raw.items()
-        }
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     def delete(self, conversation_id: str) -> bool:
         """See :meth:`SessionStore.delete`."""

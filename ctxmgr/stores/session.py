@@ -184,6 +184,8 @@ class StoredSession:
         self._config_key = manager.config.model_dump_json()
         self._archive_size: int | None = None
         self._encoded: Codec = {}
+        self._window_rows: set[str] = set()  # shrunk-message rows the store has
+        self._new_window_rows: dict[str, str] = {}  # written by the save in progress
 
     # ------------------------------------------------------------------ loading
     def _apply(
@@ -192,9 +194,11 @@ class StoredSession:
         counts: Mapping[str, int] | None,
         archive_size: int | None = None,
         features: Mapping[str, str] | None = None,
+        window_rows: Mapping[str, str] | None = None,
     ) -> None:
         mgr = self.manager
         mgr.reset()
+        self._window_rows = set(window_rows or ())
         for strategy in _featured(mgr):
             strategy.load_features(features or {})
         cid, store = self.conversation_id, self.store
@@ -223,7 +227,7 @@ class StoredSession:
                         cache[key[len(prefix) :]] = tokens
         window = data.get("window")
         if window and data.get("config") == self._config_key:
-            mgr._resume = window
+            mgr._resume = {**window, "_rows": window_rows} if window_rows else window
             self._counted = int(window["history_len"]) if counts is not None else 0
         self.version = stored.version
         self._synced = True
@@ -234,10 +238,29 @@ class StoredSession:
             return
         stored = self.store.load(self.conversation_id)
         counts = self.store.counts(self.conversation_id) if stored is not None else None
-        features = None
+        features = rows = None
         if stored is not None and self._features_wanted():
             features = self.store.features(self.conversation_id)
-        self._apply(stored, counts, features=features)
+        keys = self._row_keys(stored)
+        if keys:  # read with the relevance rows when those were read (all of them)
+            rows = (
+                {k: features[k] for k in keys if k in features}
+                if features is not None
+                else self.store.features(self.conversation_id, keys)
+            )
+        self._apply(stored, counts, features=features, window_rows=rows)
+
+    def _row_keys(self, stored: StoredState | None) -> list[str]:
+        """Keys of the feature rows the stored window refers to (its shrunk messages)."""
+        if stored is None or not hasattr(self.store, "features"):
+            return []
+        window = stored.data.get("window") or {}
+        return [
+            x["k"]
+            for item in (window.get("shrunk") or {}).values()
+            for x in item["messages"]
+            if "k" in x
+        ]
 
     def _features_wanted(self) -> bool:
         return hasattr(self.store, "features") and bool(_featured(self.manager))
@@ -252,10 +275,17 @@ class StoredSession:
         size: int | None = None  # a plain store's archive is read on demand, as by sync
         if inspect.iscoroutinefunction(self.store.archive):
             size = int(await self.store.archive_size(cid)) if stored is not None else 0
-        features = None
+        features = rows = None
         if stored is not None and self._features_wanted():
             features = await _maybe(self.store.features(cid))
-        self._apply(stored, counts, size, features)
+        keys = self._row_keys(stored)
+        if keys:
+            rows = (
+                {k: features[k] for k in keys if k in features}
+                if features is not None
+                else await _maybe(self.store.features(cid, keys))
+            )
+        self._apply(stored, counts, size, features, rows)
 
     def _async_entries(self) -> list[dict[str, Any]]:
         raise StoreError(
@@ -268,7 +298,7 @@ class StoredSession:
         """The ``features=`` keyword of a save (none for a store without features)."""
         if not hasattr(self.store, "features"):
             return {}
-        rows: dict[str, str] = {}
+        rows: dict[str, str] = dict(self._new_window_rows)
         for strategy in _featured(self.manager):
             rows.update(strategy.pending_features())
         return {"features": rows}
@@ -289,15 +319,25 @@ class StoredSession:
                 tokens = cache.get(msg.fingerprint)
                 if tokens is not None:
                     counts[prefix + msg.fingerprint] = tokens
+        self._new_window_rows = {}
+        if mgr._resume is not None:  # loaded, not yet resumed by a fit (notes edited first)
+            window = {k: v for k, v in mgr._resume.items() if k != "_rows"}
+        elif hasattr(self.store, "features"):  # shrunk messages as rows: O(new) saves
+            window = export_window(
+                mgr,
+                digest,
+                self._codec(mgr),
+                stored_rows=self._window_rows,
+                new_rows=self._new_window_rows,
+            )
+        else:
+            window = export_window(mgr, digest, self._codec(mgr))
         data = {
             "format": FORMAT,
             "state": state_dict.to_dict(),
             "counter": mgr.counter.name,
             "config": self._config_key,
-            # a loaded window not yet resumed by a fit (notes edited first) is kept as is
-            "window": mgr._resume
-            if mgr._resume is not None
-            else export_window(mgr, digest, self._codec(mgr)),
+            "window": window,
         }
         rows = (
             archive.pending()
@@ -321,6 +361,8 @@ class StoredSession:
         self._counted = len(self.manager._history)
         for strategy in _featured(self.manager):
             strategy.features_saved()
+        self._window_rows.update(self._new_window_rows)
+        self._new_window_rows = {}
         archive = self.manager.state.archive
         if isinstance(archive, StoredArchive):
             archive.committed()

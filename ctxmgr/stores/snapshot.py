@@ -15,6 +15,7 @@ different conversation) is refitted from scratch with the restored session state
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -93,13 +94,31 @@ def _encoder(codec: Codec | None) -> tuple[Any, Codec]:
     return encode, used
 
 
+ROW_PREFIX = "window|"
+"""Key prefix of the feature rows holding shrunk messages: ``"window|<fingerprint>"`` for a
+message whose id is derived from its content (``"m-<fingerprint>"``), else
+``"window|<id>/<fingerprint>"``."""
+
+
+def _row_key(msg: Message) -> str:
+    fp = msg.fingerprint
+    return f"{ROW_PREFIX}{fp}" if msg.id == "m-" + fp else f"{ROW_PREFIX}{msg.id}/{fp}"
+
+
 def export_window(
-    manager: ContextManager, digest: str, codec: Codec | None = None
+    manager: ContextManager,
+    digest: str,
+    codec: Codec | None = None,
+    *,
+    stored_rows: set[str] | None = None,
+    new_rows: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Return the JSON-able snapshot of ``manager``'s last fitted window.
 
     Output messages that are whole history segments are stored as segment positions;
-    injected and shrunk messages are stored in full. Size: O(messages in the context).
+    injected messages are stored in full; shrunk messages in full too, or, with
+    ``new_rows``, as references to feature rows, so a save writes only the shrunk messages
+    it has not written before. Size: O(messages in the context) positions.
 
     Args:
         manager: a manager after a fit (not mutated).
@@ -107,9 +126,23 @@ def export_window(
         codec: messages encoded by the previous export (or decoded by
             :func:`resume_window`); replaced in place by the ones this export used, so
             a steady conversation encodes only its new messages.
+        stored_rows: keys of the rows already stored; replaced in place by the keys this
+            snapshot refers to (so it stays O(context)).
+        new_rows: filled with ``{key: JSON text}`` of the rows to store with it.
     """
     m = manager
     message_to_dict, used = _encoder(codec)
+    referred: set[str] = set()
+
+    def shrunk_entry(msg: Message) -> dict[str, Any]:
+        if new_rows is None:
+            return message_to_dict(msg)
+        key = _row_key(msg)
+        referred.add(key)
+        if key not in new_rows and (stored_rows is None or key not in stored_rows):
+            new_rows[key] = json.dumps(message_to_dict(msg))
+        return {"k": key}
+
     out: list[dict[str, Any]] = []
     output = m._output
     i = 0
@@ -135,7 +168,7 @@ def export_window(
             whole = m._segments[pos].messages
             shrunk[str(pos)] = {
                 "messages": [
-                    {"h": j} if j < len(whole) and x is whole[j] else message_to_dict(x)
+                    {"h": j} if j < len(whole) and x is whole[j] else shrunk_entry(x)
                     for j, x in enumerate(small.messages)
                 ],
                 "tokens": small.tokens,
@@ -152,6 +185,8 @@ def export_window(
     if codec is not None:
         codec.clear()
         codec.update(used)
+    if stored_rows is not None:
+        stored_rows.intersection_update(referred)
     return out_doc
 
 
@@ -163,7 +198,8 @@ def resume_window(
     Feeds the snapshotted prefix of ``messages`` through the manager's ingest (segmented
     and counted, reusing cached counts), then restores the selected segments, shrunk
     segments and output. Called by the manager at the start of the first fit after a
-    state was loaded from a store.
+    state was loaded from a store. Shrunk messages stored as rows are read from
+    ``snapshot["_rows"]`` (``{key: JSON text}``, put there by the loader).
 
     Returns:
         Whether the window was restored (``False``: the history differs; the fit starts
@@ -181,20 +217,30 @@ def resume_window(
     codec: Codec = {}
 
     trusted = snapshot.get("codec") == CODEC
+    rows: Mapping[str, str] = snapshot.get("_rows") or {}
 
     def decode(data: Mapping[str, Any]) -> Message:
         msg = _decode(data, trusted)
         codec[id(msg)] = (msg, dict(data))
         return msg
 
+    wanted = [x["k"] for item in snapshot["shrunk"].values() for x in item["messages"] if "k" in x]
+    if any(k not in rows for k in wanted):
+        return _undo(manager)  # a row is missing: refit from scratch
+    # one parse for all rows (in C), not one json.loads call per row
+    parsed = dict(zip(wanted, json.loads("[" + ",".join(rows[k] for k in wanted) + "]")))
     for key, item in snapshot["shrunk"].items():
         pos = int(key)
         if pos >= len(segments):
             return _undo(manager)
         whole = segments[pos].messages
-        if any("h" in x and x["h"] >= len(whole) for x in item["messages"]):
+        entries = item["messages"]
+        if any("h" in x and x["h"] >= len(whole) for x in entries):
             return _undo(manager)
-        msgs = tuple(whole[x["h"]] if "h" in x else decode(x) for x in item["messages"])
+        msgs = tuple(
+            whole[x["h"]] if "h" in x else decode(parsed[x["k"]] if "k" in x else x)
+            for x in entries
+        )
         shrunk[pos] = Segment(msgs, segments[pos].start, int(item["tokens"]))
     output: list[Message] = []
     for item in snapshot["output"]:

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -201,16 +201,23 @@ class SQLiteStore:
             ).fetchall()
         return {str(k): int(v) for k, v in rows}
 
-    def features(self, conversation_id: str) -> dict[str, str]:
+    def features(self, conversation_id: str, keys: Collection[str] | None = None) -> dict[str, str]:
         """See :meth:`SessionStore.features`."""
+        sql = "SELECT key, value FROM ctxmgr_features WHERE conversation = ?"
         with self._tx() as con:
             if self._live(con, conversation_id) is None:
                 return {}
-            rows = con.execute(
-                "SELECT key, value FROM ctxmgr_features WHERE conversation = ?",
-                (conversation_id,),
-            ).fetchall()
-        return dict(rows)
+            if keys is None:
+                return dict(con.execute(sql, (conversation_id,)).fetchall())
+            wanted = list(keys)
+            out: dict[str, str] = {}
+            for i in range(0, len(wanted), 500):  # under SQLite's bound-parameter limit
+                part = wanted[i : i + 500]
+                marks = ", ".join("?" * len(part))
+                out.update(
+                    con.execute(f"{sql} AND key IN ({marks})", (conversation_id, *part)).fetchall()
+                )
+        return out
 
     @staticmethod
     def _purge(con: sqlite3.Connection, conversation_id: str) -> int:

@@ -138,6 +138,8 @@ def test_features_are_kept_first_wins_and_cas_guarded(store: Any) -> None:
     with pytest.raises(VersionConflict):
         store.save(c, {}, expected_version=1, features={"r|v|cc": "stale"})
     assert store.features(c) == {"relevance:x|t|aa": '[["a"], [2]]', "r|v|bb": "é"}
+    assert store.features(c, ["r|v|bb", "missing"]) == {"r|v|bb": "é"}
+    assert store.features(c, []) == {}
 
 
 def test_delete_removes_everything(store: Any) -> None:
