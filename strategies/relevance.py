@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from ctxmgr._bulk import paused_gc
 from ctxmgr.errors import ConfigError
 from ctxmgr.hookspecs import hookimpl
 from ctxmgr.segments import Segment
@@ -301,12 +302,13 @@ class RelevanceEviction(Strategy):
         stored = self._stored_features
         out: list[list[str] | TermCounts] = [[] for _ in texts]
         missing = []
-        for i, key in enumerate(keys):
-            row = stored.pop(key, None)
-            if row is None:
-                missing.append(i)
-            else:
-                out[i] = TermCounts(*json.loads(row))
+        with paused_gc():  # a cold start decodes thousands of rows at once
+            for i, key in enumerate(keys):
+                row = stored.pop(key, None)
+                if row is None:
+                    missing.append(i)
+                else:
+                    out[i] = TermCounts(*json.loads(row))
         if missing:
             for i, terms in zip(missing, self._tokenize([texts[i] for i in missing])):
                 out[i] = terms

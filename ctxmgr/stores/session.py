@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ctxmgr._bulk import paused_gc
 from ctxmgr.errors import AgentLoopError
 from ctxmgr.manager import ContextManager
 from ctxmgr.messages import Message
@@ -188,7 +189,11 @@ class StoredSession:
         self._new_window_rows: dict[str, str] = {}  # written by the save in progress
 
     # ------------------------------------------------------------------ loading
-    def _apply(
+    def _apply(self, *args: Any, **kwargs: Any) -> None:
+        with paused_gc():  # decoding the stored state is a burst of small allocations
+            self._load(*args, **kwargs)
+
+    def _load(
         self,
         stored: StoredState | None,
         counts: Mapping[str, int] | None,
@@ -236,19 +241,20 @@ class StoredSession:
         """Make the manager reflect the stored conversation (a no-op when up to date)."""
         if self._synced and self.store.version(self.conversation_id) == self.version:
             return
-        stored = self.store.load(self.conversation_id)
-        counts = self.store.counts(self.conversation_id) if stored is not None else None
-        features = rows = None
-        if stored is not None and self._features_wanted():
-            features = self.store.features(self.conversation_id)
-        keys = self._row_keys(stored)
-        if keys:  # read with the relevance rows when those were read (all of them)
-            rows = (
-                {k: features[k] for k in keys if k in features}
-                if features is not None
-                else self.store.features(self.conversation_id, keys)
-            )
-        self._apply(stored, counts, features=features, window_rows=rows)
+        with paused_gc():  # reading and decoding the stored state: a burst of allocations
+            stored = self.store.load(self.conversation_id)
+            counts = self.store.counts(self.conversation_id) if stored is not None else None
+            features = rows = None
+            if stored is not None and self._features_wanted():
+                features = self.store.features(self.conversation_id)
+            keys = self._row_keys(stored)
+            if keys:  # read with the relevance rows when those were read (all of them)
+                rows = (
+                    {k: features[k] for k in keys if k in features}
+                    if features is not None
+                    else self.store.features(self.conversation_id, keys)
+                )
+            self._apply(stored, counts, features=features, window_rows=rows)
 
     def _row_keys(self, stored: StoredState | None) -> list[str]:
         """Keys of the feature rows the stored window refers to (its shrunk messages)."""

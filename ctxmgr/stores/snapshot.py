@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ctxmgr._bulk import paused_gc
 from ctxmgr.messages import _EMPTY, Message, ToolCall
 from ctxmgr.segments import Segment
 from ctxmgr.state import message_from_dict, message_to_dict
@@ -191,6 +192,14 @@ def export_window(
 
 
 def resume_window(
+    manager: ContextManager, snapshot: Mapping[str, Any], messages: Sequence[Message]
+) -> bool:
+    """Rebuild ``manager``'s window from ``snapshot`` (see :func:`_resume_window`)."""
+    with paused_gc():  # segmenting and decoding thousands of messages: one burst
+        return _resume_window(manager, snapshot, messages)
+
+
+def _resume_window(
     manager: ContextManager, snapshot: Mapping[str, Any], messages: Sequence[Message]
 ) -> bool:
     """Rebuild ``manager``'s window from ``snapshot`` if ``messages`` extends its history.
