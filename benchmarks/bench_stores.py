@@ -12,7 +12,9 @@ Measures, with exact tiktoken counts (cl100k, offline data):
    the relevance index's feature rows; one new message; construction, load, fit and save
    timed); presets fifo and agent. Targets: fifo <= 300 ms with none, <= 50 ms with the
    store's counts; agent <= 300 ms with the store's counts and indexes;
-2. one fit after appending one message to a 100,000-message history, fifo, 8k window,
+2. a warm stored worker appending one message per fit (fit + save, and the bytes of the
+   state document a save writes), fifo and agent, 5,000 messages, 128k;
+   one fit after appending one message to a 100,000-message history, fifo, 8k window,
    the application appending to one list (median of 300). Target <= 0.2 ms;
 3. start-up: ``import ctxmgr`` and ``ctxmgr fit --preset fifo`` wall time (median of 5),
    and whether bm25s / numpy were imported;
@@ -101,6 +103,34 @@ def cold_fits(reps: int = 7) -> dict[str, Clock]:
                         counter=get_counter(),
                     )
                     worker.fit(history)
+    return out
+
+
+def steady_saves(turns: int = 40) -> dict[str, tuple[Clock, int]]:
+    """A warm stored worker (SQLite) appending one message per fit to a 5,000-message history.
+
+    Per preset, 128k window: fit + compare-and-swap save, and the size of the state
+    document each save writes (bytes of JSON).
+    """
+    source = agent_history(5000 + turns, seed=1)
+    out: dict[str, tuple[Clock, int]] = {}
+    for preset in ("fifo", "agent"):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = SQLiteStore(Path(tmp) / "s.db")
+            worker = ContextManager.from_config(
+                preset, max_context_tokens=128_000, store=store, conversation_id="c"
+            )
+            history = source[:5000]
+            worker.fit(history)
+            clock = Clock()
+            for msg in source[5000:]:
+                history.append(msg)
+                with clock.run():
+                    worker.fit(history)
+            loaded = store.load("c")
+            assert loaded is not None
+            out[preset] = (clock, len(json.dumps(loaded.data)))
+            store.close()
     return out
 
 
@@ -210,6 +240,11 @@ def main() -> None:
     if not args.skip_fits:
         for label, clock in cold_fits().items():
             print(f"cold fit, 5,000 messages, 128k, {label}: {clock}")
+        for preset, (clock, size) in steady_saves().items():
+            print(
+                f"steady stored worker, {preset}, 5,000 messages, 128k, one message appended,"
+                f" fit + save: {clock}; state document {size / 1000:.0f} KB"
+            )
         for label, ms in cold_tail_ab().items():
             print(f"cold fit A/B, fifo, 5,000 messages, 128k, no counts, {label}: {ms:.1f} ms")
         print(f"append one message at 100,000 messages, fifo, 8k: {append_at():.3f} ms (median)")
