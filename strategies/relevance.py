@@ -351,6 +351,7 @@ class RelevanceEviction(Strategy):
         """Fork the history index of ``other`` and copy its recall decisions (a clone)."""
         if isinstance(other, RelevanceEviction):
             self._index = other._index.fork()
+            self._index._tokenize = self._tokenize_docs  # not the original's stored rows
             self._embed = other._embed
             self._qvec = other._qvec
 
