@@ -1,6 +1,6 @@
 """Relevance scorer settings chosen by cross-validation by dialogue on LoCoMo.
 
-Run: ``.venv/bin/python benchmarks/tune_relevance.py [--folds 2] [--budget 4000]``
+Run: ``.venv/bin/python benchmarks/tune_relevance.py [--folds 2] [--budget 4000] [--grid speaker]``
 (reads ``$CTXMGR_DATA_DIR/locomo/locomo10.json`` or ``../shared/data``).
 
 For every question of every LoCoMo dialogue (Maharana et al. 2024), the whole dialogue is
@@ -35,12 +35,21 @@ from ctxmgr import get_counter
 from ctxmgr.bench.loaders import load_transcripts
 from ctxmgr.segments import Segment
 
-GRID: dict[str, list[Any]] = {
-    "fusion": ["zscore", "rrf"],
-    "semantic_weight": [0.0, 0.3, 0.5, 0.7, 1.0],
-    "neighbor_weight": [0.2, 0.4],
-    "neighbor_span": [1, 2],
+GRIDS: dict[str, dict[str, list[Any]]] = {
+    # the fusion of BM25 and WordLlama (issue #8, round two)
+    "fusion": {
+        "fusion": ["zscore", "rrf"],
+        "semantic_weight": [0.0, 0.3, 0.5, 0.7, 1.0],
+        "neighbor_weight": [0.2, 0.4],
+        "neighbor_span": [1, 2],
+    },
+    # the speaker prior, with the fusion weight around its chosen value
+    "speaker": {
+        "speaker_weight": [0.0, 0.3, 0.5, 0.7, 0.9],
+        "semantic_weight": [0.3, 0.5, 0.7],
+    },
 }
+GRID: dict[str, list[Any]] = GRIDS["fusion"]
 
 
 def _data() -> Path:
@@ -53,7 +62,7 @@ def _settings() -> list[dict[str, Any]]:
     out = []
     for values in itertools.product(*GRID.values()):
         setting = dict(zip(GRID, values, strict=True))
-        if setting["fusion"] == "rrf" and setting["semantic_weight"] in (0.0, 1.0):
+        if setting.get("fusion") == "rrf" and setting["semantic_weight"] in (0.0, 1.0):
             continue  # identical to a z-score setting
         out.append(setting)
     return out
@@ -87,11 +96,13 @@ def recall_per_dialogue(setting: dict[str, Any], budget: int) -> list[tuple[int,
 
 
 def main() -> None:
-    global TRANSCRIPTS, ORIGINALS
+    global TRANSCRIPTS, ORIGINALS, GRID
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--budget", type=int, default=4000)
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="fusion")
     args = parser.parse_args()
+    GRID = GRIDS[args.grid]
     TRANSCRIPTS = load_transcripts(_data())
     ORIGINALS = {
         t.id: {str(m.metadata["dia_id"]): m.text for m in t.messages if "dia_id" in m.metadata}

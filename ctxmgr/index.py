@@ -10,7 +10,9 @@ first), what relevance scoring needs and nothing more:
   O(matching postings), not O(history));
 * the document frequency of every term and the length (in index terms) of every
   document, in growable numpy arrays;
-* a session label per document (for neighbour smoothing);
+* a session label per document (for neighbour smoothing) and a speaker label (the
+  ``name`` of the segment's first message; for the speaker prior of a question that names
+  a participant);
 * optionally one unit-normalized embedding vector per document, stored float32 in
   chunks of :data:`CHUNK` rows, so a question costs one matrix-vector product per chunk.
 
@@ -146,6 +148,7 @@ class HistoryIndex:
         self._session = session
         self.vocab: dict[str, int] = vocab if vocab is not None else {}
         self._labels_map: dict[Any, int] = {}
+        self.speaker_ids: dict[str, int] = {}  # speaker name -> label (-1: no name)
         self.segments: list[Segment] = []
         self._sealed: list[_Sealed] = []
         self._open_docs = array("i")
@@ -154,6 +157,7 @@ class HistoryIndex:
         self.df = _Grow(np.int32)
         self.lengths = _Grow(np.float32)
         self.labels = _Grow(np.int64)
+        self.speakers = _Grow(np.int64)
         self.question = _Grow(np.int64)  # position of the latest user segment before, or -1
         self._last_user = -1
         self.total_length = 0.0
@@ -166,10 +170,16 @@ class HistoryIndex:
     def __len__(self) -> int:
         return len(self.segments)
 
+    @property
+    def last_user(self) -> int:
+        """Position of the latest indexed user segment, or -1."""
+        return self._last_user
+
     def fork(self) -> HistoryIndex:
         """Return an independent index with the same content (sealed chunks shared)."""
         other = HistoryIndex(self._tokenize, self._document, self._session, self.vocab)
         other._labels_map = dict(self._labels_map)
+        other.speaker_ids = dict(self.speaker_ids)
         other.segments = list(self.segments)
         other._sealed = list(self._sealed)
         other._open_docs = array("i", self._open_docs)
@@ -178,6 +188,7 @@ class HistoryIndex:
         other.df = self.df.copy()
         other.lengths = self.lengths.copy()
         other.labels = self.labels.copy()
+        other.speakers = self.speakers.copy()
         other.question = self.question.copy()
         other._last_user = self._last_user
         other.total_length = self.total_length
@@ -228,10 +239,15 @@ class HistoryIndex:
             self.df.data[:width] += np.bincount(terms, minlength=width).astype(np.int32)
         lengths = [float(n) for n in sizes.tolist()]
         labels: list[int] = []
+        speakers: list[int] = []
         questions: list[int] = []
         for offset, seg in enumerate(segments):
             label = self._session(seg)
             labels.append(self._labels_map.setdefault(label, len(self._labels_map)))
+            name = seg.head.name if seg.role != "tool" else None  # a tool's name is no speaker
+            speakers.append(
+                self.speaker_ids.setdefault(name, len(self.speaker_ids)) if name else -1
+            )
             questions.append(self._last_user)
             if seg.role == "user":
                 self._last_user = base + offset
@@ -250,6 +266,7 @@ class HistoryIndex:
             lo = hi
         self.lengths.extend(lengths)
         self.labels.extend(labels)
+        self.speakers.extend(speakers)
         self.question.extend(questions)
         self.total_length += sum(lengths)
 
@@ -325,6 +342,7 @@ class HistoryIndex:
         self.total_length -= float(self.lengths.view()[k:].sum())
         self.lengths.n = k
         self.labels.n = k
+        self.speakers.n = k
         self.question.n = k
         if k == 0:
             self._last_user = -1

@@ -629,6 +629,7 @@ class ContextManager(ProviderBoundary):
             query=query,
             turn=self.state.turn,
             new_start=start,
+            context=self._selected,
         )
         hook = self._pm.hook
         arrived = self._arrive(window, start, new_segs)
@@ -919,10 +920,12 @@ class ContextManager(ProviderBoundary):
     ) -> tuple[list[Message], int]:
         """Insert the ``ctxmgr_recall_block`` segments; return the context and its tokens.
 
-        The block goes just before the latest user message (or, when a strategy sets
-        ``window.scratch["recall_block_position"] = "after_system"``, after the leading
-        system messages), within the effective limit. It is not part of the append-only
-        prefix (``self._output``).
+        The block goes just before the latest user message, or before the user message
+        at history position ``window.scratch["recall_block_anchor"]`` when a strategy sets
+        it and that message is in the context (a block kept from an earlier question), or,
+        when a strategy sets ``window.scratch["recall_block_position"] = "after_system"``,
+        after the leading system messages; always within the effective limit. It is not
+        part of the append-only prefix (``self._output``).
         With a provider profile that rewrites messages the context with the block is
         normalized as a whole; if that would pass the limit the block is left out.
 
@@ -969,11 +972,22 @@ class ContextManager(ProviderBoundary):
             )
         raw = list(self._output)
         at = len(raw)
+        anchor = window.scratch.get("recall_block_anchor")
         if window.scratch.get("recall_block_position") == "after_system":
             at = next((i for i, m in enumerate(raw) if m.role != "system"), len(raw))
         elif self._last_user is not None:
-            head = self._segments[self._last_user].head
-            at = next((i for i in range(len(raw) - 1, -1, -1) if raw[i] is head), len(raw))
+            # before the user message the block was recalled for (a block kept from an
+            # earlier question stays where it was, so the context only grows), else
+            # before the latest user message
+            for pos in (anchor, self._last_user):
+                if not isinstance(pos, int) or not 0 <= pos < len(self._segments):
+                    continue
+                head = self._segments[pos].head
+                at = next((i for i in range(len(raw) - 1, -1, -1) if raw[i] is head), -1)
+                if at >= 0:
+                    break
+            else:
+                at = len(raw)
         raw[at:at] = [m for s in segs for m in s.messages]
         if pending is not None:
             raw.extend(pending.messages)

@@ -65,6 +65,9 @@ class Window:
             injections, reply priming and an open tool step.
         history: during compaction, every committed segment of the conversation (oldest
             first, originals); hooks that read it must stay within their cost budget.
+        context: during observe, the history positions of the committed segments the
+            previous fit sent (oldest first; read-only, valid during this fit's observe
+            and wants_compaction hooks).
     """
 
     segments: list[Segment]
@@ -80,6 +83,7 @@ class Window:
     reserved: int = 0
     history: Sequence[Segment] = ()
     scratch: dict[str, Any] = field(default_factory=dict)
+    context: Sequence[int] = ()
 
     @property
     def new_segments(self) -> Sequence[Segment]:

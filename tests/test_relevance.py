@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from ctxmgr.strategies.relevance import RelevanceEviction, wordllama_embedder
 
 from ctxmgr import ContextManager, Message
 from ctxmgr.report import FitResult
+from ctxmgr.segments import Segment
 
 FILLER = 30
 
@@ -189,3 +191,91 @@ def test_recall_block_chronological_order_and_after_system() -> None:
     assert [m.id for m in block] == [i for r in recalled for i in r.ids]
     order = {m.id: i for i, m in enumerate(history)}
     assert [order[m.id] for m in block] == sorted(order[m.id] for m in block)
+
+
+def _gated(**options: object) -> ContextManager:
+    return _manager(placement="block", semantic=False, recall_gate=1, **options)
+
+
+def test_recall_gate_keeps_the_earlier_block_where_it_was() -> None:
+    """A new query the context already covers keeps the earlier block before its question.
+
+    Every fit then extends the previous one (the prompt cache holds); a later query whose
+    best match is outside the context recalls a new block before the latest question.
+    """
+    mgr = _gated()
+    mgr.fit(_history())
+    history = [*_history(), Message.user("What did I tell you about Biscuit the puppy?")]
+    first = mgr.fit(history)
+    block = [i for r in first.report.kept if r.reason.startswith("recalled") for i in r.ids]
+    assert history[3].id in block
+    # "day 29" is in the recent tail: no new recall, the Biscuit block stays in place
+    nxt = [*history, Message.assistant("You adopted Biscuit."), Message.user("What about day 29?")]
+    second = mgr.fit(nxt)
+    assert _ids(second.messages)[: len(first.messages)] == _ids(first.messages)
+    assert second.messages[-1] is nxt[-1]
+    # an early fact that is neither in the tail nor in the block: a new block, the old goes
+    nxt += [Message.assistant("Day 29 was fine."), Message.user("Remind me: what did we chat?")]
+    nxt[5] = Message.user("Day 0: I bought gardening tools, a red rake and a spade.")
+    mgr2 = _gated()
+    mgr2.fit(nxt[:-1])
+    third = mgr2.fit([*nxt[:-1], Message.user("Which gardening tools did I mention?")])
+    recalled = [i for r in third.report.kept if r.reason.startswith("recalled") for i in r.ids]
+    assert nxt[5].id in recalled
+    assert third.messages[-1].text.startswith("Which gardening tools")
+
+
+def test_recall_gate_off_recalls_for_every_new_query() -> None:
+    """Without the gate each new query replaces the block (the default)."""
+    mgr = _manager(placement="block", semantic=False)
+    mgr.fit(_history())
+    history = [*_history(), Message.user("What did I tell you about Biscuit the puppy?")]
+    first = mgr.fit(history)
+    nxt = [*history, Message.assistant("You adopted Biscuit."), Message.user("What about day 29?")]
+    second = mgr.fit(nxt)
+    assert _ids(second.messages)[: len(first.messages)] != _ids(first.messages)
+
+
+def test_recall_share_compacts_to_make_room_for_a_new_block() -> None:
+    """With recall_share, a query that needs recall first compacts the context down."""
+    mgr = _gated(recall_share=0.6)
+    mgr.fit(_history())
+    history = [*_history(), Message.user("What did I tell you about Biscuit the puppy?")]
+    fitted = mgr.fit(history)
+    assert fitted.report.compacted
+    assert "room for the recall block" in (fitted.report.reason or "")
+    recalled = [r for r in fitted.report.kept if r.reason.startswith("recalled")]
+    assert recalled
+    # the context around the block was compacted to at most 40% of the limit
+    assert fitted.report.tokens_after - sum(r.tokens for r in recalled) <= 0.4 * 700
+    assert fitted.report.tokens_after <= 700
+    assert fitted.messages[-1] is history[-1]
+
+
+def test_speaker_prior_prefers_the_named_speakers_turns() -> None:
+    """A question naming a speaker ranks that speaker's turn above an equal match of another."""
+    history = [
+        Message.user("I went hiking in the mountains last week.", name="Alice"),
+        Message.assistant("I went hiking in the mountains last week too.", name="Bob"),
+        Message.user("Where did Bob go hiking?", name="Alice"),
+    ]
+    ratios = []
+    for weight in (0.0, 0.5):
+        strategy = RelevanceEviction(
+            RelevanceEviction.Options(semantic=False, speaker_weight=weight, neighbor_weight=0)
+        )
+        segs = [Segment((m,), i, 10) for i, m in enumerate(history)]
+        window = SimpleNamespace(history=segs, query=history[-1].text)
+        scores = strategy._history_scores(window)  # type: ignore[arg-type]
+        assert scores[2] == 0  # the question does not match itself
+        assert int(np.argmax(scores)) == 1
+        ratios.append(scores[0] / scores[1])
+    assert ratios[1] == pytest.approx(0.5 * ratios[0])  # Alice's turn is halved
+
+
+def test_speaker_names_match_whole_words_and_first_names() -> None:
+    pattern = relevance._names("Caroline Smith")
+    assert pattern.search("When did caroline go?")
+    assert pattern.search("What did Caroline Smith say?")
+    assert not pattern.search("Carolines are many")
+    assert not relevance._names("Al").search("What did Alice say?")
