@@ -317,7 +317,7 @@ def test_ag2_transforms_share_one_conversation(tmp_path: Path) -> None:
     AG2 keeps the chat in the agent's ``chat_messages``; ``TransformMessages`` calls
     ``apply_transform`` with all of it before each model call, as done here turn by turn.
     """
-    pytest.importorskip("autogen")
+    pytest.importorskip("autogen.agentchat.contrib.capabilities.transform_messages")
     from ctxmgr.adapters.ag2 import ContextTransform, from_messages, to_messages
 
     from ctxmgr.testing import agent_history
