@@ -6,8 +6,9 @@ collection every 700 container allocations and a full one after ten of those whe
 objects survived (https://devguide.python.org/internals/garbage-collector/); with a large
 heap (the caller's history, the framework) a full collection costs tens of milliseconds,
 so a cold fit paid for one about every other time. Paused, the survivors are promoted
-once when the burst ends. Only short CPU-bound sections use it (never around I/O or a
-model call), and the collector is re-enabled only if it was enabled before.
+once when the burst ends. Only short sections use it (reading a conversation from its
+store and decoding it, resuming the window, decoding index rows; never around a model or
+summarizer call), and the collector is re-enabled only if it was enabled before.
 """
 
 from __future__ import annotations
