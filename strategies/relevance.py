@@ -481,14 +481,15 @@ class RelevanceEviction(Strategy):
             lex = self._index.bm25(self._tokenize([window.query])[0], o.k1, o.b)
             scores = self._fuse(lex, self._semantic(window.query, n))
             own = self._index.last_user
-            self_match = 0.0
-            if 0 <= own < n and history[own].head.text.strip() == window.query.strip():
-                # the question matches itself: not evidence, nothing to smooth, but the
-                # scale of a perfect match (so a weak best match stays weak)
-                self_match, scores[own] = float(scores[own]), 0.0
             scores = self._index.smooth(
                 scores, o.neighbor_weight, o.neighbor_span, o.neighbor_decay
             )
+            self_match = 0.0
+            if 0 <= own < n and history[own].head.text.strip() == window.query.strip():
+                # the question matches itself: not evidence (it is in the context anyway,
+                # and its neighbours keep the boost of sitting next to it), but the scale
+                # of a perfect match, so a weak best match stays weak
+                self_match, scores[own] = float(scores[own]), 0.0
             scores = self._speaker_prior(scores, window.query)
             top = max(float(scores.max()), self_match)
         scores = scores / top if top > 0 and math.isfinite(top) else np.zeros(n)
