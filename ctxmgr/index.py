@@ -34,16 +34,29 @@ import math
 from array import array
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from itertools import chain
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ctxmgr.segments import Segment
 
-__all__ = ["CHUNK", "HistoryIndex"]
+__all__ = ["CHUNK", "HistoryIndex", "TermCounts"]
 
 CHUNK = 4096
 """Documents per sealed postings chunk and rows per embedding chunk."""
+
+
+class TermCounts(NamedTuple):
+    """A document's distinct terms in order of first occurrence, with their counts.
+
+    What a tokenizer may return for a document instead of its term list (a store's
+    feature row): the index reads only term counts and first occurrences, so both build
+    the same index.
+    """
+
+    terms: list[str]
+    counts: list[int]
 
 
 class _Grow:
@@ -117,7 +130,7 @@ class HistoryIndex:
     """BM25 postings, lengths, session labels and embeddings of a segment history.
 
     Args:
-        tokenize: ``tokenize(texts) -> list[list[str]]``, one term list per text.
+        tokenize: ``tokenize(texts)``: one term list (or :class:`TermCounts`) per text.
         document: the text indexed for a segment.
         session: the session label of a segment (hashable).
         vocab: a term -> id map shared with forks (ids are never reassigned).
@@ -125,7 +138,7 @@ class HistoryIndex:
 
     def __init__(
         self,
-        tokenize: Callable[[list[str]], list[list[str]]],
+        tokenize: Callable[[list[str]], Sequence[list[str] | TermCounts]],
         document: Callable[[Segment], str],
         session: Callable[[Segment], Any],
         vocab: dict[str, int] | None = None,
@@ -207,28 +220,31 @@ class HistoryIndex:
         return list(range(n, len(history)))
 
     def add(self, segments: Sequence[Segment]) -> None:
-        """Index ``segments`` (appended after the documents already indexed)."""
+        """Index ``segments`` (appended after the documents already indexed).
+
+        Vectorized: one pass over the terms in C (new terms get ids in order of first
+        occurrence, as a term-by-term loop would give them) and numpy for the per-document
+        term frequencies, so a cold worker indexes thousands of segments in milliseconds.
+        """
+        if not segments:
+            return
         base = len(self.segments)
         token_lists = self._tokenize([self._document(s) for s in segments])
-        vocab = self.vocab
-        lengths: list[float] = []
+        if any(isinstance(t, TermCounts) for t in token_lists):
+            docs, terms, tf, sizes = self._counted(base, token_lists)
+        else:
+            docs, terms, tf, sizes = self._terms(base, token_lists)  # type: ignore[arg-type]
+        if len(terms):
+            width = int(terms.max()) + 1
+            if width > self.df.n:
+                self.df.reserve(width)
+                self.df.n = width
+            self.df.data[:width] += np.bincount(terms, minlength=width).astype(np.int32)
+        lengths = [float(n) for n in sizes.tolist()]
         labels: list[int] = []
         speakers: list[int] = []
         questions: list[int] = []
-        for offset, (seg, toks) in enumerate(zip(segments, token_lists)):
-            doc = base + offset
-            counts = Counter(vocab.setdefault(t, len(vocab)) for t in toks)
-            ids = list(counts)
-            self._open_docs.extend([doc] * len(ids))
-            self._open_terms.extend(ids)
-            self._open_tf.extend(counts.values())
-            if ids:
-                top = max(ids) + 1
-                if top > self.df.n:
-                    self.df.reserve(top)
-                    self.df.n = top
-                self.df.data[np.asarray(ids, dtype=np.int64)] += 1
-            lengths.append(float(len(toks)))
+        for offset, seg in enumerate(segments):
             label = self._session(seg)
             labels.append(self._labels_map.setdefault(label, len(self._labels_map)))
             name = seg.head.name if seg.role != "tool" else None  # a tool's name is no speaker
@@ -237,15 +253,65 @@ class HistoryIndex:
             )
             questions.append(self._last_user)
             if seg.role == "user":
-                self._last_user = doc
-            self.segments.append(seg)
-            if len(self.segments) % CHUNK == 0:
+                self._last_user = base + offset
+        # postings go to the open chunk, which is sealed at every CHUNK documents
+        end = base + len(segments)
+        lo = base
+        while lo < end:
+            hi = min(end, (lo // CHUNK + 1) * CHUNK)
+            a, b = np.searchsorted(docs, [lo, hi])
+            self._open_docs.frombytes(docs[a:b].astype(np.int32).tobytes())
+            self._open_terms.frombytes(terms[a:b].astype(np.int32).tobytes())
+            self._open_tf.frombytes(tf[a:b].astype(np.float32).tobytes())
+            self.segments.extend(segments[lo - base : hi - base])
+            if hi % CHUNK == 0:
                 self._seal()
+            lo = hi
         self.lengths.extend(lengths)
         self.labels.extend(labels)
         self.speakers.extend(speakers)
         self.question.extend(questions)
         self.total_length += sum(lengths)
+
+    def _new_terms(self, flat: list[str]) -> np.ndarray:
+        """Ids of ``flat``; new terms get the next ids in order of first occurrence."""
+        vocab = self.vocab
+        for term in dict.fromkeys(flat):  # deduplicated in C, first-occurrence order
+            if term not in vocab:
+                vocab[term] = len(vocab)
+        return np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
+
+    def _terms(
+        self, base: int, token_lists: Sequence[list[str]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(doc, term id, tf) of every posting, and each document's length, from terms."""
+        flat = [t for toks in token_lists for t in toks]
+        sizes = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        if not flat:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty, sizes
+        ids = self._new_terms(flat)
+        width = int(ids.max()) + 1
+        # one posting per (document, term), in order of first occurrence in the document
+        keys = np.repeat(np.arange(len(token_lists), dtype=np.int64), sizes) * width + ids
+        uniq, first, tf = np.unique(keys, return_index=True, return_counts=True)
+        order = np.argsort(first, kind="stable")
+        return uniq[order] // width + base, uniq[order] % width, tf[order], sizes
+
+    def _counted(
+        self, base: int, token_lists: Sequence[list[str] | TermCounts]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_terms` when some documents come as :class:`TermCounts`."""
+        counted = [t if isinstance(t, TermCounts) else _count(t) for t in token_lists]
+        flat = [t for c in counted for t in c.terms]
+        n = len(counted)
+        distinct = np.fromiter((len(c.terms) for c in counted), dtype=np.int64, count=n)
+        tf = np.fromiter(
+            chain.from_iterable(c.counts for c in counted), dtype=np.int64, count=len(flat)
+        )
+        sizes = np.fromiter((sum(c.counts) for c in counted), dtype=np.int64, count=n)
+        docs = np.repeat(np.arange(base, base + n, dtype=np.int64), distinct)
+        return docs, self._new_terms(flat), tf, sizes
 
     def _seal(self) -> None:
         docs = np.frombuffer(self._open_docs, dtype=np.int32).copy()
@@ -470,6 +536,11 @@ class HistoryIndex:
             out[:-d] += w * np.where(same, scores[d:], 0.0)
             out[d:] += w * np.where(same, scores[:-d], 0.0)
         return out
+
+
+def _count(terms: Sequence[str]) -> TermCounts:
+    counts = Counter(terms)  # first-occurrence order
+    return TermCounts(list(counts), list(counts.values()))
 
 
 def zscore(x: np.ndarray) -> np.ndarray:

@@ -27,20 +27,25 @@ Placement of what a new question recalls (``placement``):
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import importlib
 import importlib.util
+import json
 import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from ctxmgr._bulk import paused_gc
 from ctxmgr.errors import ConfigError
 from ctxmgr.hookspecs import hookimpl
 from ctxmgr.segments import Segment
@@ -53,21 +58,23 @@ if TYPE_CHECKING:
     import bm25s
     import numpy as np
 
-    from ctxmgr.index import HistoryIndex, zscore
+    from ctxmgr.index import HistoryIndex, TermCounts, zscore
 else:  # heavy: imported when the strategy is first configured (``import ctxmgr`` stays light)
-    bm25s = np = HistoryIndex = zscore = None
+    bm25s = np = HistoryIndex = TermCounts = zscore = None
 
 
 def _import_deps() -> None:
-    global bm25s, np, HistoryIndex, zscore
+    global bm25s, np, HistoryIndex, TermCounts, zscore
     if np is None:
         import bm25s as _bm25s
         import numpy as _np
 
         from ctxmgr.index import HistoryIndex as _HistoryIndex
+        from ctxmgr.index import TermCounts as _TermCounts
         from ctxmgr.index import zscore as _zscore
 
         bm25s, np, HistoryIndex, zscore = _bm25s, _np, _HistoryIndex, _zscore  # type: ignore[misc]
+        TermCounts = _TermCounts  # type: ignore[misc]
 
 
 @functools.lru_cache(maxsize=1)
@@ -254,7 +261,15 @@ class RelevanceEviction(Strategy):
 
             self._stemmer = Stemmer.Stemmer(self.options.stemmer)
         self._embed: Callable[[list[str]], Any] | None = self._resolve_embedder()
-        self._index = HistoryIndex(self._tokenize, self._doc, self._session)
+        self._index = HistoryIndex(self._tokenize_docs, self._doc, self._session)
+        # feature rows of a store (see load_features): loaded, and derived since the save
+        o = self.options
+        spec = [o.stopwords, o.stemmer, o.embedder, o.semantic, o.semantic_dim]
+        self._feature_key = (
+            "relevance:" + hashlib.blake2b(json.dumps(spec).encode(), digest_size=6).hexdigest()
+        )
+        self._stored_features: dict[str, str] = {}
+        self._new_features: dict[str, str] | None = None  # None: not bound to a store
         self._cache: tuple[tuple[str, int], np.ndarray] | None = None
         self._qvec: tuple[str, np.ndarray] | None = None
 
@@ -285,10 +300,99 @@ class RelevanceEviction(Strategy):
         )
         return [list(t) for t in out]  # type: ignore[union-attr]
 
+    # ------------------------------------------------------------------ stored features
+    # A segment's index terms and embedding depend only on its indexed text and these
+    # options, so a store keeps them as rows keyed by a digest of that text
+    # (ctxmgr.stores.base): a cold worker rebuilds the index without re-tokenizing or
+    # re-embedding the history. StoredSession calls these three methods.
+    def load_features(self, rows: Mapping[str, str]) -> None:
+        """Take a stored conversation's feature rows and record new ones from now on.
+
+        Args:
+            rows: ``{"<key>|<kind>|<digest>": text}`` from the store (not mutated); rows of
+                other strategies or options are ignored.
+        """
+        prefix = self._feature_key + "|"
+        self._stored_features = {k: v for k, v in rows.items() if k.startswith(prefix)}
+        self._new_features = {}
+
+    def pending_features(self) -> dict[str, str]:
+        """Return the feature rows derived since the last :meth:`features_saved`."""
+        return dict(self._new_features or {})
+
+    def features_saved(self) -> None:
+        """Forget the pending rows: the store has them now."""
+        if self._new_features is not None:
+            self._new_features = {}
+
+    def _feature(self, kind: str, text: str) -> str:
+        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+        return f"{self._feature_key}|{kind}|{digest}"
+
+    def _tokenize_docs(self, texts: list[str]) -> list[list[str] | TermCounts]:
+        """:meth:`_tokenize` for indexed segments, reusing and recording stored terms.
+
+        A row holds each distinct term once with its count, in order of first occurrence
+        (:class:`~ctxmgr.index.TermCounts`, from which the index is built exactly as from
+        the term list).
+        """
+        new = self._new_features
+        if new is None:
+            return self._tokenize(texts)  # type: ignore[return-value]
+        keys = [self._feature("t", t) for t in texts]
+        stored = self._stored_features
+        out: list[list[str] | TermCounts] = [[] for _ in texts]
+        missing = []
+        with paused_gc():  # a cold start decodes thousands of rows at once
+            for i, key in enumerate(keys):
+                row = stored.pop(key, None)
+                if row is None:
+                    missing.append(i)
+                else:
+                    out[i] = TermCounts(*json.loads(row))
+        if missing:
+            for i, terms in zip(missing, self._tokenize([texts[i] for i in missing])):
+                out[i] = terms
+                counted = Counter(terms)  # first-occurrence order
+                new[keys[i]] = json.dumps([list(counted), list(counted.values())])
+        return out
+
+    def _doc_vectors(self, texts: list[str], query: str | None) -> np.ndarray | None:
+        """:meth:`_embed_rows` of ``texts`` (then ``query``), reusing stored vectors.
+
+        Returns ``None`` when the embedder failed.
+        """
+        new = self._new_features
+        batch = [*texts, query] if query is not None else texts
+        if new is None:
+            return self._embed_rows(batch)
+        keys = [self._feature("v", t) for t in texts]
+        stored = self._stored_features
+        found: dict[int, np.ndarray] = {}
+        for i, key in enumerate(keys):
+            row = stored.pop(key, None)
+            if row is not None:
+                found[i] = np.frombuffer(base64.b64decode(row), dtype=np.float32)
+        missing = [i for i in range(len(batch)) if i not in found]
+        rows = self._embed_rows([batch[i] for i in missing]) if missing else None
+        if missing and rows is None:
+            return None
+        dim = rows.shape[1] if rows is not None else len(next(iter(found.values())))
+        out = np.zeros((len(batch), dim), dtype=np.float32)
+        for i, vec in found.items():
+            out[i] = vec
+        for j, i in enumerate(missing):
+            assert rows is not None
+            out[i] = rows[j]
+            if i < len(texts):
+                new[keys[i]] = base64.b64encode(out[i].tobytes()).decode()
+        return out
+
     def adopt(self, other: Strategy) -> None:
         """Fork the history index of ``other`` and copy its recall decisions (a clone)."""
         if isinstance(other, RelevanceEviction):
             self._index = other._index.fork()
+            self._index._tokenize = self._tokenize_docs  # not the original's stored rows
             self._embed = other._embed
             self._qvec = other._qvec
 
@@ -342,7 +446,7 @@ class RelevanceEviction(Strategy):
         texts = [self._doc(s) for s in index.segments[index.embedded : n]]
         fresh_query = self._qvec is None or self._qvec[0] != query
         if texts or fresh_query:
-            rows = self._embed_rows([*texts, query] if fresh_query else texts)  # one batch
+            rows = self._doc_vectors(texts, query if fresh_query else None)  # one batch
             if rows is None:
                 return None
             index.add_vectors(rows[: len(texts)])

@@ -8,16 +8,21 @@ A store keeps, per conversation id:
 * the **archive**: append-only rows keyed by ``"<message id>/<fingerprint>"``, oldest
   first, each stored once however many workers archive it;
 * **token counts**: append-only rows keyed by ``"<counter name>|<fingerprint>"``, so a
-  cold worker reuses counts instead of re-tokenizing the history.
+  cold worker reuses counts instead of re-tokenizing the history;
+* **features**: append-only text rows of what strategies derive from a message once
+  (the relevance strategy's index terms and embedding of a segment), keyed by
+  ``"<strategy key>|<content digest>"``, so a cold worker rebuilds its index without
+  re-tokenizing or re-embedding the history. Optional for third-party stores: a store
+  without a ``features`` method is used without them.
 
-A save writes all three atomically, and only if the stored version is still the one the
+A save writes all of them atomically, and only if the stored version is still the one the
 writer loaded (:class:`VersionConflict` otherwise). An optional time to live (``ttl``,
-seconds) expires all three together, counted from the last save.
+seconds) expires them all together, counted from the last save.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -100,8 +105,9 @@ class SessionStore(Protocol):
         expected_version: int,
         archive: Sequence[ArchiveRow] = (),
         counts: Mapping[str, int] | None = None,
+        features: Mapping[str, str] | None = None,
     ) -> int:
-        """Atomically write the document, append archive rows and token counts.
+        """Atomically write the document, append archive rows, token counts and features.
 
         Args:
             conversation_id: the conversation.
@@ -109,6 +115,8 @@ class SessionStore(Protocol):
             expected_version: the version loaded before the change (0: none existed).
             archive: rows to append; a key already stored is ignored (the first wins).
             counts: ``{"<counter>|<fingerprint>": tokens}`` to add.
+            features: ``{"<strategy key>|<digest>": text}`` to add (a key already stored
+                is ignored).
 
         Returns:
             The new version (``expected_version + 1``).
@@ -131,8 +139,15 @@ class SessionStore(Protocol):
         """Return every stored token count of the conversation."""
         ...
 
+    def features(self, conversation_id: str, keys: Collection[str] | None = None) -> dict[str, str]:
+        """Return the stored feature rows of the conversation: all, or those of ``keys``.
+
+        Keys not stored are left out of the result.
+        """
+        ...
+
     def delete(self, conversation_id: str) -> bool:
-        """Delete the document, archive and counts; return whether anything existed."""
+        """Delete the document, archive, counts and features; return whether any existed."""
         ...
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ import copy
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ctxmgr.stores.base import ArchiveRow, StoredState, VersionConflict
@@ -15,7 +15,7 @@ __all__ = ["MemoryStore"]
 
 
 class _Entry:
-    __slots__ = ("archive", "counts", "data", "expires", "keys", "version")
+    __slots__ = ("archive", "counts", "data", "expires", "features", "keys", "version")
 
     def __init__(self) -> None:
         self.version = 0
@@ -23,6 +23,7 @@ class _Entry:
         self.archive: list[dict[str, Any]] = []
         self.keys: set[str] = set()
         self.counts: dict[str, int] = {}
+        self.features: dict[str, str] = {}
         self.expires: float | None = None
 
 
@@ -70,6 +71,7 @@ class MemoryStore:
         expected_version: int,
         archive: Sequence[ArchiveRow] = (),
         counts: Mapping[str, int] | None = None,
+        features: Mapping[str, str] | None = None,
     ) -> int:
         """See :meth:`SessionStore.save`."""
         text = json.dumps(data)
@@ -88,6 +90,8 @@ class MemoryStore:
                     entry.keys.add(key)
                     entry.archive.append(row)
             entry.counts.update(counts or {})
+            for key, value in (features or {}).items():
+                entry.features.setdefault(key, str(value))
             entry.expires = time.time() + self.ttl if self.ttl is not None else None
             return entry.version
 
@@ -108,6 +112,16 @@ class MemoryStore:
         with self._lock:
             entry = self._get(conversation_id)
             return dict(entry.counts) if entry else {}
+
+    def features(self, conversation_id: str, keys: Collection[str] | None = None) -> dict[str, str]:
+        """See :meth:`SessionStore.features`."""
+        with self._lock:
+            entry = self._get(conversation_id)
+            if entry is None:
+                return {}
+            if keys is None:
+                return dict(entry.features)
+            return {k: entry.features[k] for k in keys if k in entry.features}
 
     def delete(self, conversation_id: str) -> bool:
         """See :meth:`SessionStore.delete`."""

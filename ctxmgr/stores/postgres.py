@@ -1,8 +1,9 @@
 """PostgreSQL stores (psycopg 3): :class:`PostgresStore` and :class:`AsyncPostgresStore`.
 
-Three tables shared by all conversations (created on first use): ``ctxmgr_state`` (one
+Four tables shared by all conversations (created on first use): ``ctxmgr_state`` (one
 row per conversation: version, JSON document, expiry), ``ctxmgr_archive`` (append-only,
-unique per conversation and key, ordered by a sequence) and ``ctxmgr_counts``. A save is
+unique per conversation and key, ordered by a sequence), ``ctxmgr_counts`` and
+``ctxmgr_features``. A save is
 one transaction that locks the conversation's row (``SELECT ... FOR UPDATE``), checks the
 version and writes; a concurrent first save of the same conversation loses on the primary
 key and reports a :class:`~ctxmgr.stores.base.VersionConflict`.
@@ -15,7 +16,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,6 +32,8 @@ _SCHEMA = [
     "UNIQUE (conversation, key))",
     "CREATE TABLE IF NOT EXISTS ctxmgr_counts (conversation TEXT NOT NULL, key TEXT NOT NULL, "
     "tokens INTEGER NOT NULL, PRIMARY KEY (conversation, key))",
+    "CREATE TABLE IF NOT EXISTS ctxmgr_features (conversation TEXT NOT NULL, "
+    "key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (conversation, key))",
 ]
 _LIVE = (
     "SELECT version, data FROM ctxmgr_state "
@@ -50,7 +53,23 @@ _COUNTS = (
     "INSERT INTO ctxmgr_counts (conversation, key, tokens) VALUES (%s, %s, %s) "
     "ON CONFLICT (conversation, key) DO NOTHING"
 )
-_PURGE = [f"DELETE FROM {t} WHERE conversation = %s" for t in ("ctxmgr_archive", "ctxmgr_counts")]
+_FEATURES = (
+    "INSERT INTO ctxmgr_features (conversation, key, value) VALUES (%s, %s, %s) "
+    "ON CONFLICT (conversation, key) DO NOTHING"
+)
+_PURGE = [
+    f"DELETE FROM {t} WHERE conversation = %s"
+    for t in ("ctxmgr_archive", "ctxmgr_counts", "ctxmgr_features")
+]
+_SELECT_FEATURES = "SELECT key, value FROM ctxmgr_features WHERE conversation = %s"
+
+
+def _select_features(
+    conversation_id: str, keys: Collection[str] | None
+) -> tuple[str, tuple[Any, ...]]:
+    if keys is None:
+        return _SELECT_FEATURES, (conversation_id,)
+    return _SELECT_FEATURES + " AND key = ANY(%s)", (conversation_id, list(keys))
 
 
 def _import_psycopg() -> Any:
@@ -144,6 +163,7 @@ class PostgresStore:
         expected_version: int,
         archive: Sequence[ArchiveRow] = (),
         counts: Mapping[str, int] | None = None,
+        features: Mapping[str, str] | None = None,
     ) -> int:
         """See :meth:`SessionStore.save`."""
         text = json.dumps(data)
@@ -168,6 +188,10 @@ class PostgresStore:
                 cur.executemany(_ARCHIVE, _rows(conversation_id, archive))
             if counts:
                 cur.executemany(_COUNTS, [(conversation_id, k, int(v)) for k, v in counts.items()])
+            if features:
+                cur.executemany(
+                    _FEATURES, [(conversation_id, k, str(v)) for k, v in features.items()]
+                )
         return expected_version + 1
 
     def archive(self, conversation_id: str) -> list[dict[str, Any]]:
@@ -200,6 +224,14 @@ class PostgresStore:
                 "SELECT key, tokens FROM ctxmgr_counts WHERE conversation = %s", (conversation_id,)
             ).fetchall()
         return {str(k): int(v) for k, v in rows}
+
+    def features(self, conversation_id: str, keys: Collection[str] | None = None) -> dict[str, str]:
+        """See :meth:`SessionStore.features`."""
+        if not self.version(conversation_id):
+            return {}
+        with self._tx() as cur:
+            rows = cur.execute(*_select_features(conversation_id, keys)).fetchall()
+        return {str(k): str(v) for k, v in rows}
 
     def delete(self, conversation_id: str) -> bool:
         """See :meth:`SessionStore.delete`."""
@@ -294,6 +326,7 @@ class AsyncPostgresStore:
         expected_version: int,
         archive: Sequence[ArchiveRow] = (),
         counts: Mapping[str, int] | None = None,
+        features: Mapping[str, str] | None = None,
     ) -> int:
         """See :meth:`SessionStore.save`."""
         text = json.dumps(data)
@@ -326,6 +359,10 @@ class AsyncPostgresStore:
                     if counts:
                         await cur.executemany(
                             _COUNTS, [(conversation_id, k, int(v)) for k, v in counts.items()]
+                        )
+                    if features:
+                        await cur.executemany(
+                            _FEATURES, [(conversation_id, k, str(v)) for k, v in features.items()]
                         )
             except self._pg.Error as exc:
                 raise StoreError(f"PostgreSQL store {self.url}: {exc}") from exc
@@ -361,6 +398,15 @@ class AsyncPostgresStore:
             all_rows=True,
         )
         return {str(k): int(v) for k, v in rows}
+
+    async def features(
+        self, conversation_id: str, keys: Collection[str] | None = None
+    ) -> dict[str, str]:
+        """See :meth:`SessionStore.features`."""
+        if not await self.version(conversation_id):
+            return {}
+        rows = await self._fetch(*_select_features(conversation_id, keys), all_rows=True)
+        return {str(k): str(v) for k, v in rows}
 
     async def delete(self, conversation_id: str) -> bool:
         """See :meth:`SessionStore.delete`."""

@@ -2,7 +2,8 @@
 
 Keys, with the conversation id in a hash tag so a cluster keeps them on one slot:
 ``<prefix>{<id>}:state`` (hash: version, data), ``:arck`` (set of archive keys),
-``:arc`` (list of archive entries, oldest first), ``:cnt`` (hash of token counts). A
+``:arc`` (list of archive entries, oldest first), ``:cnt`` (hash of token counts),
+``:ftr`` (hash of feature rows). A
 save is one Lua script, which Redis runs atomically (https://redis.io/docs/latest/develop/
 interact/programmability/eval-intro/): check the version, write, append, set the TTL.
 """
@@ -10,7 +11,7 @@ interact/programmability/eval-intro/): check the version, write, append, set the
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ctxmgr.stores.base import ArchiveRow, StoredState, StoreError, VersionConflict
@@ -20,7 +21,7 @@ __all__ = ["RedisStore"]
 _SAVE = """
 local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if v ~= tonumber(ARGV[1]) then return {0, v} end
-if v == 0 then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) end
+if v == 0 then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5]) end
 redis.call('HSET', KEYS[1], 'version', v + 1, 'data', ARGV[2])
 local i = 5
 for j = 1, tonumber(ARGV[4]) do
@@ -33,12 +34,22 @@ for j = 1, m do
   redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
+m = tonumber(ARGV[i] or '0')
+i = i + 1
+for j = 1, m do
+  redis.call('HSETNX', KEYS[5], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
 local ttl = tonumber(ARGV[3])
-for k = 1, 4 do
+for k = 1, 5 do
   if ttl > 0 then redis.call('PEXPIRE', KEYS[k], ttl) else redis.call('PERSIST', KEYS[k]) end
 end
 return {1, v + 1}
 """
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _import_redis() -> Any:
@@ -80,7 +91,7 @@ class RedisStore:
 
     def _keys(self, conversation_id: str) -> list[str]:
         base = f"{self.prefix}{{{conversation_id}}}:"
-        return [base + "state", base + "arck", base + "arc", base + "cnt"]
+        return [base + "state", base + "arck", base + "arc", base + "cnt", base + "ftr"]
 
     def _fail(self, exc: BaseException) -> StoreError:
         return StoreError(f"Redis store {self.url}: {exc!r}")
@@ -111,6 +122,7 @@ class RedisStore:
         expected_version: int,
         archive: Sequence[ArchiveRow] = (),
         counts: Mapping[str, int] | None = None,
+        features: Mapping[str, str] | None = None,
     ) -> int:
         """See :meth:`SessionStore.save`."""
         ttl_ms = int(self.ttl * 1000) if self.ttl is not None else 0
@@ -121,6 +133,10 @@ class RedisStore:
         args.append(len(counts))
         for key, tokens in counts.items():
             args += [key, int(tokens)]
+        features = features or {}
+        args.append(len(features))
+        for key, value in features.items():
+            args += [key, str(value)]
         try:
             ok, version = self._save(keys=self._keys(conversation_id), args=args)
         except self._errors as exc:
@@ -151,6 +167,20 @@ class RedisStore:
         except self._errors as exc:
             raise self._fail(exc) from exc
         return {k.decode() if isinstance(k, bytes) else str(k): int(v) for k, v in raw.items()}
+
+    def features(self, conversation_id: str, keys: Collection[str] | None = None) -> dict[str, str]:
+        """See :meth:`SessionStore.features`."""
+        key = self._keys(conversation_id)[4]
+        try:
+            if keys is None:
+                raw = self.client.hgetall(key)
+            else:
+                wanted = list(keys)
+                values = self.client.hmget(key, wanted) if wanted else []
+                raw = {k: v for k, v in zip(wanted, values) if v is not None}
+        except self._errors as exc:
+            raise self._fail(exc) from exc
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     def delete(self, conversation_id: str) -> bool:
         """See :meth:`SessionStore.delete`."""

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ctxmgr._bulk import paused_gc
 from ctxmgr.errors import AgentLoopError
 from ctxmgr.manager import ContextManager
 from ctxmgr.messages import Message
@@ -33,6 +34,12 @@ from ctxmgr.stores.base import StoredState, StoreError, VersionConflict
 from ctxmgr.stores.snapshot import Codec, HistoryDigest, export_window
 
 __all__ = ["StoredArchive", "StoredContextManager", "StoredSession"]
+
+
+def _featured(manager: ContextManager) -> list[Any]:
+    """The manager's strategies that keep feature rows in a store (``load_features``)."""
+    return [s for s in manager.strategies if hasattr(s, "load_features")]
+
 
 T = TypeVar("T")
 
@@ -178,16 +185,27 @@ class StoredSession:
         self._config_key = manager.config.model_dump_json()
         self._archive_size: int | None = None
         self._encoded: Codec = {}
+        self._window_rows: set[str] = set()  # shrunk-message rows the store has
+        self._new_window_rows: dict[str, str] = {}  # written by the save in progress
 
     # ------------------------------------------------------------------ loading
-    def _apply(
+    def _apply(self, *args: Any, **kwargs: Any) -> None:
+        with paused_gc():  # decoding the stored state is a burst of small allocations
+            self._load(*args, **kwargs)
+
+    def _load(
         self,
         stored: StoredState | None,
         counts: Mapping[str, int] | None,
         archive_size: int | None = None,
+        features: Mapping[str, str] | None = None,
+        window_rows: Mapping[str, str] | None = None,
     ) -> None:
         mgr = self.manager
         mgr.reset()
+        self._window_rows = set(window_rows or ())
+        for strategy in _featured(mgr):
+            strategy.load_features(features or {})
         cid, store = self.conversation_id, self.store
         if archive_size is None:
             archive = StoredArchive(lambda: store.archive(cid), lambda: store.archive_size(cid))
@@ -214,7 +232,7 @@ class StoredSession:
                         cache[key[len(prefix) :]] = tokens
         window = data.get("window")
         if window and data.get("config") == self._config_key:
-            mgr._resume = window
+            mgr._resume = {**window, "_rows": window_rows} if window_rows else window
             self._counted = int(window["history_len"]) if counts is not None else 0
         self.version = stored.version
         self._synced = True
@@ -223,9 +241,35 @@ class StoredSession:
         """Make the manager reflect the stored conversation (a no-op when up to date)."""
         if self._synced and self.store.version(self.conversation_id) == self.version:
             return
-        stored = self.store.load(self.conversation_id)
-        counts = self.store.counts(self.conversation_id) if stored is not None else None
-        self._apply(stored, counts)
+        with paused_gc():  # reading and decoding the stored state: a burst of allocations
+            stored = self.store.load(self.conversation_id)
+            counts = self.store.counts(self.conversation_id) if stored is not None else None
+            features = rows = None
+            if stored is not None and self._features_wanted():
+                features = self.store.features(self.conversation_id)
+            keys = self._row_keys(stored)
+            if keys:  # read with the relevance rows when those were read (all of them)
+                rows = (
+                    {k: features[k] for k in keys if k in features}
+                    if features is not None
+                    else self.store.features(self.conversation_id, keys)
+                )
+            self._apply(stored, counts, features=features, window_rows=rows)
+
+    def _row_keys(self, stored: StoredState | None) -> list[str]:
+        """Keys of the feature rows the stored window refers to (its shrunk messages)."""
+        if stored is None or not hasattr(self.store, "features"):
+            return []
+        window = stored.data.get("window") or {}
+        return [
+            x["k"]
+            for item in (window.get("shrunk") or {}).values()
+            for x in item["messages"]
+            if "k" in x
+        ]
+
+    def _features_wanted(self) -> bool:
+        return hasattr(self.store, "features") and bool(_featured(self.manager))
 
     async def async_sync(self) -> None:
         """:meth:`sync` for a store whose methods are coroutines (or plain ones)."""
@@ -234,8 +278,20 @@ class StoredSession:
             return
         stored = await _maybe(self.store.load(cid))
         counts = await _maybe(self.store.counts(cid)) if stored is not None else None
-        size = await _maybe(self.store.archive_size(cid)) if stored is not None else 0
-        self._apply(stored, counts, int(size))
+        size: int | None = None  # a plain store's archive is read on demand, as by sync
+        if inspect.iscoroutinefunction(self.store.archive):
+            size = int(await self.store.archive_size(cid)) if stored is not None else 0
+        features = rows = None
+        if stored is not None and self._features_wanted():
+            features = await _maybe(self.store.features(cid))
+        keys = self._row_keys(stored)
+        if keys:
+            rows = (
+                {k: features[k] for k in keys if k in features}
+                if features is not None
+                else await _maybe(self.store.features(cid, keys))
+            )
+        self._apply(stored, counts, size, features, rows)
 
     def _async_entries(self) -> list[dict[str, Any]]:
         raise StoreError(
@@ -244,6 +300,15 @@ class StoredSession:
         )
 
     # ------------------------------------------------------------------ saving
+    def _features(self) -> dict[str, Any]:
+        """The ``features=`` keyword of a save (none for a store without features)."""
+        if not hasattr(self.store, "features"):
+            return {}
+        rows: dict[str, str] = dict(self._new_window_rows)
+        for strategy in _featured(self.manager):
+            rows.update(strategy.pending_features())
+        return {"features": rows}
+
     def _payload(self) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], dict[str, int]]:
         mgr = self.manager
         state = mgr.state
@@ -260,15 +325,25 @@ class StoredSession:
                 tokens = cache.get(msg.fingerprint)
                 if tokens is not None:
                     counts[prefix + msg.fingerprint] = tokens
+        self._new_window_rows = {}
+        if mgr._resume is not None:  # loaded, not yet resumed by a fit (notes edited first)
+            window = {k: v for k, v in mgr._resume.items() if k != "_rows"}
+        elif hasattr(self.store, "features"):  # shrunk messages as rows: O(new) saves
+            window = export_window(
+                mgr,
+                digest,
+                self._codec(mgr),
+                stored_rows=self._window_rows,
+                new_rows=self._new_window_rows,
+            )
+        else:
+            window = export_window(mgr, digest, self._codec(mgr))
         data = {
             "format": FORMAT,
             "state": state_dict.to_dict(),
             "counter": mgr.counter.name,
             "config": self._config_key,
-            # a loaded window not yet resumed by a fit (notes edited first) is kept as is
-            "window": mgr._resume
-            if mgr._resume is not None
-            else export_window(mgr, digest, self._codec(mgr)),
+            "window": window,
         }
         rows = (
             archive.pending()
@@ -290,6 +365,10 @@ class StoredSession:
     def _committed(self, version: int) -> None:
         self.version = version
         self._counted = len(self.manager._history)
+        for strategy in _featured(self.manager):
+            strategy.features_saved()
+        self._window_rows.update(self._new_window_rows)
+        self._new_window_rows = {}
         archive = self.manager.state.archive
         if isinstance(archive, StoredArchive):
             archive.committed()
@@ -313,6 +392,7 @@ class StoredSession:
                 expected_version=self.version,
                 archive=rows,
                 counts=counts,
+                **self._features(),
             )
         )
         self._committed(version)
@@ -329,6 +409,7 @@ class StoredSession:
                     expected_version=self.version,
                     archive=rows,
                     counts=counts,
+                    **self._features(),
                 )
             )
         )

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,12 @@ CREATE TABLE IF NOT EXISTS ctxmgr_counts (
     conversation TEXT NOT NULL,
     key TEXT NOT NULL,
     tokens INTEGER NOT NULL,
+    PRIMARY KEY (conversation, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ctxmgr_features (
+    conversation TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
     PRIMARY KEY (conversation, key)
 ) WITHOUT ROWID;
 """
@@ -131,6 +137,7 @@ class SQLiteStore:
         expected_version: int,
         archive: Sequence[ArchiveRow] = (),
         counts: Mapping[str, int] | None = None,
+        features: Mapping[str, str] | None = None,
     ) -> int:
         """See :meth:`SessionStore.save`."""
         text = json.dumps(data)
@@ -156,6 +163,10 @@ class SQLiteStore:
             con.executemany(
                 "INSERT OR IGNORE INTO ctxmgr_counts (conversation, key, tokens) VALUES (?, ?, ?)",
                 [(conversation_id, k, int(v)) for k, v in (counts or {}).items()],
+            )
+            con.executemany(
+                "INSERT OR IGNORE INTO ctxmgr_features (conversation, key, value) VALUES (?, ?, ?)",
+                [(conversation_id, k, str(v)) for k, v in (features or {}).items()],
             )
         return expected_version + 1
 
@@ -190,10 +201,28 @@ class SQLiteStore:
             ).fetchall()
         return {str(k): int(v) for k, v in rows}
 
+    def features(self, conversation_id: str, keys: Collection[str] | None = None) -> dict[str, str]:
+        """See :meth:`SessionStore.features`."""
+        sql = "SELECT key, value FROM ctxmgr_features WHERE conversation = ?"
+        with self._tx() as con:
+            if self._live(con, conversation_id) is None:
+                return {}
+            if keys is None:
+                return dict(con.execute(sql, (conversation_id,)).fetchall())
+            wanted = list(keys)
+            out: dict[str, str] = {}
+            for i in range(0, len(wanted), 500):  # under SQLite's bound-parameter limit
+                part = wanted[i : i + 500]
+                marks = ", ".join("?" * len(part))
+                out.update(
+                    con.execute(f"{sql} AND key IN ({marks})", (conversation_id, *part)).fetchall()
+                )
+        return out
+
     @staticmethod
     def _purge(con: sqlite3.Connection, conversation_id: str) -> int:
         n = 0
-        for table in ("ctxmgr_state", "ctxmgr_archive", "ctxmgr_counts"):
+        for table in ("ctxmgr_state", "ctxmgr_archive", "ctxmgr_counts", "ctxmgr_features"):
             n += con.execute(
                 f"DELETE FROM {table} WHERE conversation = ?", (conversation_id,)
             ).rowcount

@@ -126,12 +126,36 @@ def test_counts_are_kept(store: Any) -> None:
     assert store.counts(c) == {"tiktoken:cl100k_base|aa": 5, "tiktoken:cl100k_base|bb": 7}
 
 
-def test_delete_removes_everything(store: Any) -> None:
-    """delete() removes the document, archive and counts; the id can be created again."""
+def test_features_are_kept_first_wins_and_cas_guarded(store: Any) -> None:
+    """Feature rows of several saves are all returned, a key keeps its first value.
+
+    A save that lost the compare-and-swap writes none.
+    """
     c = cid()
-    store.save(c, {"x": 1}, expected_version=0, archive=[_row(Message.user("a"))], counts={"k": 1})
+    assert store.features(c) == {}
+    store.save(c, {}, expected_version=0, features={"relevance:x|t|aa": '[["a"], [2]]'})
+    store.save(c, {}, expected_version=1, features={"relevance:x|t|aa": "other", "r|v|bb": "é"})
+    with pytest.raises(VersionConflict):
+        store.save(c, {}, expected_version=1, features={"r|v|cc": "stale"})
+    assert store.features(c) == {"relevance:x|t|aa": '[["a"], [2]]', "r|v|bb": "é"}
+    assert store.features(c, ["r|v|bb", "missing"]) == {"r|v|bb": "é"}
+    assert store.features(c, []) == {}
+
+
+def test_delete_removes_everything(store: Any) -> None:
+    """delete() removes the document, archive, counts and features; the id can be reused."""
+    c = cid()
+    store.save(
+        c,
+        {"x": 1},
+        expected_version=0,
+        archive=[_row(Message.user("a"))],
+        counts={"k": 1},
+        features={"f": "v"},
+    )
     assert store.delete(c) is True
     assert (store.version(c), store.archive(c), store.counts(c)) == (0, [], {})
+    assert store.features(c) == {}
     assert store.save(c, {"x": 2}, expected_version=0) == 1
 
 
@@ -142,10 +166,18 @@ def test_ttl_expires_state_archive_and_counts(
     """With a TTL, a conversation not saved for that long is gone (and can start over)."""
     s = _open(kind, request, tmp_path, ttl=0.3)
     c = cid()
-    s.save(c, {"x": 1}, expected_version=0, archive=[_row(Message.user("a"))], counts={"k": 1})
+    s.save(
+        c,
+        {"x": 1},
+        expected_version=0,
+        archive=[_row(Message.user("a"))],
+        counts={"k": 1},
+        features={"f": "v"},
+    )
     assert s.version(c) == 1
     time.sleep(0.6)
     assert (s.version(c), s.load(c), s.archive(c), s.counts(c)) == (0, None, [], {})
+    assert s.features(c) == {}
     assert s.save(c, {"x": 2}, expected_version=0) == 1
     assert s.archive(c) == []
     s.close()
@@ -297,6 +329,8 @@ async def test_async_postgres_store_session(postgres_url: str) -> None:
     with pytest.raises(VersionConflict):
         await s.save(c, {"a": 2}, expected_version=0)
     assert (await s.load(c)).data == {"a": 1}
+    assert await s.save(c, {"a": 1}, expected_version=1, features={"f|t|x": "v"}) == 2
+    assert await s.features(c) == {"f|t|x": "v"}
     assert len(await s.archive(c)) == await s.archive_size(c) == 1
     assert await s.delete(c) is True
     history = agent_history(80, seed=2)
