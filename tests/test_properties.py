@@ -18,7 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ctxmgr import ContextManager, ContextOverflowError, Message, StrategyError, get_counter
+from ctxmgr import (
+    ContextManager,
+    ContextOverflowError,
+    Message,
+    StrategyError,
+    ToolCall,
+    get_counter,
+)
 from ctxmgr.config import PRESETS
 from ctxmgr.segments import segment_messages
 from ctxmgr.testing import FaultInjector, check_tool_pairs, histories
@@ -142,8 +149,9 @@ def _protected_tokens(mgr: ContextManager, history: list[Message]) -> int:
 
     The leading system prompt, segments holding a ``pinned=True`` message, the task (first
     user message), and everything from the latest user message on (the current turn, its
-    tool steps, an open step with synthetic results). An overflow is unavoidable only if
-    this exceeds the effective limit.
+    tool steps, an open step with synthetic results), plus the question (nearest user
+    segment before) of every protected assistant segment: exchanges stay whole (issue #7).
+    An overflow is unavoidable only if this exceeds the effective limit.
     """
     segments, _ = segment_messages(history)
     count = mgr.counter.count_message
@@ -154,6 +162,11 @@ def _protected_tokens(mgr: ContextManager, history: list[Message]) -> int:
     if segments and segments[0].role == "system":
         keep.add(0)
     keep.update(i for i, seg in enumerate(segments) if any(m.pinned for m in seg.messages))
+    keep |= {
+        max(u for u in users if u < i)  # the question of a kept answer is kept
+        for i in keep
+        if segments[i].role == "assistant" and users and users[0] < i
+    }
     total = sum(count(m) for i in keep for m in segments[i].messages)
     return total + mgr.counter.reply_priming
 
@@ -229,3 +242,46 @@ def test_well_formed_histories_need_no_repair(history: list[Message]) -> None:
     mgr = _manager("agent", 100_000)
     _, report = mgr.fit(history)
     assert report.repairs == []
+
+
+def _pinned_steps_history() -> list[Message]:
+    """Hypothesis's counterexample to an older protected bound (questions of pinned answers).
+
+    Three tool steps with a pinned result each, behind runs of one-word user turns, and an
+    open step at the end; at 200 tokens the relevance preset must keep the three pinned
+    exchanges *with their questions* and cannot fit.
+    """
+    out = [Message.user("TASK: 0")]
+    step = 0
+
+    def tool_step(n: int, texts: list[str], content: str = "0") -> list[Message]:
+        nonlocal step
+        calls = tuple(ToolCall(f"c{step}_{i}", "search", "{}") for i in range(n))
+        step += 1
+        results = [
+            Message.tool(text, call.id, name="search", pinned=i == 0)
+            for i, (call, text) in enumerate(zip(calls, texts, strict=True))
+        ]
+        return [Message.assistant(content, calls), *results]
+
+    out += [Message.user("0") for _ in range(5)]
+    out += tool_step(3, ["0", "0", "0"], content="")
+    out += [Message.user("0") for _ in range(3)]
+    out += tool_step(2, ["0a", "0a0a0a"])
+    out += [Message.user("0") for _ in range(14)]
+    out += tool_step(2, ["0", "0a0"])
+    out += [Message.user("0") for _ in range(4)]
+    out.append(
+        Message.assistant(
+            "", (ToolCall("open_0", "search", "{}"), ToolCall("open_1", "search", "{}"))
+        )
+    )
+    return out
+
+
+def test_overflow_with_pinned_exchanges_counts_their_questions() -> None:
+    history = _pinned_steps_history()
+    mgr = _manager("relevance", 200)
+    with pytest.raises(ContextOverflowError) as info:
+        mgr.fit(history)
+    assert _protected_tokens(mgr, history) > info.value.effective_limit
