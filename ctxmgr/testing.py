@@ -17,10 +17,33 @@ __all__ = [
     "FaultInjector",
     "RecordingSummarizer",
     "agent_history",
+    "bm25_agent_config",
     "check_tool_pairs",
     "chat_history",
     "histories",
 ]
+
+
+def bm25_agent_config(**overrides: Any) -> dict[str, Any]:
+    """The ``agent`` preset as a config dict, with BM25-only relevance (no WordLlama).
+
+    For tests of adapters and stores: the embeddings cost about a second per fit on a
+    loaded 2-core machine, and what such tests check does not depend on the scorer.
+
+    Args:
+        overrides: top-level config keys (``max_context_tokens=3000``...).
+
+    Returns:
+        A dict for :meth:`ctxmgr.ContextManager.from_config` (a new one on each call).
+    """
+    from ctxmgr.config import load_config
+
+    config = load_config("agent", **overrides).model_dump(exclude_none=True)
+    for entry in config["strategies"]:
+        if entry["name"] == "relevance":
+            entry["semantic"] = False
+    return config
+
 
 _WORDS = [
     "flight",

@@ -35,6 +35,7 @@ from openai.types.responses import (
 from openai.types.responses.response_reasoning_item import Summary
 
 from ctxmgr import Message, ToolCall
+from ctxmgr.testing import bm25_agent_config
 from ctxmgr.tokens import get_counter
 
 SYSTEM = "You are a meticulous research agent. Always cite the tool results you used."
@@ -44,18 +45,7 @@ LIMIT = MAX_TOKENS - RESERVE
 TURNS = 30
 # The agent preset with BM25-only relevance: its WordLlama embeddings cost about a second a
 # fit on a loaded 2-core machine, and what these tests check does not depend on the scorer.
-AGENT: dict[str, Any] = {
-    "trigger": 0.8,
-    "target": 0.6,
-    "strategies": [
-        {"name": "tool_pair_safe"},
-        {"name": "pin_and_slide", "weight": 0.3},
-        {"name": "relevance", "placement": "block", "semantic": False},
-        {"name": "summarize"},
-        {"name": "scratchpad"},
-        {"name": "system_replay"},
-    ],
-}
+AGENT: dict[str, Any] = bm25_agent_config()
 
 
 def big_result(tag: str) -> str:

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ctxmgr.testing import bm25_agent_config
+
 pytest.importorskip("pydantic_ai")
 
 from ctxmgr.adapters.pydantic_ai import (
@@ -48,18 +50,7 @@ LIMIT = MAX_TOKENS - RESERVE
 TURNS = 30
 # The agent preset with BM25-only relevance: its WordLlama embeddings cost about a second a
 # fit on a loaded 2-core machine, and what these tests check does not depend on the scorer.
-AGENT: dict[str, Any] = {
-    "trigger": 0.8,
-    "target": 0.6,
-    "strategies": [
-        {"name": "tool_pair_safe"},
-        {"name": "pin_and_slide", "weight": 0.3},
-        {"name": "relevance", "placement": "block", "semantic": False},
-        {"name": "summarize"},
-        {"name": "scratchpad"},
-        {"name": "system_replay"},
-    ],
-}
+AGENT: dict[str, Any] = bm25_agent_config()
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 # FunctionModel gets a mid-conversation SystemPromptPart as <system>-framed user text, as
 # pydantic-ai's Anthropic model sends it; the anthropic profile injects ctxmgr's context in

@@ -19,21 +19,11 @@ import pytest
 
 from ctxmgr import ContextManager, Message
 from ctxmgr.stores.session import StoredContextManager
+from ctxmgr.testing import bm25_agent_config
 
 WINDOW: dict[str, Any] = {"max_context_tokens": 3000, "reserve_output_tokens": 300}
 # The agent preset with BM25-only relevance (WordLlama costs time and changes nothing here).
-AGENT: dict[str, Any] = {
-    "trigger": 0.8,
-    "target": 0.6,
-    "strategies": [
-        {"name": "tool_pair_safe"},
-        {"name": "pin_and_slide", "weight": 0.3},
-        {"name": "relevance", "placement": "block", "semantic": False},
-        {"name": "summarize"},
-        {"name": "scratchpad"},
-        {"name": "system_replay"},
-    ],
-}
+AGENT: dict[str, Any] = bm25_agent_config()
 SYSTEM = "You are a meticulous research agent. Always cite the tool results you used."
 TURNS = 8
 
