@@ -163,9 +163,13 @@ class LoopGuard(Strategy):
         batch: list[list[str]] = []
         found: dict[tuple[str, str, str], list[int]] = {}
         threshold = min(self.options.repeats, self.options.raise_after or self.options.repeats)
-        for seg in new_segments:
-            if not seg.is_tool_exchange:
-                continue
+        exchanges = [s for s in new_segments if s.is_tool_exchange]
+        if len(exchanges) > self.options.window_turns:
+            # a history loaded at once (a cold fit): each tool step took at least one model
+            # call, so only the last window_turns of them can lie within the window; the
+            # older ones are neither counted nor kept (a warm manager had let them expire)
+            exchanges = exchanges[-self.options.window_turns :]
+        for seg in exchanges:
             names = {c.id: c.name for c in seg.head.tool_calls}
             events = [
                 (f"{seg.head.id}/{c.id}", "same_call", c.name, _canonical(c.arguments))

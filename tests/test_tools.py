@@ -323,6 +323,35 @@ def test_loop_guard_state_is_one_batch_per_fit_and_reads_older_rows() -> None:
     assert reports[-1].loops[0]["turns"] == [1, 2, 3]
 
 
+def test_loop_guard_cold_fit_counts_only_the_window() -> None:
+    """A history loaded at once: repeats far apart are no loop, as for a warm manager.
+
+    The same call at steps 0, 10 and 25 of 30 (other calls between) with a 5-turn window
+    is reported neither by a cold fit nor step by step; the same call in the last three
+    steps is reported by both, and the cold fit keeps only the window's events.
+    """
+
+    def history(repeat_at: set[int]) -> list[Message]:
+        out = [Message.user("fix the bug")]
+        for i in range(30):
+            args = {"path": "tests/"} if i in repeat_at else {"path": f"src/{i}.py"}
+            out += tool_step(i, "run_tests", args, f"result {i}")
+        return out
+
+    guard = {"name": "loop_guard", "repeats": 3, "window_turns": 5, "same_results": False}
+    for repeat_at, expected in (({0, 10, 25}, []), ({27, 28, 29}, [3])):
+        full = history(repeat_at)
+        cold = manager([guard, {"name": "pin_and_slide"}], 20000)
+        report = cold.fit(full).report
+        assert [d["count"] for d in report.loops] == expected
+        kept = json.loads(cold.state.extra["loop_guard"]["seen"][-1][1])
+        assert len(kept) == 5  # the window's calls only
+        warm = manager([guard, {"name": "pin_and_slide"}], 20000)
+        for n in range(3, len(full) + 1, 2):
+            last = warm.fit(full[:n]).report
+        assert [d["count"] for d in last.loops] == expected
+
+
 def test_loop_guard_window_note_and_error() -> None:
     """Outside the window nothing is reported; the note is appended; raise_after raises."""
     _, reports = looping(4, {"repeats": 3, "window_turns": 2})
