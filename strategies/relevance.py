@@ -589,9 +589,9 @@ class RelevanceEviction(Strategy):
         # per conversation, in the session state: any worker continues the same block
         data = window.state.extra.setdefault(self.name, {})
         block = data.get("block")
-        fire = True
-        if block is not None and block[0] != query:
-            gate = data.get("gate")
+        fire = True  # without a gate every new query recalls a new block
+        if block is not None and block[0] != query and self.options.recall_gate is not None:
+            gate = data.get("gate")  # decided when the question arrived (_make_room)
             if gate is not None and gate[0] == query:
                 fire = bool(gate[1])
             else:

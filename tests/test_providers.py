@@ -488,6 +488,22 @@ def _check(mgr: ContextManager, history: list[Message], out: list[Message], toke
     assert _orphan_answers(history, out) == []
 
 
+def _fit_prefixes(mgr: ContextManager, history: list[Message], cuts: list[int]) -> list[Any]:
+    """Fit growing prefixes (at ``cuts`` and the whole), checking each; stop at an overflow.
+
+    Returns the reports of the fits made.
+    """
+    reports = []
+    for n in sorted({min(c, len(history)) for c in cuts} | {len(history)}):
+        try:
+            out, report = mgr.fit(history[:n])
+        except ContextOverflowError:
+            break
+        _check(mgr, history[:n], out, report.tokens_after)
+        reports.append(report)
+    return reports
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("preset", PRESETS)
 @given(
@@ -520,12 +536,7 @@ def test_every_preset_obeys_every_provider(
         counter=COUNTER,
         provider=provider,
     )
-    for n in sorted({min(c, len(history)) for c in cuts} | {len(history)}):
-        try:
-            out, report = mgr.fit(history[:n])
-        except ContextOverflowError:
-            return
-        _check(mgr, history[:n], out, report.tokens_after)
+    for report in _fit_prefixes(mgr, history, cuts):
         assert report.provider == provider
 
 
@@ -555,12 +566,7 @@ def test_recall_gate_obeys_every_provider(
         counter=COUNTER,
         provider=provider,
     )
-    for n in sorted({min(c, len(history)) for c in cuts} | {len(history)}):
-        try:
-            out, report = mgr.fit(history[:n])
-        except ContextOverflowError:
-            return
-        _check(mgr, history[:n], out, report.tokens_after)
+    _fit_prefixes(mgr, history, cuts)
 
 
 def test_recall_gate_long_chat_under_anthropic() -> None:
