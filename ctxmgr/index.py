@@ -13,8 +13,16 @@ first), what relevance scoring needs and nothing more:
 * a session label per document (for neighbour smoothing) and a speaker label (the
   ``name`` of the segment's first message; for the speaker prior of a question that names
   a participant);
-* optionally one unit-normalized embedding vector per document, stored float32 in
-  chunks of :data:`CHUNK` rows, so a question costs one matrix-vector product per chunk.
+* optionally one unit-normalized embedding vector per document, stored in chunks of
+  :data:`CHUNK` rows as int16 with one float32 scale per row (see :func:`quantize`), so a
+  question costs one matrix-vector product per chunk and the vectors take half the bytes
+  of float32.
+
+Memory (issue #8, 100,000-message agent history): a sealed chunk keeps its document
+numbers as uint16 offsets from its first document and its term frequencies as uint16
+(float32 only if a count exceeds 65,535), 4 bytes per posting instead of 8; the last
+question's kept postings hold float32 tf and document lengths (widened exactly to float64
+when scored), not float64.
 
 Nothing is recomputed: a segment is tokenized and embedded once, when it is added. The
 index follows the manager's history by segment identity: a history that extends the
@@ -41,7 +49,7 @@ import numpy as np
 
 from ctxmgr.segments import Segment
 
-__all__ = ["CHUNK", "HistoryIndex", "TermCounts"]
+__all__ = ["CHUNK", "HistoryIndex", "TermCounts", "quantize"]
 
 CHUNK = 4096
 """Documents per sealed postings chunk and rows per embedding chunk."""
@@ -90,18 +98,40 @@ class _Grow:
         return out
 
 
-class _Sealed:
-    """Postings of one full chunk, sorted by term: ``terms[i]`` owns ``lo[i]:lo[i+1]``."""
+def _narrow_tf(tf: np.ndarray) -> np.ndarray:
+    """``tf`` as uint16 when every value is a count below 65,536 (exact), else float32."""
+    tf = np.asarray(tf, dtype=np.float32)
+    small = tf.astype(np.uint16)
+    return small if np.array_equal(small, tf) else tf
 
-    __slots__ = ("docs", "lo", "terms", "tf")
+
+class _Sealed:
+    """Postings of one full chunk, sorted by term: ``terms[i]`` owns ``lo[i]:lo[i+1]``.
+
+    ``docs`` holds each posting's document as an offset from ``base`` (uint16 while the
+    chunk spans fewer than 65,536 documents, as :data:`CHUNK` does), ``tf`` the term
+    frequency as :func:`_narrow_tf` gives it: 4 bytes per posting where int32 documents
+    and float32 frequencies took 8.
+    """
+
+    __slots__ = ("base", "docs", "lo", "terms", "tf")
 
     def __init__(self, docs: np.ndarray, terms: np.ndarray, tf: np.ndarray) -> None:
         order = np.argsort(terms, kind="stable")
         t = terms[order]
         self.terms, first = np.unique(t, return_index=True)
         self.lo = np.append(first, len(t)).astype(np.int32)
-        self.docs = docs[order].astype(np.int32)
-        self.tf = tf[order].astype(np.float32)
+        self.base = int(docs.min()) if len(docs) else 0
+        local = docs[order].astype(np.int64) - self.base
+        narrow = len(local) == 0 or int(local.max()) <= np.iinfo(np.uint16).max
+        self.docs = local.astype(np.uint16 if narrow else np.int32)
+        self.tf = _narrow_tf(tf[order])
+
+    def doc_ids(self, part: np.ndarray) -> np.ndarray:
+        """Global document numbers (int32) of the offsets ``part`` of :attr:`docs`."""
+        out = part.astype(np.int32)
+        out += self.base
+        return out
 
     def postings(self, term_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query-term slot, doc, tf) of every posting of ``term_ids`` in this chunk."""
@@ -117,13 +147,13 @@ class _Sealed:
         if not docs:
             empty = np.zeros(0, dtype=np.int32)
             return empty, empty, np.zeros(0, dtype=np.float32)
-        return np.concatenate(slots), np.concatenate(docs), np.concatenate(tfs)
+        return np.concatenate(slots), self.doc_ids(np.concatenate(docs)), np.concatenate(tfs)
 
     def coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(doc, term, tf) of every posting, in doc order."""
+        """(doc, term, tf) of every posting, in doc order (int32, int32, float32)."""
         terms = np.repeat(self.terms, np.diff(self.lo))
         order = np.argsort(self.docs, kind="stable")
-        return self.docs[order], terms[order], self.tf[order]
+        return self.doc_ids(self.docs[order]), terms[order], self.tf[order].astype(np.float32)
 
 
 class HistoryIndex:
@@ -156,13 +186,15 @@ class HistoryIndex:
         self._open_tf = array("f")
         self.df = _Grow(np.int32)
         self.lengths = _Grow(np.float32)
-        self.labels = _Grow(np.int64)
-        self.speakers = _Grow(np.int64)
-        self.question = _Grow(np.int64)  # position of the latest user segment before, or -1
+        self.labels = _Grow(np.int32)
+        self.speakers = _Grow(np.int32)
+        self.question = _Grow(np.int32)  # position of the latest user segment before, or -1
         self._last_user = -1
         self.total_length = 0.0
-        self._vec_chunks: list[np.ndarray] = []
-        self._vec_open = np.zeros((0, 0), dtype=np.float32)  # CHUNK rows once dim is known
+        # quantized rows (int16) and their scales (float32), see quantize
+        self._vec_chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        self._vec_open = np.zeros((0, 0), dtype=np.int16)  # CHUNK rows once dim is known
+        self._scale_open = np.zeros(0, dtype=np.float32)
         self._vec_n = 0  # rows of _vec_open in use
         self.dim = 0
         # per-query memos (a tool loop asks the same question at every fit): see bm25/cosine
@@ -197,6 +229,7 @@ class HistoryIndex:
         other.total_length = self.total_length
         other._vec_chunks = list(self._vec_chunks)
         other._vec_open = self._vec_open.copy()
+        other._scale_open = self._scale_open.copy()
         other._vec_n = self._vec_n
         other.dim = self.dim
         return other
@@ -354,10 +387,10 @@ class HistoryIndex:
                 k - 1 if self.segments[k - 1].role == "user" else int(self.question.data[k - 1])
             )
         del self.segments[k:]
-        vectors = self.vectors()
-        if vectors is not None and self.embedded > k:
+        if self.embedded > k:
+            rows, scales = self._quantized()
             self.drop_vectors()
-            self.add_vectors(vectors[:k])
+            self._add_quantized(rows[:k], scales[:k])
 
     # ------------------------------------------------------------------ embeddings
     @property
@@ -366,43 +399,68 @@ class HistoryIndex:
         return len(self._vec_chunks) * CHUNK + self._vec_n
 
     def add_vectors(self, vectors: np.ndarray) -> None:
-        """Append unit-normalized vectors for the next documents (rows, oldest first)."""
-        rows = np.asarray(vectors, dtype=np.float32)
+        """Append unit-normalized vectors for the next documents (rows, oldest first).
+
+        Each row is stored quantized (:func:`quantize`); ``vectors`` is not mutated.
+        """
+        rows, scales = quantize(vectors)
+        self._add_quantized(rows, scales)
+
+    def _add_quantized(self, rows: np.ndarray, scales: np.ndarray) -> None:
         if not len(rows):
             return
         if self._vec_open.shape[1] != rows.shape[1]:
             self._cos_memo = None
             self.dim = rows.shape[1]
-            self._vec_open = np.zeros((CHUNK, self.dim), dtype=np.float32)
+            self._vec_open = np.zeros((CHUNK, self.dim), dtype=np.int16)
+            self._scale_open = np.zeros(CHUNK, dtype=np.float32)
             self._vec_n = 0
         while len(rows):
             take = min(len(rows), CHUNK - self._vec_n)
             self._vec_open[self._vec_n : self._vec_n + take] = rows[:take]
+            self._scale_open[self._vec_n : self._vec_n + take] = scales[:take]
             self._vec_n += take
-            rows = rows[take:]
+            rows, scales = rows[take:], scales[take:]
             if self._vec_n == CHUNK:
-                self._vec_chunks.append(self._vec_open)
-                self._vec_open = np.zeros((CHUNK, self.dim), dtype=np.float32)
+                self._vec_chunks.append((self._vec_open, self._scale_open))
+                self._vec_open = np.zeros((CHUNK, self.dim), dtype=np.int16)
+                self._scale_open = np.zeros(CHUNK, dtype=np.float32)
                 self._vec_n = 0
 
     def drop_vectors(self) -> None:
         """Forget every vector (the embedder failed: scoring falls back to BM25)."""
         self._cos_memo = None
         self._vec_chunks, self._vec_n, self.dim = [], 0, 0
-        self._vec_open = np.zeros((0, 0), dtype=np.float32)
+        self._vec_open = np.zeros((0, 0), dtype=np.int16)
+        self._scale_open = np.zeros(0, dtype=np.float32)
+
+    def _quantized(self) -> tuple[np.ndarray, np.ndarray]:
+        """(int16 rows, float32 scales) of every stored vector, oldest first."""
+        chunks = [
+            *self._vec_chunks,
+            (self._vec_open[: self._vec_n], self._scale_open[: self._vec_n]),
+        ]
+        return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
 
     def vectors(self) -> np.ndarray | None:
-        """All vectors as one (documents x dim) matrix, or ``None`` when there are none."""
+        """All vectors as one float32 (documents x dim) matrix, or ``None`` when there are none.
+
+        The stored (quantized) vectors: each within half a quantization step of the row
+        given to :meth:`add_vectors` (see :func:`quantize`).
+        """
         if not self.embedded:
             return None
-        return np.concatenate([*self._vec_chunks, self._vec_open[: self._vec_n]])
+        rows, scales = self._quantized()
+        return rows.astype(np.float32) * scales[:, np.newaxis]
 
     def cosine(self, query: np.ndarray) -> np.ndarray:
-        """Cosine of a unit query vector with every document vector, in document order.
+        """Cosine of a unit query vector with every (quantized) document vector, in order.
 
-        The result for the last query is kept: asked again with more documents (a tool
-        loop keeps its question), only the new rows are multiplied. Each row's product is
-        independent of the others, so the values are the same to the bit.
+        Per chunk: the int16 rows widened to float32, one float32 matrix-vector product,
+        times each row's scale. The result for the last query is kept: asked again with
+        more documents (a tool loop keeps its question), only the new rows are multiplied.
+        Each row's product is independent of the others, so the values are the same to the
+        bit.
         """
         q = np.asarray(query, dtype=np.float32)
         key = q.tobytes()
@@ -414,12 +472,17 @@ class HistoryIndex:
         # einsum, not BLAS: a matrix-vector product is memory-bound, and a threaded BLAS
         # spins its idle threads (twice the CPU for nothing on a busy machine)
         parts = [memo[2]] if done and memo is not None else []
-        chunks = [*self._vec_chunks, self._vec_open[: self._vec_n]]
-        for c, chunk in enumerate(chunks):
+        chunks = [
+            *self._vec_chunks,
+            (self._vec_open[: self._vec_n], self._scale_open[: self._vec_n]),
+        ]
+        for c, (chunk, scale) in enumerate(chunks):
             lo = c * CHUNK
             if lo + len(chunk) > done and len(chunk):
-                rows = chunk[max(0, done - lo) :]
-                parts.append(np.einsum("ij,j->i", rows, q).astype(np.float64))
+                first = max(0, done - lo)
+                dots = np.einsum("ij,j->i", chunk[first:].astype(np.float32), q)
+                dots *= scale[first:]
+                parts.append(dots.astype(np.float64))
         out = np.concatenate(parts) if parts else np.zeros(0)
         self._cos_memo = (key, n, out)
         return out
@@ -443,11 +506,13 @@ class HistoryIndex:
         df = np.where(q < len(df_all), df_all[np.minimum(q, len(df_all) - 1)], 0)
         idf = np.log1p((n - df + 0.5) / (df + 0.5))
         avgdl = self.total_length / n or 1.0
-        for slot, doc, tf, bdl in self._query_postings(q, b):
+        for slot, doc, tf, dl in self._query_postings(q):
             if len(doc):
-                # idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)) with bdl = b * dl, the same
-                # IEEE operations on the same operands (in place: + and * commute exactly)
-                den = bdl / avgdl
+                # idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)), the same IEEE operations
+                # on the same operands (in place: + and * commute exactly; the float32 tf
+                # and dl widen to float64 exactly)
+                den = np.multiply(dl, b, dtype=np.float64)
+                den /= avgdl
                 den += 1 - b
                 den *= k1
                 den += tf
@@ -459,16 +524,17 @@ class HistoryIndex:
         return scores
 
     def _query_postings(
-        self, q: np.ndarray, b: float
+        self, q: np.ndarray
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """(query-term slot, doc, tf, b * dl) of every posting of the sorted term ids ``q``.
+        """(query-term slot, doc, tf, dl) of every posting of the sorted term ids ``q``.
 
-        Two parts: the sealed chunks (in chunk order, each chunk's postings by term), then
-        the open chunk (in (doc, term) order). Both are kept for the last (query, b): asked
+        int32, int32, float32 or uint16 (counts), float32 (document length in terms). Two
+        parts: the sealed chunks (in chunk order, each chunk's postings by term), then the
+        open chunk (in (doc, term) order). Both are kept for the last query: asked
         again (a tool loop keeps its question), only chunks sealed since and postings
         added since are read.
         """
-        key = (q.tobytes(), b)
+        key = q.tobytes()
         memo = self._bm25_memo
         if memo is None or memo[0] != key:
             empty = self._empty_part()
@@ -483,7 +549,7 @@ class HistoryIndex:
                 chunks, sealed, k = [], self._empty_part(), 0
             new = [chunk.postings(q) for chunk in sealed_now[k:]]
             chunks = [*chunks, *sealed_now[k:]]
-            sealed = self._join(sealed, new, b)
+            sealed = self._join(sealed, new)
         if open_terms is not self._open_terms or scanned > len(self._open_terms):
             open_terms, scanned, opened = self._open_terms, 0, self._empty_part()
         if scanned < len(self._open_terms):
@@ -496,29 +562,28 @@ class HistoryIndex:
             )
             scanned = len(terms_open)
             del terms_open
-            opened = self._join(opened, [new_open], b)
+            opened = self._join(opened, [new_open])
         self._bm25_memo = (key, chunks, sealed, open_terms, scanned, opened)
         return [sealed, opened]
 
     @staticmethod
     def _empty_part() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        ints, floats = np.zeros(0, dtype=np.int32), np.zeros(0)
+        ints, floats = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
         return ints, ints, floats, floats
 
     def _join(
         self,
         part: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         new: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-        b: float,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``part`` followed by the (slot, doc, tf) postings ``new``, with float64 tf, b*dl."""
+        """``part`` followed by the (slot, doc, tf) postings ``new``, with each one's dl."""
         if not new:
             return part
         slot = np.concatenate([part[0], *(x[0] for x in new)])
         doc = np.concatenate([part[1], *(x[1] for x in new)])
-        tf = np.concatenate([part[2], *(x[2].astype(np.float64) for x in new)])
-        dl = self.lengths.view()[np.concatenate([x[1] for x in new])].astype(np.float64)
-        return slot, doc, tf, np.concatenate([part[3], b * dl])
+        tf = np.concatenate([part[2], *(x[2] for x in new)])
+        dl = self.lengths.view()[np.concatenate([x[1] for x in new])]
+        return slot, doc, tf, np.concatenate([part[3], dl])
 
     def smooth(self, scores: np.ndarray, weight: float, span: int, decay: float) -> np.ndarray:
         """Add ``weight * decay**(d-1)`` x the score of each same-session neighbour at d.
@@ -536,6 +601,32 @@ class HistoryIndex:
             out[:-d] += w * np.where(same, scores[d:], 0.0)
             out[d:] += w * np.where(same, scores[:-d], 0.0)
         return out
+
+
+def quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``vectors`` as int16 and one float32 scale each: row ~= int16 row x scale.
+
+    The scale is the row's largest magnitude / 32,767, so each component is within half a
+    step (max|x| / 65,534; about 5e-6 for a unit 128-dimension embedding) of the float32
+    value, and a cosine within ``||q||_1`` times that. Zero (and non-finite) components
+    stay zero. Halves the bytes of float32 rows; numpy's float16 would too, but widening
+    float16 back to float32 costs ~7x more CPU than int16 on the question path.
+
+    Args:
+        vectors: (rows x dim) array-like of floats; not mutated.
+
+    Returns:
+        (int16 rows x dim, float32 rows).
+    """
+    rows = np.nan_to_num(np.asarray(vectors, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if rows.ndim != 2:
+        raise ValueError(f"expected a 2-d array of vectors, got shape {rows.shape}")
+    top = np.abs(rows).max(axis=1) if rows.shape[1] else np.zeros(len(rows), dtype=np.float32)
+    scales = (top / np.float32(32767)).astype(np.float32)
+    safe = np.where(scales > 0, scales, np.float32(1))
+    ints = np.rint(rows / safe[:, np.newaxis])
+    np.clip(ints, -32767, 32767, out=ints)
+    return ints.astype(np.int16), scales
 
 
 def _count(terms: Sequence[str]) -> TermCounts:

@@ -280,7 +280,6 @@ class ContextManager(ProviderBoundary):
         )
         self._history_total = 0
         self._history_counted = 0
-        self._covered_cache: tuple[list[str], int, set[str]] = ([], 0, set())
         self._norm: Normalizer | None = None
         self._norm_src: list[Message] | None = None
         # (output list, block position, message before it, normalizer fed up to it)
@@ -447,7 +446,6 @@ class ContextManager(ProviderBoundary):
         del self._selected[n_selected:]
         del self._output[n_output:]
         self._segmenter.rollback(mark)
-        self._covered_cache = ([], 0, set())
         self._norm = None  # the provider normalizer re-reads the restored output
         self._norm_src = None
         for strategy, snapshot in snapshots:
@@ -1397,14 +1395,8 @@ class ContextManager(ProviderBoundary):
         return out, tokens
 
     def _covered(self) -> set[str]:
-        """Ids covered by the running summary, as a set maintained incrementally."""
-        covers = self.state.summary_covers
-        cache = self._covered_cache
-        if cache[0] is not covers or cache[1] > len(covers):
-            cache = self._covered_cache = (covers, 0, set())
-        cache[2].update(covers[cache[1] :])
-        self._covered_cache = (covers, len(covers), cache[2])
-        return cache[2]
+        """Ids covered by the running summary (the state's incrementally kept set)."""
+        return self.state.covered()
 
     def _overflow(self, total: int, pending: Segment | None) -> ContextOverflowError:
         contributors: list[tuple[str, int]] = []

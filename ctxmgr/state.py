@@ -236,6 +236,28 @@ class SessionState:
     extra: dict[str, Any] = field(default_factory=dict)
     # the last checkpoint's copy of ``extra``, reused while ``extra`` is unchanged
     _extra_copy: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    # set(summary_covers), kept incrementally (see covered)
+    _covered: tuple[list[str], int, set[str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def covered(self) -> set[str]:
+        """The ids of :attr:`summary_covers` as a set, maintained incrementally.
+
+        O(ids appended since the last call) while ``summary_covers`` is the same list and
+        has only grown; rebuilt when it was replaced or shrank, and after :meth:`rollback`.
+        One set per session, shared by the manager and the ``summarize`` strategy (a set
+        of 100,000 ids takes ~4 MB). The caller may add ids it appends to
+        ``summary_covers`` to the returned set; nothing else may change it.
+        """
+        covers = self.summary_covers
+        cache = self._covered
+        if cache is None or cache[0] is not covers or cache[1] > len(covers):
+            cache = (covers, 0, set())
+        seen = cache[2]
+        seen.update(covers[cache[1] :])
+        self._covered = (covers, len(covers), seen)
+        return seen
 
     def checkpoint(self) -> tuple[Any, ...]:
         """Return what :meth:`rollback` needs to undo later changes.
@@ -266,6 +288,7 @@ class SessionState:
         self.summary = summary
         del covers[n_covers:]
         self.summary_covers = covers
+        self._covered = None
         self.notes.clear()
         for key, (note, facts, pointers, note_turn) in notes.items():
             note.facts[:] = facts

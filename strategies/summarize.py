@@ -114,7 +114,6 @@ class Summarize(Strategy):
         self._fallback = ExtractiveSummarizer(manager.counter.count_text)
         role = self.options.role
         self._role = manager.profile.injection_role if role == "auto" else role
-        self._seen: tuple[list[str], int, set[str]] | None = None  # see _covered
         if manager.summarizer is not None:
             self._summarizer = manager.summarizer
         elif self.options.summarizer == "extractive":
@@ -156,25 +155,11 @@ class Summarize(Strategy):
             text = self._fallback._fit(text.splitlines(), self._limit)
         window.state.summary = text
         covers = window.state.summary_covers
-        seen = self._covered(covers)
+        seen = window.state.covered()  # one set per session, shared with the manager
         for m in messages:
             if m.id not in seen:
                 seen.add(m.id)
                 covers.append(m.id)
-        self._seen = (covers, len(covers), seen)
-
-    def _covered(self, covers: list[str]) -> set[str]:
-        """``set(covers)``, kept incrementally while ``covers`` is the same growing list.
-
-        O(new ids) per compaction instead of O(all ids); rebuilt when the state was
-        replaced (a loaded session, a reset) or the list shrank.
-        """
-        cached = self._seen
-        if cached is None or cached[0] is not covers or cached[1] > len(covers):
-            return set(covers)
-        seen = cached[2]
-        seen.update(covers[cached[1] :])
-        return seen
 
     @hookimpl
     def ctxmgr_compact(

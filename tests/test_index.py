@@ -8,7 +8,7 @@ import pytest
 from ctxmgr.strategies.relevance import RelevanceEviction
 
 from ctxmgr import index as index_mod
-from ctxmgr.index import HistoryIndex
+from ctxmgr.index import HistoryIndex, TermCounts
 from ctxmgr.messages import Message
 from ctxmgr.segments import Segment
 
@@ -122,7 +122,75 @@ def test_a_repeated_query_reads_only_what_is_new_and_scores_the_same(
         assert np.array_equal(idx.bm25(terms, 1.5, 0.75), fresh.bm25(terms, 1.5, 0.75))
         assert np.array_equal(idx.cosine(qvec), fresh.cosine(qvec))
     ids = np.asarray(sorted({idx.vocab[t] for t in query}), dtype=np.int32)
-    assert idx._bm25_memo is not None and idx._bm25_memo[0] == (ids.tobytes(), 0.75)
+    assert idx._bm25_memo is not None and idx._bm25_memo[0] == ids.tobytes()
     idx.drop_vectors()
     idx.add_vectors(rng.standard_normal((len(texts), 4)).astype(np.float32))
     assert idx.cosine(np.ones(4, dtype=np.float32)).shape == (len(texts),)
+
+
+def test_quantized_vectors_stay_within_half_a_step() -> None:
+    """int16 rows x float32 scale give each component within max|x| / 65,534 of the input.
+
+    Unit rows (what the relevance strategy stores), a non-unit row, an all-zero row and a
+    row with non-finite values (stored as zeros); the index's cosines stay within
+    ``||q||_1`` x that step of the float32 products, and ``vectors()`` returns the stored rows.
+    """
+    rng = np.random.default_rng(7)
+    rows = rng.standard_normal((40, 128)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    rows[3] *= 9.5  # not unit
+    rows[4] = 0.0
+    rows[5, :2] = [np.nan, np.inf]
+    ints, scales = index_mod.quantize(rows)
+    assert ints.dtype == np.int16 and scales.dtype == np.float32
+    clean = np.nan_to_num(rows, nan=0.0, posinf=0.0, neginf=0.0)
+    step = np.abs(clean).max(axis=1) / 65534
+    error = np.abs(ints.astype(np.float64) * scales[:, None] - clean).max(axis=1)
+    assert np.all(error <= step * 1.001 + 1e-12)
+    assert not ints[4].any() and scales[4] == 0
+    assert ints[5, 0] == 0 and ints[5, 1] == 0
+    idx = HistoryIndex(lambda texts: [t.split() for t in texts], lambda s: s.head.text, lambda s: 0)
+    idx.add_vectors(rows)
+    stored = idx.vectors()
+    assert stored is not None and np.array_equal(stored, ints.astype(np.float32) * scales[:, None])
+    q = rows[0]
+    exact = clean.astype(np.float64) @ q.astype(np.float64)
+    bound = np.abs(q).sum() * step * 1.001 + 1e-6
+    assert np.all(np.abs(idx.cosine(q) - exact) <= bound)
+    assert abs(idx.cosine(q)[0] - 1.0) < 1e-4
+
+
+@pytest.mark.parametrize("chunk", [2, 4096])
+def test_sealed_chunks_keep_large_counts_exactly(
+    monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """A count above 65,535 keeps its chunk's tf float32; sealed doc offsets map back.
+
+    BM25 of a sealed index equals the same index with every posting still open (no
+    narrowing), bit for bit, with small and huge term counts.
+    """
+    counts = {
+        "a": TermCounts(["x", "y"], [3, 1]),
+        "b": TermCounts(["x"], [70_000]),
+        "c": TermCounts(["y", "z"], [2, 65_535]),
+        "d": TermCounts(["z", "x"], [1, 1]),
+        "e": TermCounts(["x"], [5]),
+    }
+    segs = _segments(list(counts))
+    monkeypatch.setattr(index_mod, "CHUNK", chunk)
+    sealed = HistoryIndex(
+        lambda texts: [counts[t] for t in texts], lambda s: s.head.text, lambda s: 0
+    )
+    sealed.add(segs)
+    monkeypatch.setattr(index_mod, "CHUNK", 4096)
+    opened = HistoryIndex(
+        lambda texts: [counts[t] for t in texts], lambda s: s.head.text, lambda s: 0
+    )
+    opened.add(segs)
+    if chunk == 2:
+        assert [c.tf.dtype for c in sealed._sealed] == [np.float32, np.uint16]
+        assert all(c.docs.dtype == np.uint16 for c in sealed._sealed)
+        docs, _, tf = sealed._sealed[1].coo()
+        assert docs.tolist() == [2, 2, 3, 3] and tf.tolist() == [2.0, 65_535.0, 1.0, 1.0]
+    for terms in (["x"], ["y", "z"], ["x", "y", "z"]):
+        assert np.array_equal(sealed.bm25(terms, 1.5, 0.75), opened.bm25(terms, 1.5, 0.75))
