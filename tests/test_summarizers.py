@@ -15,6 +15,7 @@ from ctxmgr.summarizers import (
     AsyncSummarizer,
     ExtractiveSummarizer,
     Summarizer,
+    identifiers,
     render_transcript,
 )
 from ctxmgr.testing import RecordingSummarizer, chat_history
@@ -82,6 +83,57 @@ def test_tool_calls_and_results(summarizer: ExtractiveSummarizer) -> None:
         "- result of get_order: Order A12 shipped to Berlin.",
         "- dana: thanks",
     ]
+
+
+def test_identifiers_are_ids_codes_and_emails_in_order() -> None:
+    """Words with a letter and a digit (5+ chars) and emails, first seen first, no repeats.
+
+    JSON keys (``address1``), ISO dates and times, short codes and plain numbers are not
+    identifiers.
+    """
+    text = (
+        '{"address1": "281 Spruce", "email": "omar.davis7857@example.com", '
+        '"payment_methods": {"credit_card_9525117": {"id": "credit_card_9525117"}}, '
+        '"created_at": "2024-05-06T19:53:46", "zip": "92164", "seat": "12A", '
+        '"reservations": ["2FBBAH", "X7BYG1"], "flight": "HAT276"}'
+    )
+    assert identifiers(text, 10) == [
+        "omar.davis7857@example.com",
+        "credit_card_9525117",
+        "2FBBAH",
+        "X7BYG1",
+        "HAT276",
+    ]
+    assert identifiers(text, 2) == ["omar.davis7857@example.com", "credit_card_9525117"]
+    assert identifiers(text, 0) == []
+    assert identifiers("Alice met Bob on 2024-05-06 at 10:00.", 5) == []
+
+
+def test_tool_result_ids_come_first_and_survive_shortening(count: TiktokenCounter) -> None:
+    """A tool result's line leads with its ids, so cutting the line to 12 words keeps them.
+
+    tau-bench's ``get_reservation_details`` puts the payment id at the end of a long JSON
+    result; the salient-sentence line alone lost it at the first shortening.
+    """
+    result = (
+        '{"reservation_id": "BOH180", "origin": "SEA", "destination": "IAH", "cabin": '
+        '"business", "passengers": [{"first_name": "Omar", "last_name": "Davis"}], '
+        '"payment_history": [{"payment_id": "credit_card_9525117", "amount": 5662}]}'
+    )
+    msgs = [
+        Message.assistant("", [ToolCall("c1", "get_reservation_details", '{"id": "BOH180"}')]),
+        Message.tool(result, "c1", name="get_reservation_details"),
+    ]
+    line = ExtractiveSummarizer(count.count_text)._lines_for(msgs)[1]
+    assert line.startswith(
+        "- result of get_reservation_details: ids BOH180, credit_card_9525117; "
+        '{"reservation_id": "BOH180"'
+    )
+    summary = ExtractiveSummarizer(count.count_text).summarize(None, msgs, max_tokens=60)
+    last = summary.splitlines()[-1]  # cut to 12 words: the JSON's payment_history went
+    assert "ids BOH180, credit_card_9525117;" in last and "payment_history" not in last
+    without = ExtractiveSummarizer(count.count_text, max_ids=0)
+    assert "credit_card_9525117" not in without.summarize(None, msgs, max_tokens=60)
 
 
 def test_ctxmgr_messages_and_empty_messages_are_skipped(summarizer: ExtractiveSummarizer) -> None:
