@@ -21,8 +21,8 @@ first), what relevance scoring needs and nothing more:
 Memory (issue #8, 100,000-message agent history): a sealed chunk keeps its document
 numbers as uint16 offsets from its first document and its term frequencies as uint16
 (float32 only if a count exceeds 65,535), 4 bytes per posting instead of 8; the last
-question's kept postings hold float32 tf and document lengths (widened exactly to float64
-when scored), not float64.
+question's kept postings hold uint8 query-term slots and uint16 tf and document lengths
+(same rule; widened exactly to float64 when scored), 9 bytes per posting instead of 24.
 
 Nothing is recomputed: a segment is tokenized and embedded once, when it is added. The
 index follows the manager's history by segment identity: a history that extends the
@@ -99,10 +99,15 @@ class _Grow:
 
 
 def _narrow_tf(tf: np.ndarray) -> np.ndarray:
-    """``tf`` as uint16 when every value is a count below 65,536 (exact), else float32."""
+    """``tf`` (counts) as uint16 when every value is a count below 65,536, else float32."""
     tf = np.asarray(tf, dtype=np.float32)
     small = tf.astype(np.uint16)
     return small if np.array_equal(small, tf) else tf
+
+
+def _slot_dtype(n_terms: int) -> Any:
+    """The smallest unsigned dtype that numbers ``n_terms`` query-term slots."""
+    return np.uint8 if n_terms <= 256 else np.uint16 if n_terms <= 65536 else np.int32
 
 
 class _Sealed:
@@ -134,19 +139,22 @@ class _Sealed:
         return out
 
     def postings(self, term_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(query-term slot, doc, tf) of every posting of ``term_ids`` in this chunk."""
+        """(query-term slot, doc, tf) of every posting of ``term_ids`` in this chunk.
+
+        Slots as :func:`_slot_dtype` of ``len(term_ids)``, documents int32, tf as stored.
+        """
+        slot_dtype = _slot_dtype(len(term_ids))
         pos = np.searchsorted(self.terms, term_ids)
         pos = np.minimum(pos, max(0, len(self.terms) - 1))
         hit = (len(self.terms) > 0) & (self.terms[pos] == term_ids)
         slots, docs, tfs = [], [], []
         for slot in np.flatnonzero(hit):
             a, b = self.lo[pos[slot]], self.lo[pos[slot] + 1]
-            slots.append(np.full(b - a, slot, dtype=np.int32))
+            slots.append(np.full(b - a, slot, dtype=slot_dtype))
             docs.append(self.docs[a:b])
             tfs.append(self.tf[a:b])
         if not docs:
-            empty = np.zeros(0, dtype=np.int32)
-            return empty, empty, np.zeros(0, dtype=np.float32)
+            return np.zeros(0, slot_dtype), np.zeros(0, np.int32), np.zeros(0, np.uint16)
         return np.concatenate(slots), self.doc_ids(np.concatenate(docs)), np.concatenate(tfs)
 
     def coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -509,8 +517,8 @@ class HistoryIndex:
         for slot, doc, tf, dl in self._query_postings(q):
             if len(doc):
                 # idf * tf / (tf + k1 * (1 - b + b * dl / avgdl)), the same IEEE operations
-                # on the same operands (in place: + and * commute exactly; the float32 tf
-                # and dl widen to float64 exactly)
+                # on the same operands (in place: + and * commute exactly; tf and dl, uint16
+                # or float32, widen to float64 exactly)
                 den = np.multiply(dl, b, dtype=np.float64)
                 den /= avgdl
                 den += 1 - b
@@ -528,7 +536,8 @@ class HistoryIndex:
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(query-term slot, doc, tf, dl) of every posting of the sorted term ids ``q``.
 
-        int32, int32, float32 or uint16 (counts), float32 (document length in terms). Two
+        Slots as :func:`_slot_dtype`, documents int32, tf and dl (the document's length in
+        terms) uint16, or float32 once a value does not fit (:func:`_narrow_tf`). Two
         parts: the sealed chunks (in chunk order, each chunk's postings by term), then the
         open chunk (in (doc, term) order). Both are kept for the last query: asked
         again (a tool loop keeps its question), only chunks sealed since and postings
@@ -536,8 +545,9 @@ class HistoryIndex:
         """
         key = q.tobytes()
         memo = self._bm25_memo
+        slot_dtype = _slot_dtype(len(q))
         if memo is None or memo[0] != key:
-            empty = self._empty_part()
+            empty = self._empty_part(slot_dtype)
             memo = (key, [], empty, None, 0, empty)
         _, chunks, sealed, open_terms, scanned, opened = memo
         sealed_now = self._sealed
@@ -546,19 +556,19 @@ class HistoryIndex:
             k += 1
         if k < len(chunks) or k < len(sealed_now):
             if k < len(chunks):  # cut back (a truncated index): read the kept chunks again
-                chunks, sealed, k = [], self._empty_part(), 0
+                chunks, sealed, k = [], self._empty_part(slot_dtype), 0
             new = [chunk.postings(q) for chunk in sealed_now[k:]]
             chunks = [*chunks, *sealed_now[k:]]
             sealed = self._join(sealed, new)
         if open_terms is not self._open_terms or scanned > len(self._open_terms):
-            open_terms, scanned, opened = self._open_terms, 0, self._empty_part()
+            open_terms, scanned, opened = self._open_terms, 0, self._empty_part(slot_dtype)
         if scanned < len(self._open_terms):
             terms_open = np.frombuffer(self._open_terms, dtype=np.int32)
             hits = np.flatnonzero(np.isin(terms_open[scanned:], q)) + scanned
             new_open = (
-                np.searchsorted(q, terms_open[hits]).astype(np.int32),
+                np.searchsorted(q, terms_open[hits]).astype(slot_dtype),
                 np.frombuffer(self._open_docs, dtype=np.int32)[hits],
-                np.frombuffer(self._open_tf, dtype=np.float32)[hits],
+                _narrow_tf(np.frombuffer(self._open_tf, dtype=np.float32)[hits]),
             )
             scanned = len(terms_open)
             del terms_open
@@ -567,9 +577,9 @@ class HistoryIndex:
         return [sealed, opened]
 
     @staticmethod
-    def _empty_part() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        ints, floats = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
-        return ints, ints, floats, floats
+    def _empty_part(slot_dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        counts = np.zeros(0, dtype=np.uint16)
+        return np.zeros(0, dtype=slot_dtype), np.zeros(0, dtype=np.int32), counts, counts
 
     def _join(
         self,
@@ -582,7 +592,7 @@ class HistoryIndex:
         slot = np.concatenate([part[0], *(x[0] for x in new)])
         doc = np.concatenate([part[1], *(x[1] for x in new)])
         tf = np.concatenate([part[2], *(x[2] for x in new)])
-        dl = self.lengths.view()[np.concatenate([x[1] for x in new])]
+        dl = _narrow_tf(self.lengths.view()[np.concatenate([x[1] for x in new])])
         return slot, doc, tf, np.concatenate([part[3], dl])
 
     def smooth(self, scores: np.ndarray, weight: float, span: int, decay: float) -> np.ndarray:

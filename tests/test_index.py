@@ -194,3 +194,31 @@ def test_sealed_chunks_keep_large_counts_exactly(
         assert docs.tolist() == [2, 2, 3, 3] and tf.tolist() == [2.0, 65_535.0, 1.0, 1.0]
     for terms in (["x"], ["y", "z"], ["x", "y", "z"]):
         assert np.array_equal(sealed.bm25(terms, 1.5, 0.75), opened.bm25(terms, 1.5, 0.75))
+
+
+@pytest.mark.parametrize("chunk", [3, 4096])
+def test_a_query_of_more_than_256_terms_scores_every_term(
+    monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Query-term slots past 255 (uint16 slots) score as the Lucene BM25 formula says."""
+    monkeypatch.setattr(index_mod, "CHUNK", chunk)
+    docs = [[f"t{(3 * d + j) % 300}" for j in range(d % 5 + 3)] * (d % 3 + 1) for d in range(120)]
+    by_text = {" ".join(toks): toks for toks in docs}
+    idx = HistoryIndex(
+        lambda texts: [by_text[t] for t in texts], lambda s: s.head.text, lambda s: 0
+    )
+    idx.add(_segments(list(by_text)))
+    query = [f"t{i}" for i in range(300)]
+    k1, b = 1.5, 0.75
+    n, avgdl = len(docs), sum(map(len, docs)) / len(docs)
+    expected = []
+    for toks in docs:
+        score = 0.0
+        for term in sorted(set(toks), key=lambda t: idx.vocab[t]):
+            df = sum(term in d for d in docs)
+            tf = toks.count(term)
+            idf = np.log1p((n - df + 0.5) / (df + 0.5))
+            score += idf * tf / (tf + k1 * (1 - b + b * len(toks) / avgdl))
+        expected.append(score)
+    assert idx.bm25(query, k1, b) == pytest.approx(expected, rel=1e-12)
+    assert len({t for d in docs for t in d}) > 256
