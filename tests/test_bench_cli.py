@@ -242,6 +242,7 @@ def test_quick_bench_on_real_data(
     assert cv["folds"] == 2
     agent_folds = [r for r in cv["rows"] if r["config"] == "agent" and r["dataset"] == "locomo"]
     assert [(r["fold"], r["transcripts"]) for r in agent_folds] == [(0, 1), (1, 1)]
+    assert all(0 <= r["prefix_stability"] <= 1 and 0 <= r["prefix_reuse"] <= 1 for r in agent_folds)
     agent = next(r for r in rows if r["config"] == "agent" and r["dataset"] == "locomo")
     assert sum(r["evidence_probes"] for r in agent_folds) == agent["evidence_probes"]
     assert (

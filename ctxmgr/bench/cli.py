@@ -207,13 +207,20 @@ def _command(
     return " ".join(words)
 
 
-_CV_KEYS = ("evidence_probes", "evidence_recall_all", "action_values", "action_arg_recall")
+_CV_KEYS = (
+    "evidence_probes",
+    "evidence_recall_all",
+    "action_values",
+    "action_arg_recall",
+    "prefix_stability",  # a choice constrained on cache stability is checked per fold too
+    "prefix_reuse",
+)
 
 
 def _cv_rows(
     results: Sequence[Any], datasets: dict[str, list[Transcript]], k: int, prices: PriceTable
 ) -> dict[str, Any]:
-    """Rows of each fold (transcript i of a dataset in fold i mod k), recall metrics only."""
+    """Rows of each fold (transcript i of a dataset in fold i mod k): recall and cache metrics."""
     from ctxmgr.bench.results import aggregate
 
     fold_of = {t.id: i % k for group in datasets.values() for i, t in enumerate(group)}
