@@ -19,8 +19,10 @@ Placement of what a new question recalls (``placement``):
 
 * ``"block"``: cache-stable. The context stays an append-only prefix (pinned messages,
   summary, recent tail); the segments recalled for the current question form one block
-  just before the latest user message, replaced on the next question, ordered so the most
-  relevant sits nearest the question (Liu et al., "Lost in the Middle", TACL 2024).
+  just before the latest user message, replaced on the next question (with
+  ``recall_gate``, only when that question needs turns the context does not hold, as in
+  the ``agent`` preset), ordered so the most relevant sits nearest the question (Liu et
+  al., "Lost in the Middle", TACL 2024).
 * ``"inline"``: a new question re-selects the whole context (recalled segments in
   chronological order); higher recall, a prompt-cache miss on every new question.
 """
