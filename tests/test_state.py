@@ -124,6 +124,27 @@ def test_from_dict_is_independent_of_its_input() -> None:
 # -- notes ------------------------------------------------------------------------------------
 
 
+def test_covered_follows_summary_covers_through_growth_rollback_and_replacement() -> None:
+    """``covered()`` equals ``set(summary_covers)`` through appends, rollback, a new list.
+
+    The rolled-back ids are replaced by as many others (same length as before the
+    rollback), which a length check alone would not notice.
+    """
+    state = SessionState(summary_covers=["a", "b"])
+    seen = state.covered()
+    assert seen == {"a", "b"}
+    state.summary_covers.append("c")
+    assert state.covered() is seen and seen == {"a", "b", "c"}
+    mark = state.checkpoint()
+    state.summary_covers += ["d", "e"]
+    assert state.covered() == {"a", "b", "c", "d", "e"}
+    state.rollback(mark)
+    state.summary_covers += ["x", "y"]  # the same length as before the rollback
+    assert state.covered() == {"a", "b", "c", "x", "y"}
+    state.summary_covers = ["z"]
+    assert state.covered() == {"z"}
+
+
 def test_note_render_with_and_without_pointers() -> None:
     """Note.render is '- key: fact; fact (see: pointer, pointer)'."""
     assert Note("k", ["a", "b"], ["f.py:1", "url"]).render() == "- k: a; b (see: f.py:1, url)"

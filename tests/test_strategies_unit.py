@@ -275,6 +275,17 @@ def test_summarize_covers_the_evicted_messages() -> None:
     assert set(dropped) == {i for r in report.summarized for i in r.ids}
 
 
+def test_summarize_and_the_manager_share_one_coverage_set() -> None:
+    """One set of covered ids per session (a 100,000-id set is ~4 MB), equal to the list."""
+    mgr = _manager(SUMMARY_PIPELINE, 1000)
+    mgr.fit(chat_history(30))
+    mgr.fit(chat_history(45))
+    covered = mgr._covered()
+    assert covered is mgr.state.covered()
+    assert covered == set(mgr.state.summary_covers)
+    assert len(covered) == len(mgr.state.summary_covers)  # no id covered twice
+
+
 def test_summarizer_receives_previous_summary_and_new_evictions() -> None:
     """Each call gets the previous summary and only the newly evicted messages."""
     rec = RecordingSummarizer()
