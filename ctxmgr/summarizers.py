@@ -157,6 +157,19 @@ class ExtractiveSummarizer:
         self.count_tokens = count_tokens or (lambda s: (len(s) + 3) // 4)
         self.max_words = max_words
         self.max_ids = max_ids
+        # tokens of each summary line seen (a running summary re-fits its earlier lines at
+        # every compaction: counted once, not once per compaction)
+        self._line_tokens: dict[str, int] = {}
+        self._line_counter: Callable[[str], int] | None = None
+
+    def _count_line(self, line: str) -> int:
+        if self._line_counter is not self.count_tokens or len(self._line_tokens) > 4096:
+            self._line_tokens = {}  # a new counter, or bound the memo
+            self._line_counter = self.count_tokens
+        tokens = self._line_tokens.get(line)
+        if tokens is None:
+            tokens = self._line_tokens[line] = self.count_tokens(line)
+        return tokens
 
     def _lines_for(self, messages: Sequence[Message]) -> list[str]:
         lines = []
@@ -204,7 +217,7 @@ class ExtractiveSummarizer:
             " ".join((ln if len(ln) <= max_chars else ln[:max_chars] + " …").split())
             for ln in lines
         ]  # one point per line, no inner newlines
-        costs = [self.count_tokens(ln) + 1 for ln in lines]  # +1: the joining newline
+        costs = [self._count_line(ln) + 1 for ln in lines]  # +1: the joining newline
         marker_cost = 16
         total = sum(costs)
         for cap in (40, 24, 12):
@@ -214,7 +227,7 @@ class ExtractiveSummarizer:
                 words = line.split()
                 if len(words) > cap + 1:
                     lines[i] = " ".join(words[:cap]) + " …"
-                    new = self.count_tokens(lines[i]) + 1
+                    new = self._count_line(lines[i]) + 1
                     total += new - costs[i]
                     costs[i] = new
         if total + marker_cost > max_tokens:

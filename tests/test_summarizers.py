@@ -330,3 +330,21 @@ def test_render_transcript_uses_text_parts() -> None:
 def test_render_transcript_empty() -> None:
     """No messages render as an empty string."""
     assert render_transcript([]) == ""
+
+
+def test_earlier_summary_lines_are_counted_once() -> None:
+    """Folding new messages re-fits the earlier lines without re-counting their tokens."""
+    calls: list[str] = []
+
+    def count(text: str) -> int:
+        calls.append(text)
+        return (len(text) + 3) // 4
+
+    summarizer = ExtractiveSummarizer(count)
+    summary = summarizer.summarize(
+        None, [Message.user(f"Point {i}: Ann paid.") for i in range(30)], max_tokens=400
+    )
+    calls.clear()
+    again = summarizer.summarize(summary, [Message.user("Point 30: Bo paid.")], max_tokens=400)
+    assert again == summary + "\n- user: Point 30: Bo paid."
+    assert [c for c in calls if "\n" not in c] == ["- user: Point 30: Bo paid."]
