@@ -15,6 +15,7 @@ note tools do), which applies the same load / change / compare-and-swap loop.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
 import os
@@ -184,6 +185,7 @@ class StoredSession:
         self._counted = 0  # history messages whose counts the store has
         self._config_key = manager.config.model_dump_json()
         self._archive_size: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # an async store's event loop
         self._encoded: Codec = {}
         self._window_rows: set[str] = set()  # shrunk-message rows the store has
         self._new_window_rows: dict[str, str] = {}  # written by the save in progress
@@ -281,6 +283,7 @@ class StoredSession:
         size: int | None = None  # a plain store's archive is read on demand, as by sync
         if inspect.iscoroutinefunction(self.store.archive):
             size = int(await self.store.archive_size(cid)) if stored is not None else 0
+            self._loop = asyncio.get_running_loop()  # where the archive can be read
         features = rows = None
         if stored is not None and self._features_wanted():
             features = await _maybe(self.store.features(cid))
@@ -294,10 +297,36 @@ class StoredSession:
         self._apply(stored, counts, size, features, rows)
 
     def _async_entries(self) -> list[dict[str, Any]]:
-        raise StoreError(
-            f"the archive of {self.conversation_id!r} is in an async store: read it with "
-            "`await store.archive(conversation_id)`"
-        )
+        """Read an async store's archive from synchronous code (the recall tools).
+
+        The read runs on the event loop the session was synced on, and this thread waits
+        for it (at most 60 s): that works from any other thread, which is where
+        frameworks run synchronous tools (LangChain, LlamaIndex and AutoGen run them in a
+        worker thread). On the loop's own thread it cannot wait without blocking the
+        loop, so it raises.
+
+        Raises:
+            StoreError: called on the event loop's thread, or the loop has stopped, or
+                the read failed or took longer than 60 s.
+        """
+        loop, cid = self._loop, self.conversation_id
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or loop.is_closed() or not loop.is_running() or running is loop:
+            raise StoreError(
+                f"the archive of {cid!r} is in an async store and this code runs on its "
+                "event loop (or the loop has stopped): read it with "
+                "`await store.archive(conversation_id)`, or call the synchronous recall "
+                "tools from a worker thread (e.g. `await asyncio.to_thread(...)`)"
+            )
+        future = asyncio.run_coroutine_threadsafe(self.store.archive(cid), loop)
+        try:
+            return list(future.result(timeout=60))
+        except Exception as exc:
+            future.cancel()
+            raise StoreError(f"reading the archive of {cid!r} failed: {exc!r}") from exc
 
     # ------------------------------------------------------------------ saving
     def _features(self) -> dict[str, Any]:

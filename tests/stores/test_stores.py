@@ -6,6 +6,7 @@ Memory and SQLite run everywhere; Redis and PostgreSQL run against the servers
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -341,3 +342,34 @@ async def test_async_postgres_store_session(postgres_url: str) -> None:
         assert got.messages == (await reference.afit(history[:cut])).messages
     assert await s.archive_size(c) == len(reference.state.archive)
     await s.close()
+
+
+async def test_async_store_archive_reads_from_a_worker_thread(postgres_url: str) -> None:
+    """The synchronous recall tool reads an AsyncPostgresStore archive from a worker thread.
+
+    Frameworks run synchronous tools in a worker thread: the read goes to the session's
+    event loop. On the loop's own thread it would block the loop, so it raises saying
+    what to do instead.
+    """
+    from ctxmgr.stores import StoreError
+    from ctxmgr.tools import recall_functions
+
+    s = await AsyncPostgresStore.open(postgres_url)
+    c = cid()
+    history = agent_history(80, seed=2)
+    try:
+        await StoredSession(
+            ContextManager.from_config("agent", max_context_tokens=1500), s, c
+        ).afit(history)
+        session = StoredSession(ContextManager.from_config("agent", max_context_tokens=1500), s, c)
+        sent = await session.afit(history)  # a second worker: it holds none of the archive
+        evicted = [m for m in history if m.id not in {x.id for x in sent.messages} and m.text]
+        assert evicted
+        _, get_message = recall_functions(lambda: session.manager)
+        text = await asyncio.to_thread(get_message, evicted[0].id)
+        assert evicted[0].text[:200] in text
+        with pytest.raises(StoreError, match="worker thread"):
+            get_message(evicted[0].id)
+    finally:
+        await s.delete(c)
+        await s.close()
