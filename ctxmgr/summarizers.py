@@ -85,7 +85,7 @@ def render_transcript(messages: Sequence[Message], *, max_chars_per_message: int
 
 
 _IDENTIFIER = re.compile(
-    r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"  # an email address
+    r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"  # an email (from a word start: linear)
     r"|(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{5,}(?![\w-])(?!\"\s*:)"  # not a JSON key
 )
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

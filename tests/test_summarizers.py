@@ -348,3 +348,15 @@ def test_earlier_summary_lines_are_counted_once() -> None:
     again = summarizer.summarize(summary, [Message.user("Point 30: Bo paid.")], max_tokens=400)
     assert again == summary + "\n- user: Point 30: Bo paid."
     assert [c for c in calls if "\n" not in c] == ["- user: Point 30: Bo paid."]
+
+
+def test_identifiers_scan_a_long_unbroken_token() -> None:
+    """A base64 blob or a minified dump is one long word: the scan stays linear.
+
+    The email pattern once restarted at every character of such a word (quadratic: a
+    20,000-character token took 1 s, this one would take minutes); it now starts only at
+    the beginning of a word. No wall-clock assertion: a regression shows as a hung test.
+    """
+    blob = "QUJD" * 75_000  # 300,000 characters, letters only: no identifier in it
+    assert identifiers(blob, 12) == []
+    assert identifiers(blob + " id HAT204 " + "9" * 300_000, 12) == ["HAT204"]
