@@ -26,7 +26,7 @@ from langchain_core.messages import SystemMessage
 from mockprovider import SYSTEM_PROMPT, UNCLOSED_CLIENT_SOCKETS, MockProvider, problems
 
 from ctxmgr.bench.loaders import load_transcripts
-from ctxmgr.config import preset_path
+from ctxmgr.config import load_config
 
 WINDOW = 2000
 MESSAGES = 160  # the first 160 turns of LoCoMo conversation 0 (sessions 1-6)
@@ -36,13 +36,11 @@ pytestmark = [pytest.mark.data, *(pytest.mark.filterwarnings(f) for f in UNCLOSE
 
 def _agent(gate: bool) -> dict[str, Any]:
     """The agent preset as a config dict, with or without its recall gate."""
-    import tomllib
-
-    config = tomllib.loads(preset_path("agent").read_text())
+    config = load_config("agent").model_dump()
     if not gate:
-        for s in config["strategies"]:
-            if s["name"] == "relevance":
-                s.pop("recall_gate"), s.pop("recall_share"), s.pop("block_headroom")
+        for entry in config["strategies"]:
+            if entry["name"] == "relevance":
+                entry.update(recall_gate=None, recall_share=None, block_headroom=0.0)
     return config
 
 
