@@ -442,12 +442,13 @@ class HistoryIndex:
         self._vec_open = np.zeros((0, 0), dtype=np.int16)
         self._scale_open = np.zeros(0, dtype=np.float32)
 
+    def _vec_parts(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(int16 rows, float32 scales) per chunk, the open chunk's used rows last."""
+        return [*self._vec_chunks, (self._vec_open[: self._vec_n], self._scale_open[: self._vec_n])]
+
     def _quantized(self) -> tuple[np.ndarray, np.ndarray]:
         """(int16 rows, float32 scales) of every stored vector, oldest first."""
-        chunks = [
-            *self._vec_chunks,
-            (self._vec_open[: self._vec_n], self._scale_open[: self._vec_n]),
-        ]
+        chunks = self._vec_parts()
         return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
 
     def vectors(self) -> np.ndarray | None:
@@ -480,10 +481,7 @@ class HistoryIndex:
         # einsum, not BLAS: a matrix-vector product is memory-bound, and a threaded BLAS
         # spins its idle threads (twice the CPU for nothing on a busy machine)
         parts = [memo[2]] if done and memo is not None else []
-        chunks = [
-            *self._vec_chunks,
-            (self._vec_open[: self._vec_n], self._scale_open[: self._vec_n]),
-        ]
+        chunks = self._vec_parts()
         for c, (chunk, scale) in enumerate(chunks):
             lo = c * CHUNK
             if lo + len(chunk) > done and len(chunk):
