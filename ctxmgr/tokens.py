@@ -226,6 +226,8 @@ class BaseCounter:
         self._cache: dict[str, int] = {}
         self._hits = 0
         self._misses = 0
+        # tokens of roles and names (see TiktokenCounter): a handful of short strings
+        self._names: dict[str, int] = {}
 
     # -- to implement ---------------------------------------------------------------------
     def count_text(self, text: str) -> int:
@@ -272,6 +274,10 @@ class BaseCounter:
 
     def _role_tokens(self, role: str) -> int:
         return self.count_text(role)
+
+    def _name_tokens(self, name: str) -> int:
+        """Tokens of a tool or participant name (a subclass may memoize them)."""
+        return self.count_text(name)
 
     def _part_tokens(self, part: ContentPart) -> int:
         if part.is_reasoning:
@@ -320,9 +326,10 @@ class BaseCounter:
         else:
             total += sum(self._part_tokens(p) for p in content)
         if message.name:
-            total += count_text(message.name) + TOKENS_PER_NAME
+            total += self._name_tokens(message.name) + TOKENS_PER_NAME
         for call in message.tool_calls:
-            total += count_text(call.name) + count_text(call.arguments) + TOKENS_PER_TOOL_CALL
+            total += self._name_tokens(call.name) + count_text(call.arguments)
+            total += TOKENS_PER_TOOL_CALL
         return total
 
     # -- cache ------------------------------------------------------------------------------
@@ -335,6 +342,7 @@ class BaseCounter:
         self._cache.clear()
         self._hits = 0
         self._misses = 0
+        self._names.clear()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -466,6 +474,10 @@ def encoding_name_for_model(model: str | None) -> str:
     return "cl100k_base"
 
 
+_NAME_CHARS = 64  # longest role / tool / participant name whose count is kept
+_NAME_MEMO = 1024  # names kept per counter (emptied when full)
+
+
 class TiktokenCounter(BaseCounter):
     """Counts tokens with tiktoken's BPE, plus OpenAI's per-message overhead.
 
@@ -519,6 +531,21 @@ class TiktokenCounter(BaseCounter):
     def count_text(self, text: str) -> int:
         """Return the BPE tokens of ``text`` (special-token text counted as ordinary text)."""
         return len(self._encode(text)) if text else 0
+
+    # roles and names repeat in every message: their exact counts are kept (per counter,
+    # so per encoding), short ones only and at most _NAME_MEMO of them
+    def _role_tokens(self, role: str) -> int:
+        return self._name_tokens(role)
+
+    def _name_tokens(self, name: str) -> int:
+        tokens = self._names.get(name)
+        if tokens is None:
+            tokens = self.count_text(name)
+            if len(name) <= _NAME_CHARS:
+                if len(self._names) >= _NAME_MEMO:
+                    self._names.clear()
+                self._names[name] = tokens
+        return tokens
 
 
 class ApproxCounter(BaseCounter):

@@ -264,6 +264,65 @@ def test_message_tokenized_once(counter: TiktokenCounter, monkeypatch: pytest.Mo
     assert (info.hits, info.misses, info.size) == (2, 1, 1)
 
 
+def test_roles_and_names_tokenized_once_per_counter(
+    counter: TiktokenCounter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Roles, tool names and participant names are tokenized once; every count stays exact."""
+    texts: list[str] = []
+    real = counter.count_text
+
+    def spy(text: str) -> int:
+        texts.append(text)
+        return real(text)
+
+    monkeypatch.setattr(counter, "count_text", spy)
+    enc = counter.encoding
+    messages = [
+        Message.user(f"question {i}", name="Alice") if i % 2 else Message.user(f"q {i}")
+        for i in range(6)
+    ] + [
+        Message.assistant(tool_calls=[ToolCall(f"c{i}", name, '{"a": 1}')])
+        for i, name in enumerate(["get_weather", "a", "get_weather", "lookup_flight_status"])
+    ]
+    for msg in messages:
+        expected = TOKENS_PER_MESSAGE + len(enc.encode_ordinary(msg.role))
+        expected += len(enc.encode_ordinary(msg.text))
+        if msg.name:
+            expected += len(enc.encode_ordinary(msg.name)) + TOKENS_PER_NAME
+        for call in msg.tool_calls:
+            expected += len(enc.encode_ordinary(call.name)) + len(
+                enc.encode_ordinary(call.arguments)
+            )
+            expected += TOKENS_PER_TOOL_CALL
+        assert counter.count_message(msg) == expected
+    for name in ("user", "assistant", "Alice", "get_weather", "a", "lookup_flight_status"):
+        assert texts.count(name) == 1
+    # a second counter keeps its own names (its encoding may differ)
+    assert TiktokenCounter()._names == {}
+    counter.clear_cache()
+    assert counter._names == {}
+    assert counter.count_message(messages[0]) == TOKENS_PER_MESSAGE + 1 + len(
+        enc.encode_ordinary("q 0")
+    )
+    assert texts.count("user") == 2
+
+
+def test_name_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The name memo keeps short names only, and empties itself when full; counts stay exact."""
+    monkeypatch.setattr(tokens, "_NAME_MEMO", 2)
+    counter = TiktokenCounter()
+    enc = counter.encoding
+    long_name = "tool_" * 20  # 100 characters: counted, never kept
+    names = ["alpha", "beta_tool", long_name, "gamma", "alpha", long_name]
+    for i, name in enumerate(names):
+        call = ToolCall(f"c{i}", name, "{}")
+        msg = Message.assistant(tool_calls=[call])
+        expected = TOKENS_PER_MESSAGE + 1 + len(enc.encode_ordinary(name)) + 1
+        assert counter.count_message(msg) == expected + TOKENS_PER_TOOL_CALL
+        assert len(counter._names) <= 2
+        assert long_name not in counter._names
+
+
 def test_clear_cache(counter: TiktokenCounter) -> None:
     """clear_cache empties the cache and resets the statistics."""
     counter.count_message(Message.user("a"))
