@@ -562,7 +562,11 @@ class HistoryIndex:
             open_terms, scanned, opened = self._open_terms, 0, self._empty_part(slot_dtype)
         if scanned < len(self._open_terms):
             terms_open = np.frombuffer(self._open_terms, dtype=np.int32)
-            hits = np.flatnonzero(np.isin(terms_open[scanned:], q)) + scanned
+            # np.isin(terms, q) by a lookup table over the term ids (every id, indexed or
+            # asked, comes from the vocabulary): no sort of the open chunk's postings
+            wanted = np.zeros(max(len(self.vocab), int(q[-1]) + 1), dtype=bool)
+            wanted[q] = True
+            hits = np.flatnonzero(wanted[terms_open[scanned:]]) + scanned
             new_open = (
                 np.searchsorted(q, terms_open[hits]).astype(slot_dtype),
                 np.frombuffer(self._open_docs, dtype=np.int32)[hits],

@@ -79,6 +79,35 @@ def _import_deps() -> None:
         TermCounts = _TermCounts  # type: ignore[misc]
 
 
+_BM25_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenize's default token_pattern
+_STEM_MEMO = 200_000  # words whose stem a strategy keeps (emptied when it grows past)
+# ASCII bytes that are not \w (letters, digits, _) -> space, the rest unchanged
+_ASCII_WORD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_ASCII_SPLIT = bytes(c if c in _ASCII_WORD else 32 for c in range(256))
+
+
+def _words(text: str) -> list[str]:
+    r"""``_BM25_TOKEN.findall(text.lower())``: the runs of 2 or more word characters.
+
+    ASCII text (``\w`` is ``[A-Za-z0-9_]`` there) is split by a byte table in C instead
+    of the regular expression.
+    """
+    if text.isascii():
+        split = text.lower().encode().translate(_ASCII_SPLIT).decode().split()
+        return [w for w in split if len(w) > 1]
+    return _BM25_TOKEN.findall(text.lower())
+
+
+def _bm25s_stopwords(name: str | None) -> Sequence[str]:
+    """The stop words ``bm25s.tokenize(stopwords=name)`` drops."""
+    from bm25s.tokenization import _infer_stopwords
+
+    try:
+        return _infer_stopwords(name)  # type: ignore[no-any-return]
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="relevance.stopwords") from None
+
+
 @functools.lru_cache(maxsize=1)
 def _wordllama() -> Any:
     # small batches: the tokenizer's thread pool costs more than it saves
@@ -262,6 +291,8 @@ class RelevanceEviction(Strategy):
             import Stemmer
 
             self._stemmer = Stemmer.Stemmer(self.options.stemmer)
+        self._stopwords = frozenset(_bm25s_stopwords(self.options.stopwords))
+        self._stems: dict[str, str] = {}  # word -> its stem (see _tokenize)
         self._embed: Callable[[list[str]], Any] | None = self._resolve_embedder()
         self._index = HistoryIndex(self._tokenize_docs, self._doc, self._session)
         # feature rows of a store (see load_features): loaded, and derived since the save
@@ -293,14 +324,30 @@ class RelevanceEviction(Strategy):
         return None
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
-        out = bm25s.tokenize(
-            texts,
-            stopwords=self.options.stopwords,
-            stemmer=self._stemmer,
-            return_ids=False,
-            show_progress=False,
-        )
-        return [list(t) for t in out]  # type: ignore[union-attr]
+        """The terms of each text, as ``bm25s.tokenize(texts, return_ids=False)`` gives them.
+
+        bm25s's steps (lower-case, its token pattern, stop words dropped, each word
+        stemmed), with the stop-word set built once instead of once per text and each
+        word's stem kept (Snowball stems a word alone: the same stem for it in any batch).
+        """
+        stop = self._stopwords
+        if self._stemmer is None:
+            return [[w for w in _words(text) if w not in stop] for text in texts]
+        stems = self._stems
+        if len(stems) > _STEM_MEMO:
+            stems.clear()
+        stem = self._stemmer.stemWord
+        out = []
+        for text in texts:
+            terms = []
+            for word in _words(text):
+                if word not in stop:
+                    term = stems.get(word)
+                    if term is None:
+                        term = stems[word] = stem(word)
+                    terms.append(term)
+            out.append(terms)
+        return out
 
     # ------------------------------------------------------------------ stored features
     # A segment's index terms and embedding depend only on its indexed text and these
@@ -540,7 +587,8 @@ class RelevanceEviction(Strategy):
             return []
         top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [int(p) for p in top if scores[p] > 0 and int(p) not in exclude][:limit]
+        positive: list[int] = top[scores[top] > 0].tolist()
+        return [p for p in positive if p not in exclude][:limit]
 
     # ------------------------------------------------------------------ hooks
     @hookimpl
@@ -643,16 +691,21 @@ class RelevanceEviction(Strategy):
         units: list[list[int]] = []  # an answer comes with its question, or not at all
         chosen: set[int] = set()
         budget = room
-        for pos in self._ranked(scores, taken, self.options.max_recall + 64):
+        ranked = self._ranked(scores, taken, self.options.max_recall + 64)
+        at = np.asarray(ranked, dtype=np.int64)
+        known = at < len(question)
+        questions = np.full(len(at), -1, dtype=np.int64)
+        questions[known] = question[at[known]]
+        for pos, q in zip(ranked, questions.tolist()):
             if budget <= 0:
                 break
             if pos in chosen:
                 continue
             unit = [pos]
-            q = int(question[pos]) if pos < len(question) else -1
-            if history[pos].role == "assistant" and q >= 0 and q not in taken and q not in chosen:
+            tokens = history[pos].tokens
+            if q >= 0 and q not in taken and q not in chosen and history[pos].role == "assistant":
                 unit = [q, pos]
-            tokens = sum(history[p].tokens for p in unit)
+                tokens += history[q].tokens
             if tokens <= budget:
                 units.append(unit)
                 chosen.update(unit)
