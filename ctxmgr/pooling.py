@@ -15,11 +15,13 @@ faster:
   of a text is the concatenation of its pieces' sequences;
 * texts are pooled in batches of similar token counts (padding under a quarter, where
   one batch of a short question and a 2,000-character tool result was mostly padding)
-  with WordLlama's own expressions (a masked float32 sum over tokens, divided by the
-  token count, L2-normalized as ``WordLlama.embed(norm=True)`` does); a row's sum does
-  not depend on the padding or the other rows of its batch.
+  with WordLlama's own expressions (a float32 sum over tokens in token order, padding
+  zeroed, divided by the token count, L2-normalized as ``WordLlama.embed(norm=True)``
+  does); a row's sum does not depend on the padding or the other rows of its batch.
 
-``tests/test_pooling.py`` checks the result equals ``WordLlama.embed`` bit for bit.
+``tests/test_pooling.py`` checks the result equals ``WordLlama.embed`` (``np.array_equal``:
+bit for bit, except that a component that is exactly zero may be ``-0.0`` in one and
+``0.0`` in the other, which compare equal).
 """
 
 from __future__ import annotations
@@ -114,15 +116,19 @@ class PooledEmbedder:
             rows = order[i:j]
             lengths = counts[rows]
             width = int(lengths[-1])
-            # row r holds the ids of text rows[r], then zeros; mask: 1.0 over its ids
+            # row r holds the ids of text rows[r], then zeros (valid: where its ids are)
             valid = np.arange(width) < lengths[:, np.newaxis]
             padded = np.zeros((len(rows), width), dtype=np.int32)
             flat = chain.from_iterable([ids[k] for k in rows.tolist()])
             padded[valid] = np.fromiter(flat, dtype=np.int32, count=int(lengths.sum()))
-            mask = valid.astype(np.float32)
             np.clip(padded, 0, top, out=padded)
-            # WordLlama.avg_pool's own expression: per-row float32 sums in token order
-            sums[rows] = np.sum(embedding[padded] * mask[..., np.newaxis], axis=1, dtype=np.float32)
+            # WordLlama.avg_pool's float32 sums over the tokens, in token order; it multiplies
+            # by a 0/1 mask, here the padding rows are zeroed: a token's vector times 1.0 is
+            # itself, and a padding adds +0.0 where the mask added +-0.0 (the same sum; at
+            # most the sign of an exactly zero component differs, and -0.0 == 0.0)
+            gathered = embedding[padded]
+            gathered[~valid] = 0.0
+            sums[rows] = np.sum(gathered, axis=1, dtype=np.float32)
             i = j
         sums /= np.maximum(counts, 1).astype(np.float32)[:, np.newaxis]
         with np.errstate(invalid="ignore", divide="ignore"):
