@@ -492,7 +492,7 @@ _SPLIT_SAFE_PATTERN = (
 )
 # a whitespace character before a space (Python's \s holds every character tiktoken's
 # \s does, and a few more): such a text is encoded whole
-_WS_BEFORE_SPACE = re.compile(r"\s ")
+_WS_BEFORE_SPACE = re.compile(r" (?<=\s )")  # r"\s ", found by a scan for the space
 _WORD_CHARS = 40  # longest word whose count is kept
 _WORD_MEMO = 32_768  # words kept per counter (emptied when full)
 
