@@ -82,19 +82,16 @@ class PooledEmbedder:
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
         pieces = [_pieces(t) for t in texts]
-        local: dict[str, list[int] | None] = {p: cache.get(p) for ps in pieces for p in ps}
+        local: dict[str, list[int] | None] = dict.fromkeys(chain.from_iterable(pieces))
+        for p in local:
+            local[p] = cache.get(p)
         missing = [p for p, ids in local.items() if ids is None]
         if missing:
             encoded = dict(zip(missing, self._encode(missing)))
             local.update(encoded)
             cache.update(encoded)
-        out = []
-        for ps in pieces:
-            ids: list[int] = []
-            for p in ps:
-                ids += local[p] or ()
-            out.append(ids)
-        return out
+        get = local.__getitem__  # every piece is a list of ids now
+        return [list(chain.from_iterable(map(get, ps))) for ps in pieces]  # type: ignore[arg-type]
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts`` (not mutated): float32 (len(texts), dim), rows L2-normalized.
