@@ -570,14 +570,17 @@ class TiktokenCounter(BaseCounter):
             _remember(self._heads, head, total)
         words = self._words
         del parts[0]
+        try:  # every word seen before: one pass in C
+            return total + sum(map(words.__getitem__, parts))
+        except KeyError:
+            pass
         counts = list(map(words.get, parts))
-        if None in counts:
-            encode = self._encode
-            for i, tokens in enumerate(counts):
-                if tokens is None:
-                    word = parts[i]
-                    tokens = counts[i] = len(encode(" " + word))
-                    _remember(words, word, tokens)
+        encode = self._encode
+        for i, tokens in enumerate(counts):
+            if tokens is None:
+                word = parts[i]
+                tokens = counts[i] = len(encode(" " + word))
+                _remember(words, word, tokens)
         return total + sum(counts)  # type: ignore[arg-type]
 
     def clear_cache(self) -> None:
