@@ -226,9 +226,10 @@ class RelevanceOptions(StrategyOptions):
         recall_gate: with ``placement = "block"``, a new query recalls a new block only
             when one of its ``recall_gate`` best matches in the history (fused, smoothed
             scores; the query's own message excluded) is not in the context (the earlier
-            block included); otherwise the earlier block stays where it was (or there is
-            none), so the context only grows and the prompt cache holds. ``None``: every
-            new query recalls a new block.
+            block included); otherwise the earlier block stays where it was, so the
+            context only grows and the prompt cache holds. An earlier block that is empty
+            (or absent) is replaced anyway: that removes nothing, and the new block uses
+            the free room. ``None``: every new query recalls a new block.
         recall_share: with ``placement = "block"``, when a new block is to be recalled and
             the context holds more than ``1 - recall_share`` of the effective limit, the
             context is first compacted down to that, so the block gets at least this share.
@@ -648,11 +649,15 @@ class RelevanceEviction(Strategy):
                 fire = self._needs_recall(window, [*selected, *block[1]])
         if block is not None and (block[0] == query or not fire):
             kept = self._keep(window, block[1], taken, room)
-            if kept is not None:
+            if kept is not None and (kept or block[0] == query):
                 if len(block) > 2:
                     window.scratch["recall_block_anchor"] = block[2]
                 data["block"] = [query, kept, *block[2:]]
                 return kept
+            # an earlier block with nothing left to keep removes nothing when replaced: a
+            # new question then recalls into the free room even when the gate holds (the
+            # block goes before it, so the context still only grows)
+            fire = fire or kept == []
         if not fire:
             data.pop("block", None)
             return []

@@ -226,6 +226,30 @@ def test_recall_gate_keeps_the_earlier_block_where_it_was() -> None:
     assert third.messages[-1].text.startswith("Which gardening tools")
 
 
+def test_recall_gate_refills_an_empty_block() -> None:
+    """An earlier block that recalled nothing does not stop a later question's recall.
+
+    The first question comes while the whole history fits, so its block is empty. When
+    the history has outgrown the window, a question the gate holds (its best match is in
+    the recent tail) still recalls into the free room: replacing an empty block removes
+    nothing from the context. (Before, the empty block was kept and the room stayed
+    unused: tau-bench/9-2 at 8,000 tokens lost a saved passenger's name and birth date.)
+    """
+    mgr = _gated()
+    early = _history()[:5]
+    first = mgr.fit([*early, Message.user("How is Biscuit?")])
+    assert len(first.messages) == 6  # everything fits: nothing to recall
+    assert not [r for r in first.report.kept if r.reason.startswith("recalled")]
+    history = [*early, Message.user("How is Biscuit?"), Message.assistant("Fine."), *_history()[5:]]
+    history.append(Message.user("What about day 29?"))
+    second = mgr.fit(history)
+    assert second.report.compacted
+    recalled = [i for r in second.report.kept if r.reason.startswith("recalled") for i in r.ids]
+    assert recalled  # older "day N" turns the compacted context no longer holds
+    assert second.messages[-1] is history[-1]
+    assert second.report.tokens_after <= 700
+
+
 def test_recall_gate_off_recalls_for_every_new_query() -> None:
     """Without the gate each new query replaces the block (the default)."""
     mgr = _manager(placement="block", semantic=False)
