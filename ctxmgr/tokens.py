@@ -16,7 +16,9 @@ Three counters are provided, and :func:`get_counter` builds one from a config va
 * :class:`CallableCounter`: wraps your own function (e.g. a Hugging Face tokenizer).
 
 Every counter caches the count of each message under ``Message.fingerprint``, so a message
-is tokenized once in its life; a cache hit is one dict lookup.
+is tokenized once in its life; a cache hit is one dict lookup. With cl100k_base,
+:class:`TiktokenCounter` also counts most texts word by word, each distinct short word
+tokenized once (exact: see :meth:`TiktokenCounter.count_text`).
 """
 
 from __future__ import annotations
