@@ -42,6 +42,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from itertools import filterfalse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -86,15 +87,18 @@ _ASCII_WORD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 _ASCII_SPLIT = bytes(c if c in _ASCII_WORD else 32 for c in range(256))
 
 
-def _words(text: str) -> list[str]:
+_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")  # one-character words
+
+
+def _words(text: str) -> Iterable[str]:
     r"""``_BM25_TOKEN.findall(text.lower())``: the runs of 2 or more word characters.
 
     ASCII text (``\w`` is ``[A-Za-z0-9_]`` there) is split by a byte table in C instead
-    of the regular expression.
+    of the regular expression, and its one-character words are dropped in C.
     """
     if text.isascii():
         split = text.lower().encode().translate(_ASCII_SPLIT).decode().split()
-        return [w for w in split if len(w) > 1]
+        return filterfalse(_ASCII_LETTERS.__contains__, split)
     return _BM25_TOKEN.findall(text.lower())
 
 
@@ -292,7 +296,7 @@ class RelevanceEviction(Strategy):
             import Stemmer
 
             self._stemmer = Stemmer.Stemmer(self.options.stemmer)
-        self._stopwords = frozenset(_bm25s_stopwords(self.options.stopwords))
+        self._dropped = frozenset(_bm25s_stopwords(self.options.stopwords))  # stop words
         self._stems: dict[str, str] = {}  # word -> its stem (see _tokenize)
         self._embed: Callable[[list[str]], Any] | None = self._resolve_embedder()
         self._index = HistoryIndex(self._tokenize_docs, self._doc, self._session)
@@ -331,23 +335,24 @@ class RelevanceEviction(Strategy):
         stemmed), with the stop-word set built once instead of once per text and each
         word's stem kept (Snowball stems a word alone: the same stem for it in any batch).
         """
-        stop = self._stopwords
-        if self._stemmer is None:
-            return [[w for w in _words(text) if w not in stop] for text in texts]
+        stemmer = self._stemmer
         stems = self._stems
         if len(stems) > _STEM_MEMO:
             stems.clear()
-        stem = self._stemmer.stemWord
         out = []
         for text in texts:
-            terms = []
-            for word in _words(text):
-                if word not in stop:
-                    term = stems.get(word)
+            words = list(filterfalse(self._dropped.__contains__, _words(text)))
+            if stemmer is None:
+                out.append(words)
+                continue
+            try:  # every word stemmed before: one pass in C
+                out.append(list(map(stems.__getitem__, words)))
+            except KeyError:
+                terms = list(map(stems.get, words))
+                for i, term in enumerate(terms):
                     if term is None:
-                        term = stems[word] = stem(word)
-                    terms.append(term)
-            out.append(terms)
+                        terms[i] = stems[words[i]] = stemmer.stemWord(words[i])
+                out.append(terms)  # type: ignore[arg-type]
         return out
 
     # ------------------------------------------------------------------ stored features
