@@ -326,7 +326,7 @@ class HistoryIndex:
         self, base: int, token_lists: Sequence[list[str]]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(doc, term id, tf) of every posting, and each document's length, from terms."""
-        flat = [t for toks in token_lists for t in toks]
+        flat = list(chain.from_iterable(token_lists))
         sizes = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
         if not flat:
             empty = np.zeros(0, dtype=np.int64)

@@ -706,21 +706,24 @@ class RelevanceEviction(Strategy):
         known = at < len(question)
         questions = np.full(len(at), -1, dtype=np.int64)
         questions[known] = question[at[known]]
+        max_recall = self.options.max_recall
         for pos, q in zip(ranked, questions.tolist()):
             if budget <= 0:
                 break
             if pos in chosen:
                 continue
-            unit = [pos]
-            tokens = history[pos].tokens
-            if q >= 0 and q not in taken and q not in chosen and history[pos].role == "assistant":
+            seg = history[pos]
+            tokens = seg.tokens
+            if q >= 0 and q not in taken and q not in chosen and seg.role == "assistant":
                 unit = [q, pos]
                 tokens += history[q].tokens
+            else:
+                unit = [pos]
             if tokens <= budget:
                 units.append(unit)
                 chosen.update(unit)
                 budget -= tokens
-                if len(chosen) >= self.options.max_recall:
+                if len(chosen) >= max_recall:
                     break
         if self.options.block_order == "chronological":
             units.sort()
