@@ -82,12 +82,9 @@ def _import_deps() -> None:
 
 _BM25_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenize's default token_pattern
 _STEM_MEMO = 200_000  # words whose stem a strategy keeps (emptied when it grows past)
-# ASCII bytes that are not \w (letters, digits, _) -> space, the rest unchanged
-_ASCII_WORD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-_ASCII_SPLIT = bytes(c if c in _ASCII_WORD else 32 for c in range(256))
-
-
-_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")  # one-character words
+_ASCII_WORD_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"  # \w
+_ASCII_SPLIT = bytes(c if chr(c) in _ASCII_WORD_CHARS else 32 for c in range(256))  # else " "
+_ONE_CHAR_WORDS = frozenset(_ASCII_WORD_CHARS.lower())  # lower-cased; the pattern needs two
 
 
 def _words(text: str) -> Iterable[str]:
@@ -98,7 +95,7 @@ def _words(text: str) -> Iterable[str]:
     """
     if text.isascii():
         split = text.lower().encode().translate(_ASCII_SPLIT).decode().split()
-        return filterfalse(_ASCII_LETTERS.__contains__, split)
+        return filterfalse(_ONE_CHAR_WORDS.__contains__, split)
     return _BM25_TOKEN.findall(text.lower())
 
 
