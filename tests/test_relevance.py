@@ -142,9 +142,12 @@ def recording_embedder(texts: list[str]) -> list[list[float]]:
 
 @pytest.mark.parametrize("semantic_text", ["content", "indexed"])
 def test_semantic_text_chooses_what_the_embedder_sees(semantic_text: str) -> None:
-    """``content`` embeds a turn without its speaker's name or session date; a tool
-    result keeps its tool's name and a tool call its name and arguments. ``indexed``
-    embeds the text BM25 indexes."""
+    """What the embedder sees of each turn.
+
+    ``content``: a turn without its speaker's name or session date; a tool result keeps
+    its tool's name and a tool call its name and arguments. ``indexed``: the text BM25
+    indexes.
+    """
     call = ToolCall(id="c1", name="get_user", arguments='{"user_id": "ann_1"}')
     history = [
         Message.user("I adopted a puppy.", name="Caroline", metadata={"session_date": "8 May"}),
