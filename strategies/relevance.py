@@ -163,7 +163,8 @@ class RelevanceOptions(StrategyOptions):
         semantic_text: what the embedder sees of a turn. ``"content"`` (default): its
             text, tool calls and a tool result's tool name, without a participant's
             ``name`` or the ``index_metadata`` values; ``"indexed"``: the text BM25
-            indexes (name, content, metadata). A static embedding is a mean of word
+            indexes (name, content, metadata). With ``"content"`` the query is embedded
+            without the participants' names too. A static embedding is a mean of word
             vectors: words shared by every turn of a speaker or a session pull those
             turns' vectors together and flatten the contrast between them (speakers are
             the speaker prior's job, dates BM25's). LoCoMo ranking test
@@ -436,6 +437,19 @@ class RelevanceEviction(Strategy):
             parts.extend(f"{c.name} {c.arguments}" for c in m.tool_calls)
         return "\n".join(parts)
 
+    def _semantic_query(self, query: str) -> str:
+        """What the embedder sees of the query (option ``semantic_text``).
+
+        With ``"content"``: the query without the conversation's participant names, as
+        turns are embedded without them (a question naming a speaker is the speaker
+        prior's job).
+        """
+        if self.options.semantic_text != "content":
+            return query
+        for name in self._index.speaker_ids:
+            query = _names(name).sub(" ", query)
+        return query
+
     def _session(self, seg: Segment) -> Any:
         value = seg.head.metadata.get(self.options.session_key)
         return value if value is None or isinstance(value, (str, int, float)) else str(value)
@@ -472,7 +486,8 @@ class RelevanceEviction(Strategy):
         texts = [self._semantic_doc(s) for s in index.segments[index.embedded : n]]
         fresh_query = self._qvec is None or self._qvec[0] != query
         if texts or fresh_query:
-            rows = self._doc_vectors(texts, query if fresh_query else None)  # one batch
+            asked = self._semantic_query(query) if fresh_query else None
+            rows = self._doc_vectors(texts, asked)  # one batch
             if rows is None:
                 return None
             index.add_vectors(rows[: len(texts)])

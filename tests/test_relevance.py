@@ -176,6 +176,12 @@ def test_semantic_text_chooses_what_the_embedder_sees(semantic_text: str) -> Non
         assert docs == [strategy._doc(seg) for seg in segs]
         assert "Caroline" in docs[0] and "8 May" in docs[0]
     assert EMBEDDED[3] == "the puppy"  # the query, in the same batch
+    # a query naming a participant: with "content" the name is not embedded either
+    strategy._history_scores(  # type: ignore[arg-type]
+        SimpleNamespace(history=segs, query="What did Caroline adopt?")
+    )
+    expected = "What did   adopt?" if semantic_text == "content" else "What did Caroline adopt?"
+    assert EMBEDDED[-1] == expected
 
 
 def _before_block(result: FitResult) -> list[str]:
