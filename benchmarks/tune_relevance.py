@@ -48,6 +48,11 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
         "speaker_weight": [0.0, 0.3, 0.5, 0.7, 0.9],
         "semantic_weight": [0.3, 0.5, 0.7],
     },
+    # what the embedder sees of a turn: its content, or the text BM25 indexes
+    "semantic_text": {
+        "semantic_text": ["indexed", "content"],
+        "semantic_weight": [0.3, 0.5, 0.7],
+    },
 }
 GRID: dict[str, list[Any]] = GRIDS["fusion"]
 

@@ -190,6 +190,16 @@ class RelevanceOptions(StrategyOptions):
             alone. An embedder that raises is dropped with a warning (BM25 goes on).
         semantic: use the bundled WordLlama scorer when ``embedder`` is ``None``.
         semantic_weight: share of the semantic score in the fusion, in [0, 1].
+        semantic_text: what the embedder sees of a turn. ``"content"`` (default): its
+            text, tool calls and a tool result's tool name, without a participant's
+            ``name`` or the ``index_metadata`` values; ``"indexed"``: the text BM25
+            indexes (name, content, metadata). With ``"content"`` the query is embedded
+            without the participants' names too. A static embedding is a mean of word
+            vectors: words shared by every turn of a speaker or a session pull those
+            turns' vectors together and flatten the contrast between them (speakers are
+            the speaker prior's job, dates BM25's). LoCoMo ranking test
+            (``benchmarks/tune_relevance.py --grid semantic_text``), see
+            ``benchmarks/README.md``.
         semantic_dim: keep only the first this many embedding dimensions (re-normalized),
             or ``None`` for all. WordLlama is trained Matryoshka-style (Kusupati et al.,
             NeurIPS 2022), so a prefix of its 256 dimensions is itself an embedding; fewer
@@ -253,6 +263,7 @@ class RelevanceOptions(StrategyOptions):
     embedder: str | None = None
     semantic: bool = True
     semantic_weight: float = Field(default=0.5, ge=0, le=1)
+    semantic_text: Literal["content", "indexed"] = "content"
     semantic_dim: int | None = Field(default=128, ge=8)
     fusion: Literal["zscore", "rrf"] = "zscore"
     rrf_k: int = Field(default=60, ge=1)
@@ -462,6 +473,32 @@ class RelevanceEviction(Strategy):
         ]
         return " ".join([seg.text, *extra])
 
+    def _semantic_doc(self, seg: Segment) -> str:
+        """What the embedder sees of a segment (option ``semantic_text``)."""
+        if self.options.semantic_text == "indexed":
+            return self._doc(seg)
+        parts: list[str] = []
+        for m in seg.messages:
+            if m.role == "tool" and m.name:
+                parts.append(m.name)
+            if m.text:
+                parts.append(m.text)
+            parts.extend(f"{c.name} {c.arguments}" for c in m.tool_calls)
+        return "\n".join(parts)
+
+    def _semantic_query(self, query: str) -> str:
+        """What the embedder sees of the query (option ``semantic_text``).
+
+        With ``"content"``: the query without the conversation's participant names, as
+        turns are embedded without them (a question naming a speaker is the speaker
+        prior's job).
+        """
+        if self.options.semantic_text != "content":
+            return query
+        for name in self._index.speaker_ids:
+            query = _names(name).sub(" ", query)
+        return query
+
     def _session(self, seg: Segment) -> Any:
         value = seg.head.metadata.get(self.options.session_key)
         return value if value is None or isinstance(value, (str, int, float)) else str(value)
@@ -495,10 +532,11 @@ class RelevanceEviction(Strategy):
         if self._embed is None:
             return None
         index = self._index
-        texts = [self._doc(s) for s in index.segments[index.embedded : n]]
+        texts = [self._semantic_doc(s) for s in index.segments[index.embedded : n]]
         fresh_query = self._qvec is None or self._qvec[0] != query
         if texts or fresh_query:
-            rows = self._doc_vectors(texts, query if fresh_query else None)  # one batch
+            asked = self._semantic_query(query) if fresh_query else None
+            rows = self._doc_vectors(texts, asked)  # one batch
             if rows is None:
                 return None
             index.add_vectors(rows[: len(texts)])

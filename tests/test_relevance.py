@@ -11,7 +11,7 @@ import pytest
 from ctxmgr.strategies import relevance
 from ctxmgr.strategies.relevance import RelevanceEviction, wordllama_embedder
 
-from ctxmgr import ContextManager, Message
+from ctxmgr import ContextManager, Message, ToolCall
 from ctxmgr.report import FitResult
 from ctxmgr.segments import Segment
 
@@ -130,6 +130,59 @@ def test_any_embedding_callable_plugs_in() -> None:
     mgr.fit(history)
     assert strategy._index.embedded == len(strategy._index)
     assert strategy._index.dim == 32
+
+
+EMBEDDED: list[str] = []
+
+
+def recording_embedder(texts: list[str]) -> list[list[float]]:
+    """:func:`hashing_embedder` that records what it was asked to embed."""
+    EMBEDDED.extend(texts)
+    return hashing_embedder(texts)
+
+
+@pytest.mark.parametrize("semantic_text", ["content", "indexed"])
+def test_semantic_text_chooses_what_the_embedder_sees(semantic_text: str) -> None:
+    """What the embedder sees of each turn.
+
+    ``content``: a turn without its speaker's name or session date; a tool result keeps
+    its tool's name and a tool call its name and arguments. ``indexed``: the text BM25
+    indexes.
+    """
+    call = ToolCall(id="c1", name="get_user", arguments='{"user_id": "ann_1"}')
+    history = [
+        Message.user("I adopted a puppy.", name="Caroline", metadata={"session_date": "8 May"}),
+        Message.assistant("", tool_calls=[call]),
+        Message.tool('{"dob": "1980-03-27"}', tool_call_id="c1", name="get_user"),
+        Message.assistant("What breed?", name="Melanie", metadata={"session_date": "8 May"}),
+    ]
+    strategy = RelevanceEviction(
+        RelevanceEviction.Options(
+            embedder="tests.test_relevance:recording_embedder", semantic_text=semantic_text
+        )
+    )
+    segs = [
+        Segment((history[0],), 0, 10),
+        Segment((history[1], history[2]), 1, 10),
+        Segment((history[3],), 3, 10),
+    ]
+    EMBEDDED.clear()
+    strategy._history_scores(SimpleNamespace(history=segs, query="the puppy"))  # type: ignore[arg-type]
+    docs = EMBEDDED[:3]
+    if semantic_text == "content":
+        assert docs[0] == "I adopted a puppy."
+        assert docs[1] == 'get_user {"user_id": "ann_1"}\nget_user\n{"dob": "1980-03-27"}'
+        assert docs[2] == "What breed?"
+    else:
+        assert docs == [strategy._doc(seg) for seg in segs]
+        assert "Caroline" in docs[0] and "8 May" in docs[0]
+    assert EMBEDDED[3] == "the puppy"  # the query, in the same batch
+    # a query naming a participant: with "content" the name is not embedded either
+    strategy._history_scores(  # type: ignore[arg-type]
+        SimpleNamespace(history=segs, query="What did Caroline adopt?")
+    )
+    expected = "What did   adopt?" if semantic_text == "content" else "What did Caroline adopt?"
+    assert EMBEDDED[-1] == expected
 
 
 def _before_block(result: FitResult) -> list[str]:
