@@ -486,7 +486,9 @@ class HistoryIndex:
             lo = c * CHUNK
             if lo + len(chunk) > done and len(chunk):
                 first = max(0, done - lo)
-                dots = np.einsum("ij,j->i", chunk[first:].astype(np.float32), q)
+                # the int16 rows cast to float32 inside einsum's buffered loop: the same
+                # products and sums as einsum over a float32 copy, without the copy
+                dots = np.einsum("ij,j->i", chunk[first:], q, dtype=np.float32, casting="unsafe")
                 dots *= scale[first:]
                 parts.append(dots.astype(np.float64))
         out = np.concatenate(parts) if parts else np.zeros(0)
