@@ -135,7 +135,10 @@ def _salient_sentence(text: str, max_words: int) -> str:
     sentences = [s.strip() for s in _sentences(text.strip()) if s.strip()]
     if not sentences:
         return ""
-    best = max(sentences, key=lambda s: len(_SALIENT.findall(s)))  # first maximum = earliest
+    if len(sentences) == 1:
+        best = sentences[0]  # nothing to compare: no salience to count
+    else:
+        best = max(sentences, key=lambda s: len(_SALIENT.findall(s)))  # first max = earliest
     words = best.split()
     if len(words) > max_words:
         best = " ".join(words[:max_words]) + " …"
