@@ -326,7 +326,7 @@ class HistoryIndex:
         self, base: int, token_lists: Sequence[list[str]]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(doc, term id, tf) of every posting, and each document's length, from terms."""
-        flat = [t for toks in token_lists for t in toks]
+        flat = list(chain.from_iterable(token_lists))
         sizes = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
         if not flat:
             empty = np.zeros(0, dtype=np.int64)
@@ -486,7 +486,9 @@ class HistoryIndex:
             lo = c * CHUNK
             if lo + len(chunk) > done and len(chunk):
                 first = max(0, done - lo)
-                dots = np.einsum("ij,j->i", chunk[first:].astype(np.float32), q)
+                # the int16 rows cast to float32 inside einsum's buffered loop: the same
+                # products and sums as einsum over a float32 copy, without the copy
+                dots = np.einsum("ij,j->i", chunk[first:], q, dtype=np.float32, casting="unsafe")
                 dots *= scale[first:]
                 parts.append(dots.astype(np.float64))
         out = np.concatenate(parts) if parts else np.zeros(0)
@@ -562,11 +564,17 @@ class HistoryIndex:
             open_terms, scanned, opened = self._open_terms, 0, self._empty_part(slot_dtype)
         if scanned < len(self._open_terms):
             terms_open = np.frombuffer(self._open_terms, dtype=np.int32)
-            hits = np.flatnonzero(np.isin(terms_open[scanned:], q)) + scanned
+            # np.isin(terms, q) and each hit's query-term slot (its index in the sorted
+            # q) by one lookup table over the term ids (every id, indexed or asked, comes
+            # from the vocabulary): no sort, no binary search
+            slot_of = np.full(max(len(self.vocab), int(q[-1]) + 1), -1, dtype=np.int32)
+            slot_of[q] = np.arange(len(q), dtype=np.int32)
+            slots = slot_of[terms_open[scanned:]]
+            hits = np.flatnonzero(slots >= 0)
             new_open = (
-                np.searchsorted(q, terms_open[hits]).astype(slot_dtype),
-                np.frombuffer(self._open_docs, dtype=np.int32)[hits],
-                _narrow_tf(np.frombuffer(self._open_tf, dtype=np.float32)[hits]),
+                slots[hits].astype(slot_dtype),
+                np.frombuffer(self._open_docs, dtype=np.int32)[hits + scanned],
+                _narrow_tf(np.frombuffer(self._open_tf, dtype=np.float32)[hits + scanned]),
             )
             scanned = len(terms_open)
             del terms_open
@@ -590,7 +598,7 @@ class HistoryIndex:
         slot = np.concatenate([part[0], *(x[0] for x in new)])
         doc = np.concatenate([part[1], *(x[1] for x in new)])
         tf = np.concatenate([part[2], *(x[2] for x in new)])
-        dl = _narrow_tf(self.lengths.view()[np.concatenate([x[1] for x in new])])
+        dl = _narrow_tf(self.lengths.view()[doc[len(part[1]) :]])  # the new postings' docs
         return slot, doc, tf, np.concatenate([part[3], dl])
 
     def smooth(self, scores: np.ndarray, weight: float, span: int, decay: float) -> np.ndarray:

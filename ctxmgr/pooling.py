@@ -15,16 +15,19 @@ faster:
   of a text is the concatenation of its pieces' sequences;
 * texts are pooled in batches of similar token counts (padding under a quarter, where
   one batch of a short question and a 2,000-character tool result was mostly padding)
-  with WordLlama's own expressions (a masked float32 sum over tokens, divided by the
-  token count, L2-normalized as ``WordLlama.embed(norm=True)`` does); a row's sum does
-  not depend on the padding or the other rows of its batch.
+  with WordLlama's own expressions (a float32 sum over tokens in token order, padding
+  zeroed, divided by the token count, L2-normalized as ``WordLlama.embed(norm=True)``
+  does); a row's sum does not depend on the padding or the other rows of its batch.
 
-``tests/test_pooling.py`` checks the result equals ``WordLlama.embed`` bit for bit.
+``tests/test_pooling.py`` checks the result equals ``WordLlama.embed`` (``np.array_equal``:
+bit for bit, except that a component that is exactly zero may be ``-0.0`` in one and
+``0.0`` in the other, which compare equal).
 """
 
 from __future__ import annotations
 
 import re
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,17 @@ __all__ = ["PooledEmbedder"]
 _BOUNDARY = re.compile(r"(?<=[^ ]) (?=[^ ])")
 _CACHE_LIMIT = 100_000  # pieces (~15 MB at most, process-wide); cleared when it grows past
 _BATCH_TOKENS = 16_384  # padded tokens gathered at once (16 MB of float32 at 256 dims)
+
+
+def _pieces(text: str) -> list[str]:
+    """The pieces of ``_BOUNDARY.split(text)``, by ``str.split`` where that is the same.
+
+    With no run of spaces and none at either end, every space sits between two non-space
+    characters, so splitting at every space gives the same pieces.
+    """
+    if "  " in text or text.startswith(" ") or text.endswith(" "):
+        return _BOUNDARY.split(text)
+    return text.split(" ")
 
 
 class PooledEmbedder:
@@ -67,20 +81,17 @@ class PooledEmbedder:
         cache = self._cache  # shared by the threads of a process: read into a local map
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
-        pieces = [_BOUNDARY.split(t) for t in texts]
-        local: dict[str, list[int] | None] = {p: cache.get(p) for ps in pieces for p in ps}
+        pieces = [_pieces(t) for t in texts]
+        local: dict[str, list[int] | None] = dict.fromkeys(chain.from_iterable(pieces))
+        for p in local:
+            local[p] = cache.get(p)
         missing = [p for p, ids in local.items() if ids is None]
         if missing:
             encoded = dict(zip(missing, self._encode(missing)))
             local.update(encoded)
             cache.update(encoded)
-        out = []
-        for ps in pieces:
-            ids: list[int] = []
-            for p in ps:
-                ids += local[p] or ()
-            out.append(ids)
-        return out
+        get = local.__getitem__  # every piece is a list of ids now
+        return [list(chain.from_iterable(map(get, ps))) for ps in pieces]  # type: ignore[arg-type]
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts`` (not mutated): float32 (len(texts), dim), rows L2-normalized.
@@ -100,15 +111,21 @@ class PooledEmbedder:
             while j < n and counts[order[j]] <= limit and (j + 1 - i) * limit <= _BATCH_TOKENS:
                 j += 1
             rows = order[i:j]
-            width = int(counts[rows[-1]])
+            lengths = counts[rows]
+            width = int(lengths[-1])
+            # row r holds the ids of text rows[r], then zeros (valid: where its ids are)
+            valid = np.arange(width) < lengths[:, np.newaxis]
             padded = np.zeros((len(rows), width), dtype=np.int32)
-            mask = np.zeros((len(rows), width), dtype=np.float32)
-            for r, k in enumerate(rows):
-                padded[r, : counts[k]] = ids[k]
-                mask[r, : counts[k]] = 1.0
+            flat = chain.from_iterable([ids[k] for k in rows.tolist()])
+            padded[valid] = np.fromiter(flat, dtype=np.int32, count=int(lengths.sum()))
             np.clip(padded, 0, top, out=padded)
-            # WordLlama.avg_pool's own expression: per-row float32 sums in token order
-            sums[rows] = np.sum(embedding[padded] * mask[..., np.newaxis], axis=1, dtype=np.float32)
+            # WordLlama.avg_pool's float32 sums over the tokens, in token order; it multiplies
+            # by a 0/1 mask, here the padding rows are zeroed: a token's vector times 1.0 is
+            # itself, and a padding adds +0.0 where the mask added +-0.0 (the same sum; at
+            # most the sign of an exactly zero component differs, and -0.0 == 0.0)
+            gathered = embedding[padded]
+            gathered[~valid] = 0.0
+            sums[rows] = np.sum(gathered, axis=1, dtype=np.float32)
             i = j
         sums /= np.maximum(counts, 1).astype(np.float32)[:, np.newaxis]
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -89,6 +89,7 @@ _IDENTIFIER = re.compile(
     r"|(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{5,}(?![\w-])(?!\"\s*:)"  # not a JSON key
 )
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DIGIT_OR_AT = re.compile(r"[\d@]")  # the same (Unicode) \d as in _IDENTIFIER
 
 
 def identifiers(text: str, limit: int) -> list[str]:
@@ -99,7 +100,7 @@ def identifiers(text: str, limit: int) -> list[str]:
     starting with an ISO date (``2024-05-06T19`` is a timestamp, not an id).
     """
     found: dict[str, None] = {}
-    if limit <= 0:
+    if limit <= 0 or not _DIGIT_OR_AT.search(text):  # an id has a digit, an email an @
         return []
     for match in _IDENTIFIER.finditer(text):
         word = match.group(0)
@@ -110,16 +111,34 @@ def identifiers(text: str, limit: int) -> list[str]:
     return list(found)
 
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_END = re.compile(r"[.!?]\s+")
 _MARKER = re.compile(r"^\[(\d+) earlier points omitted")
 _SALIENT = re.compile(r"\b(?:[A-Z][a-z]+|\d[\d:/.,-]*|[A-Z]{2,}[A-Z0-9_-]*)\b")
 
 
+def _sentences(text: str) -> list[str]:
+    r"""``text`` split after every ``.``, ``!`` or ``?`` followed by whitespace (dropped).
+
+    The pieces of ``re.split(r"(?<=[.!?])\s+", text)``; a scan for the punctuation
+    instead of a look-behind at every character.
+    """
+    out = []
+    start = 0
+    for end in _SENTENCE_END.finditer(text):
+        out.append(text[start : end.start() + 1])
+        start = end.end()
+    out.append(text[start:])
+    return out
+
+
 def _salient_sentence(text: str, max_words: int) -> str:
-    sentences = [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip()]
+    sentences = [s.strip() for s in _sentences(text.strip()) if s.strip()]
     if not sentences:
         return ""
-    best = max(sentences, key=lambda s: len(_SALIENT.findall(s)))  # first maximum = earliest
+    if len(sentences) == 1:
+        best = sentences[0]  # nothing to compare: no salience to count
+    else:
+        best = max(sentences, key=lambda s: len(_SALIENT.findall(s)))  # first max = earliest
     words = best.split()
     if len(words) > max_words:
         best = " ".join(words[:max_words]) + " …"
@@ -171,86 +190,109 @@ class ExtractiveSummarizer:
             tokens = self._line_tokens[line] = self.count_tokens(line)
         return tokens
 
+    def _line_for(self, m: Message) -> str:
+        """The summary line of message ``m`` ("" for none: see :meth:`_has_line`)."""
+        who = m.name or m.role
+        if m.tool_calls:
+            calls = ", ".join(f"{c.name}({c.arguments[:200]})" for c in m.tool_calls)
+            return f"- {who} called {calls}"
+        sentence = _salient_sentence(m.text, self.max_words)
+        if not sentence:
+            return ""
+        if m.role == "tool":
+            ids = identifiers(m.text, self.max_ids)
+            head = f"ids {', '.join(ids)}; " if ids else ""  # ids first: they survive cuts
+            return f"- result of {m.name or 'tool'}: {head}{sentence}"
+        return f"- {who}: {sentence}"
+
+    @staticmethod
+    def _has_line(m: Message) -> bool:
+        """Whether ``m`` gets a summary line, without building it.
+
+        Messages ctxmgr injected get none; a tool call always gets one; any other message
+        gets one when its text has a non-whitespace character (then one of its sentences
+        is non-empty, and so is the most salient one).
+        """
+        if m.metadata.get("ctxmgr"):
+            return False
+        return bool(m.tool_calls) or bool(m.text.strip())
+
     def _lines_for(self, messages: Sequence[Message]) -> list[str]:
-        lines = []
-        for m in messages:
-            if m.metadata.get("ctxmgr"):
-                continue
-            who = m.name or m.role
-            if m.tool_calls:
-                calls = ", ".join(f"{c.name}({c.arguments[:200]})" for c in m.tool_calls)
-                lines.append(f"- {who} called {calls}")
-                continue
-            sentence = _salient_sentence(m.text, self.max_words)
-            if not sentence:
-                continue
-            if m.role == "tool":
-                ids = identifiers(m.text, self.max_ids)
-                head = f"ids {', '.join(ids)}; " if ids else ""  # ids first: they survive cuts
-                lines.append(f"- result of {m.name or 'tool'}: {head}{sentence}")
-            else:
-                lines.append(f"- {who}: {sentence}")
-        return lines
+        return [line for m in messages if self._has_line(m) and (line := self._line_for(m))]
 
     def summarize(
         self, previous: str | None, messages: Sequence[Message], *, max_tokens: int
     ) -> str:
         """Fold ``messages`` into ``previous``; the result fits ``max_tokens``."""
-        lines = [ln for ln in (previous or "").splitlines() if ln.strip()]
-        lines.extend(self._lines_for(messages))
+        lines: list[str | Message] = [ln for ln in (previous or "").splitlines() if ln.strip()]
+        # the newest lines are kept first: a message's line is built only if it is needed
+        lines.extend(m for m in messages if self._has_line(m))
         return self._fit(lines, max_tokens)
 
-    def _fit(self, lines: list[str], max_tokens: int) -> str:
+    def _fit(self, lines: Sequence[str | Message], max_tokens: int) -> str:
         """Fit ``lines`` into ``max_tokens``: shorten long lines, then drop the oldest.
 
-        O(lines): lines are shortened in whole passes (caps of 40, 24, then 12 words) and
-        the oldest are cut in one scan; a marker counts the omitted points.
+        Lines are shortened in whole passes (caps of 40, 24, then 12 words) while their
+        total passes the budget, then the longest suffix (newest points) that fits is
+        kept; a marker counts the omitted points. Whether a pass is needed, and which
+        suffix fits, is decided from the newest lines back: a line older than the kept
+        suffix is never built (a :class:`Message` stands for the line
+        :meth:`_line_for` gives it) nor counted. O(lines).
         """
         omitted = 0
-        if lines and (found := _MARKER.match(lines[0])):
+        first = lines[0] if lines else None
+        if isinstance(first, str) and (found := _MARKER.match(first)):
             omitted = int(found.group(1))
             lines = lines[1:]
         # a line can never keep more than this many characters: cut before counting, so
         # fitting a huge line (a runaway LLM summary) stays linear in its length
         max_chars = (max(0, max_tokens) + 1) * 32
-        lines = [
-            " ".join((ln if len(ln) <= max_chars else ln[:max_chars] + " …").split())
-            for ln in lines
-        ]  # one point per line, no inner newlines
-        costs = [self._count_line(ln) + 1 for ln in lines]  # +1: the joining newline
-        marker_cost = 16
-        total = sum(costs)
-        for cap in (40, 24, 12):
-            if total + marker_cost <= max_tokens:
-                break
-            for i, line in enumerate(lines):
-                words = line.split()
+        base: dict[int, str] = {}  # built lines, one point per line (no inner newlines)
+        cap: int | None = None  # the shortest word cap applied so far (passes 40, 24, 12)
+
+        def line(i: int) -> str:
+            text = base.get(i)
+            if text is None:
+                raw = lines[i]
+                ln = raw if isinstance(raw, str) else self._line_for(raw)
+                text = base[i] = " ".join(
+                    (ln if len(ln) <= max_chars else ln[:max_chars] + " …").split()
+                )
+            if cap is not None:
+                # shortening at 40, then 24, then 12 words keeps the first `cap` words
+                words = text.split()
                 if len(words) > cap + 1:
-                    lines[i] = " ".join(words[:cap]) + " …"
-                    new = self._count_line(lines[i]) + 1
-                    total += new - costs[i]
-                    costs[i] = new
-        if total + marker_cost > max_tokens:
-            # keep the longest suffix (newest points) that fits
-            budget = max_tokens - marker_cost
-            kept = 0
+                    return " ".join(words[:cap]) + " …"
+            return text
+
+        def fitting(budget: int) -> int:
+            """How many of the newest lines fit ``budget`` tokens (+1 each: the newline)."""
             running = 0
-            for cost in reversed(costs):
-                if running + cost > budget:
-                    break
-                running += cost
-                kept += 1
-            omitted += len(lines) - kept
-            lines = lines[len(lines) - kept :]
+            for kept, i in enumerate(range(len(lines) - 1, -1, -1)):
+                running += self._count_line(line(i)) + 1
+                if running > budget:
+                    return kept
+            return len(lines)
+
+        marker_cost = 16
+        budget = max_tokens - marker_cost
+        kept = fitting(budget)
+        for shorter in (40, 24, 12):
+            if kept == len(lines):
+                break
+            cap = shorter
+            kept = fitting(budget)
+        omitted += len(lines) - kept
+        out = [line(i) for i in range(len(lines) - kept, len(lines))]
 
         def render() -> str:
             head = [f"[{omitted} earlier points omitted; see the archive]"] if omitted else []
-            return "\n".join(head + lines)
+            return "\n".join(head + out)
 
-        while lines and self.count_tokens(render()) > max_tokens:
-            if len(lines) == 1 and len(lines[0]) > 80:  # the last point: cut, keep its head
-                lines[0] = lines[0][: len(lines[0]) * 2 // 3].rstrip(" …") + " …"
+        while out and self.count_tokens(render()) > max_tokens:
+            if len(out) == 1 and len(out[0]) > 80:  # the last point: cut, keep its head
+                out[0] = out[0][: len(out[0]) * 2 // 3].rstrip(" …") + " …"
                 continue
-            lines.pop(0)
+            out.pop(0)
             omitted += 1
         return render()

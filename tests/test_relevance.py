@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -356,3 +357,66 @@ def test_speaker_names_match_whole_words_and_first_names() -> None:
     assert pattern.search("What did Caroline Smith say?")
     assert not pattern.search("Carolines are many")
     assert not relevance._names("Al").search("What did Alice say?")
+
+
+def _bm25s_terms(texts: list[str], stopwords: str | None, stemmer: str | None) -> list[list[str]]:
+    import bm25s
+    import Stemmer
+
+    out = bm25s.tokenize(
+        texts,
+        stopwords=stopwords,
+        stemmer=Stemmer.Stemmer(stemmer) if stemmer else None,
+        return_ids=False,
+        show_progress=False,
+    )
+    return [list(t) for t in out]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("stopwords", "stemmer"), [("en_plus", "english"), ("en", None), (None, "english")]
+)
+def test_terms_equal_bm25s_tokenize(
+    data_dir: Path, stopwords: str | None, stemmer: str | None
+) -> None:
+    """The strategy's tokenizer gives bm25s.tokenize's terms, batch after batch (stems kept)."""
+    import json
+
+    conversation = json.loads((data_dir / "locomo" / "locomo10.json").read_text())[0]
+    texts = [
+        turn["text"]
+        for key, session in conversation["conversation"].items()
+        if key.startswith("session_") and isinstance(session, list)
+        for turn in session
+    ]
+    texts += ["", "a", "I'm O'Neil: Ünïcode wörds, ÉCOLE, naïve; 42x a_b", "THE the The", "-- --"]
+    strategy = RelevanceEviction(
+        RelevanceEviction.Options(stopwords=stopwords, stemmer=stemmer, embedder=None)
+    )
+    for start in range(0, len(texts), 97):  # the second batch reuses the first one's stems
+        batch = texts[start : start + 97]
+        assert strategy._tokenize(batch) == _bm25s_terms(batch, stopwords, stemmer)
+    assert (len(strategy._stems) > 0) == (stemmer is not None)
+
+
+def test_ascii_words_equal_the_token_pattern() -> None:
+    """The byte-table split of ASCII text finds what bm25s's token pattern finds."""
+    import random
+    import re
+
+    pattern = re.compile(r"(?u)\b\w\w+\b")
+    rnd = random.Random(11)
+    alphabet = "aZ_9 .,;'\"-\t\n\x0b\x1c\x7f(){}"
+    texts = ["", "a", "ab", "a_b c9 __ x", "TEST test-case O'Neil", "x\x1cy zz\x7fww"]
+    texts += ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 40))) for _ in range(3000)]
+    for text in texts:
+        assert list(relevance._words(text)) == pattern.findall(text.lower())
+    assert list(relevance._words("Ünïcode wörds")) == ["ünïcode", "wörds"]  # the pattern
+
+
+def test_unknown_stopword_list_is_a_config_error() -> None:
+    """A stop-word list bm25s does not have is refused when the strategy is built."""
+    from ctxmgr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="stopwords"):
+        RelevanceEviction(RelevanceEviction.Options(stopwords="klingon", embedder=None))

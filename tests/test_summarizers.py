@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +16,7 @@ from ctxmgr.summarizers import (
     AsyncSummarizer,
     ExtractiveSummarizer,
     Summarizer,
+    _sentences,
     identifiers,
     render_transcript,
 )
@@ -360,3 +362,192 @@ def test_identifiers_scan_a_long_unbroken_token() -> None:
     blob = "QUJD" * 75_000  # 300,000 characters, letters only: no identifier in it
     assert identifiers(blob, 12) == []
     assert identifiers(blob + " id HAT204 " + "9" * 300_000, 12) == ["HAT204"]
+
+
+# -- lazy fitting: the same summary as building and counting every line ---------------------------
+
+_OLD_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_OLD_SALIENT = re.compile(r"\b(?:[A-Z][a-z]+|\d[\d:/.,-]*|[A-Z]{2,}[A-Z0-9_-]*)\b")
+_OLD_IDENTIFIER = re.compile(
+    r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{5,}(?![\w-])(?!\"\s*:)"
+)
+
+
+def _eager_summary(
+    count: Callable[[str], int], previous: str | None, messages: list[Message], max_tokens: int
+) -> str:
+    """The extractive summary as it was built before lines were built lazily (the oracle).
+
+    Every message's line is built (look-behind sentence split, a full identifier scan),
+    every line is counted, and each shortening pass goes over all lines.
+    """
+
+    def salient(text: str) -> str:
+        sentences = [s.strip() for s in _OLD_SENTENCE.split(text.strip()) if s.strip()]
+        if not sentences:
+            return ""
+        best = max(sentences, key=lambda s: len(_OLD_SALIENT.findall(s)))
+        words = best.split()
+        return " ".join(words[:40]) + " …" if len(words) > 40 else best
+
+    def ids(text: str) -> list[str]:
+        found: dict[str, None] = {}
+        for match in _OLD_IDENTIFIER.finditer(text):
+            word = match.group(0)
+            if word not in found and not re.match(r"\d{4}-\d{2}-\d{2}", word):
+                found[word] = None
+                if len(found) >= 12:
+                    break
+        return list(found)
+
+    lines = [ln for ln in (previous or "").splitlines() if ln.strip()]
+    for m in messages:
+        if m.metadata.get("ctxmgr"):
+            continue
+        who = m.name or m.role
+        if m.tool_calls:
+            calls = ", ".join(f"{c.name}({c.arguments[:200]})" for c in m.tool_calls)
+            lines.append(f"- {who} called {calls}")
+            continue
+        sentence = salient(m.text)
+        if not sentence:
+            continue
+        if m.role == "tool":
+            found = ids(m.text)
+            head = f"ids {', '.join(found)}; " if found else ""
+            lines.append(f"- result of {m.name or 'tool'}: {head}{sentence}")
+        else:
+            lines.append(f"- {who}: {sentence}")
+    omitted = 0
+    if lines and (marker := re.match(r"^\[(\d+) earlier points omitted", lines[0])):
+        omitted = int(marker.group(1))
+        lines = lines[1:]
+    max_chars = (max(0, max_tokens) + 1) * 32
+    lines = [
+        " ".join((ln if len(ln) <= max_chars else ln[:max_chars] + " …").split()) for ln in lines
+    ]
+    costs = [count(ln) + 1 for ln in lines]
+    total = sum(costs)
+    for cap in (40, 24, 12):
+        if total + 16 <= max_tokens:
+            break
+        for i, line in enumerate(lines):
+            words = line.split()
+            if len(words) > cap + 1:
+                lines[i] = " ".join(words[:cap]) + " …"
+                new = count(lines[i]) + 1
+                total += new - costs[i]
+                costs[i] = new
+    if total + 16 > max_tokens:
+        kept, running = 0, 0
+        for cost in reversed(costs):
+            if running + cost > max_tokens - 16:
+                break
+            running += cost
+            kept += 1
+        omitted += len(lines) - kept
+        lines = lines[len(lines) - kept :]
+
+    def render() -> str:
+        head = [f"[{omitted} earlier points omitted; see the archive]"] if omitted else []
+        return "\n".join(head + lines)
+
+    while lines and count(render()) > max_tokens:
+        if len(lines) == 1 and len(lines[0]) > 80:
+            lines[0] = lines[0][: len(lines[0]) * 2 // 3].rstrip(" …") + " …"
+            continue
+        lines.pop(0)
+        omitted += 1
+    return render()
+
+
+_word = st.sampled_from(
+    [
+        "alpha",
+        "Beta",
+        "42",
+        "HAT204",
+        "a.b@mail.com",
+        "2024-05-06T19",
+        "ID_7",
+        "x" * 70,
+        "end.",
+        "why?",
+        "so!",
+        '"key123": 1,',
+        "é9",
+        "٣abc12",
+        "\t",
+        "\n",
+        "…",
+        "",
+    ]
+)
+_text = st.lists(_word, max_size=70).map(" ".join)
+_message = st.one_of(
+    _text.map(Message.user),
+    _text.map(lambda t: Message.assistant(t)),
+    st.tuples(_text, st.sampled_from(["lookup", None])).map(
+        lambda a: Message.tool(a[0], "call_1", name=a[1])
+    ),
+    _text.map(lambda t: Message.assistant(tool_calls=[ToolCall("c1", "search", t)])),
+    _text.map(lambda t: Message.user(t, metadata={"ctxmgr": "summary"})),
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    previous=st.one_of(
+        st.none(),
+        st.lists(st.one_of(_text.map(lambda t: "- " + t), _line), max_size=30).map("\n".join),
+    ),
+    messages=st.lists(_message, max_size=40),
+    max_tokens=st.integers(min_value=1, max_value=600),
+)
+def test_lazy_summary_equals_building_every_line(
+    count: TiktokenCounter, previous: str | None, messages: list[Message], max_tokens: int
+) -> None:
+    """Building only the lines the summary keeps gives the summary building all of them gave."""
+    fresh = ExtractiveSummarizer(count.count_text)  # no line counts memoized from other runs
+    expected = _eager_summary(count.count_text, previous, messages, max_tokens)
+    assert fresh.summarize(previous, messages, max_tokens=max_tokens) == expected
+    # again with the line counts memoized by the first call
+    assert fresh.summarize(previous, messages, max_tokens=max_tokens) == expected
+
+
+def test_lines_older_than_the_kept_points_are_never_built(count: TiktokenCounter) -> None:
+    """Of 200 evicted tool results only the newest few are summarized (and counted)."""
+    built: list[str] = []
+    summarizer = ExtractiveSummarizer(count.count_text)
+    real = summarizer._line_for
+
+    def spy(m: Message) -> str:
+        built.append(m.text)
+        return real(m)
+
+    summarizer._line_for = spy  # type: ignore[method-assign]
+    messages = [Message.tool(f"Result {i}: seat 12A held for HAT{i:03d}.", "c") for i in range(200)]
+    out = summarizer.summarize(None, messages, max_tokens=200)
+    assert out == _eager_summary(count.count_text, None, messages, 200)
+    assert out.splitlines()[-1].startswith("- result of tool: ids HAT199; Result 199")
+    assert 0 < len(built) < 30
+    assert built[0] == messages[-1].text  # newest first
+
+
+def test_sentence_split_equals_the_look_behind_split() -> None:
+    """_sentences gives the pieces of the look-behind sentence split, on tricky input."""
+    texts = ["", "a", "a. b", "a..  b! c?", "end.", ". lead", "a.\n\tb", "x?!  y", "3.5 m. ok"]
+    for text in texts:
+        assert _sentences(text) == _OLD_SENTENCE.split(text)
+
+
+def test_identifiers_need_a_digit_or_an_at_sign() -> None:
+    """Text without any (Unicode) digit or @ has no identifier; with one, the scan runs."""
+    assert identifiers("Booking reservation policy agent " * 50, 12) == []
+    assert identifiers("code ABC\u0663\u0664\u0665 here", 12) == ["ABC\u0663\u0664\u0665"]
+    assert identifiers("mail ann.lee@example.com now", 12) == ["ann.lee@example.com"]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import tiktoken
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ctxmgr import tokens
 from ctxmgr.errors import ConfigError
@@ -262,6 +266,150 @@ def test_message_tokenized_once(counter: TiktokenCounter, monkeypatch: pytest.Mo
     assert len(texts) == calls_after_first
     info = counter.cache_info()
     assert (info.hits, info.misses, info.size) == (2, 1, 1)
+
+
+def test_roles_and_names_tokenized_once_per_counter(
+    counter: TiktokenCounter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Roles, tool names and participant names are tokenized once; every count stays exact."""
+    texts: list[str] = []
+    real = counter.count_text
+
+    def spy(text: str) -> int:
+        texts.append(text)
+        return real(text)
+
+    monkeypatch.setattr(counter, "count_text", spy)
+    enc = counter.encoding
+    messages = [
+        Message.user(f"question {i}", name="Alice") if i % 2 else Message.user(f"q {i}")
+        for i in range(6)
+    ] + [
+        Message.assistant(tool_calls=[ToolCall(f"c{i}", name, '{"a": 1}')])
+        for i, name in enumerate(["get_weather", "a", "get_weather", "lookup_flight_status"])
+    ]
+    for msg in messages:
+        expected = TOKENS_PER_MESSAGE + len(enc.encode_ordinary(msg.role))
+        expected += len(enc.encode_ordinary(msg.text))
+        if msg.name:
+            expected += len(enc.encode_ordinary(msg.name)) + TOKENS_PER_NAME
+        for call in msg.tool_calls:
+            expected += len(enc.encode_ordinary(call.name)) + len(
+                enc.encode_ordinary(call.arguments)
+            )
+            expected += TOKENS_PER_TOOL_CALL
+        assert counter.count_message(msg) == expected
+    for name in ("user", "assistant", "Alice", "get_weather", "a", "lookup_flight_status"):
+        assert texts.count(name) == 1
+    # a second counter keeps its own names (its encoding may differ)
+    assert TiktokenCounter()._names == {}
+    counter.clear_cache()
+    assert counter._names == {}
+    assert counter.count_message(messages[0]) == TOKENS_PER_MESSAGE + 1 + len(
+        enc.encode_ordinary("q 0")
+    )
+    assert texts.count("user") == 2
+
+
+def test_name_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The name memo keeps short names only, and empties itself when full; counts stay exact."""
+    monkeypatch.setattr(tokens, "_NAME_MEMO", 2)
+    counter = TiktokenCounter()
+    enc = counter.encoding
+    long_name = "tool_" * 20  # 100 characters: counted, never kept
+    names = ["alpha", "beta_tool", long_name, "gamma", "alpha", long_name]
+    for i, name in enumerate(names):
+        call = ToolCall(f"c{i}", name, "{}")
+        msg = Message.assistant(tool_calls=[call])
+        expected = TOKENS_PER_MESSAGE + 1 + len(enc.encode_ordinary(name)) + 1
+        assert counter.count_message(msg) == expected + TOKENS_PER_TOOL_CALL
+        assert len(counter._names) <= 2
+        assert long_name not in counter._names
+
+
+# -- word-by-word counting (cl100k_base) ------------------------------------------------------
+
+_ALPHABET = st.sampled_from(
+    [
+        *"aZé日 .,'\"-_09\t\n\r\x0b\x0c\x1c\x85\xa0\u2003\u3000!?:;/\\{}[]()",
+        *["'s", "'LL", " the", "  ", "\r\n", "١٢", "\u0301", "😀", "<|endoftext|>"],
+        *["\ud83d", "\ude00"],  # lone surrogates (tiktoken replaces them)
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def word_counter() -> TiktokenCounter:
+    """One counter for every example, so its word memo grows warm across them."""
+    return TiktokenCounter()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.lists(_ALPHABET, max_size=60).map("".join))
+def test_word_by_word_count_is_exact(word_counter: TiktokenCounter, text: str) -> None:
+    """Counting word by word gives encode_ordinary's length for any text.
+
+    Spaces, runs of whitespace, CR/LF, Unicode spaces and digits, combining marks,
+    contractions, special-token text and lone surrogates, alone and repeated.
+    """
+    enc = word_counter.encoding
+    assert word_counter._split
+    assert word_counter.count_text(text) == len(enc.encode_ordinary(text))
+    twice = f"{text} {text}"
+    assert word_counter.count_text(twice) == len(enc.encode_ordinary(twice))
+
+
+def test_word_by_word_count_is_exact_on_the_public_transcripts(data_dir: Path) -> None:
+    """Every LoCoMo turn and tau-bench message counts as encode_ordinary counts it, twice."""
+    texts: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("content", "text") and isinstance(value, str):
+                    texts.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads((data_dir / "locomo" / "locomo10.json").read_text())[:2])
+    walk(json.loads((data_dir / "tau-bench" / "gpt-4o-airline.json").read_text())[:10])
+    assert len(texts) > 1000
+    counter = TiktokenCounter()
+    expected = [len(counter.encoding.encode_ordinary(t)) for t in texts]
+    assert [counter.count_text(t) for t in texts] == expected
+    assert len(counter._words) > 100
+    assert [counter.count_text(t) for t in texts] == expected  # from the word memo
+
+
+def test_word_memo_is_bounded_and_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The word memo keeps short words only and empties itself when full (or on clear_cache).
+
+    Counts stay exact throughout.
+    """
+    monkeypatch.setattr(tokens, "_WORD_MEMO", 5)
+    counter = TiktokenCounter()
+    enc = counter.encoding
+    long_word = "x" * 41
+    for i in range(40):
+        text = f"w{i} seat {i}A on flight HAT{i:03d} {long_word}"
+        assert counter.count_text(text) == len(enc.encode_ordinary(text))
+        assert len(counter._words) <= 5 and len(counter._heads) <= 5
+        assert long_word not in counter._words
+    counter.clear_cache()
+    assert counter._words == {} and counter._heads == {}
+
+
+def test_other_pre_tokenizers_are_encoded_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Word-by-word counting is used only for the pre-tokenizer it is proven for."""
+    monkeypatch.setattr(tokens, "_SPLIT_SAFE_PATTERN", "another pattern")
+    counter = TiktokenCounter()
+    assert not counter._split
+    text = "two words and more words"
+    assert counter.count_text(text) == len(counter.encoding.encode_ordinary(text))
+    assert counter._words == {} and counter._heads == {}
 
 
 def test_clear_cache(counter: TiktokenCounter) -> None:
