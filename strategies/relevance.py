@@ -99,10 +99,35 @@ def _words(text: str) -> Iterable[str]:
     return _BM25_TOKEN.findall(text.lower())
 
 
-def _bm25s_stopwords(name: str | None) -> Sequence[str]:
-    """The stop words ``bm25s.tokenize(stopwords=name)`` drops."""
-    from bm25s.tokenization import _infer_stopwords
+_PUBLIC_STOPWORDS = {  # name -> bm25s.stopwords list, for a bm25s without the helper below
+    "en": "STOPWORDS_EN",
+    "english": "STOPWORDS_EN",
+    "en_plus": "STOPWORDS_EN_PLUS",
+    "english_plus": "STOPWORDS_EN_PLUS",
+}
 
+
+def _bm25s_stopwords(name: str | None) -> Sequence[str]:
+    """The stop words ``bm25s.tokenize(stopwords=name)`` drops.
+
+    Raises:
+        ConfigError: bm25s has no list of that name.
+    """
+    try:  # bm25s's own name -> list mapping (a private helper, so guarded)
+        from bm25s.tokenization import _infer_stopwords
+    except ImportError:
+        import bm25s.stopwords
+
+        if name is None:
+            return []
+        found = getattr(bm25s.stopwords, _PUBLIC_STOPWORDS.get(name, ""), None)
+        if found is None:
+            raise ConfigError(
+                f"unknown bm25s stop-word list {name!r} (known here: "
+                f"{', '.join(sorted(_PUBLIC_STOPWORDS))}, or None)",
+                key="relevance.stopwords",
+            ) from None
+        return found  # type: ignore[no-any-return]
     try:
         return _infer_stopwords(name)  # type: ignore[no-any-return]
     except ValueError as exc:

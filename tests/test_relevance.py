@@ -420,3 +420,18 @@ def test_unknown_stopword_list_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="stopwords"):
         RelevanceEviction(RelevanceEviction.Options(stopwords="klingon", embedder=None))
+
+
+def test_stopwords_without_bm25s_private_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bm25s without ``_infer_stopwords`` still gives the same English lists."""
+    import bm25s.tokenization
+
+    from ctxmgr.errors import ConfigError
+
+    expected = {n: list(relevance._bm25s_stopwords(n)) for n in ("en", "en_plus", None)}
+    monkeypatch.delattr(bm25s.tokenization, "_infer_stopwords")
+    for name, words in expected.items():
+        assert list(relevance._bm25s_stopwords(name)) == words
+    assert len(expected["en_plus"]) > len(expected["en"]) > 0
+    with pytest.raises(ConfigError, match="klingon"):
+        relevance._bm25s_stopwords("klingon")
