@@ -247,8 +247,8 @@ def test_custom_part_estimates() -> None:
 # -- cache ----------------------------------------------------------------------------------
 
 
-def test_message_tokenized_once(counter: TiktokenCounter, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A message is tokenized once: the second count (even of an equal copy) is a cache hit."""
+def _spy_on_count_text(counter: TiktokenCounter, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every text ``counter.count_text`` is asked for, in the returned list."""
     texts: list[str] = []
     real = counter.count_text
 
@@ -257,6 +257,12 @@ def test_message_tokenized_once(counter: TiktokenCounter, monkeypatch: pytest.Mo
         return real(text)
 
     monkeypatch.setattr(counter, "count_text", spy)
+    return texts
+
+
+def test_message_tokenized_once(counter: TiktokenCounter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message is tokenized once: the second count (even of an equal copy) is a cache hit."""
+    texts = _spy_on_count_text(counter, monkeypatch)
     msg = Message.user("hello world")
     assert counter.count_message(msg) == 6
     calls_after_first = len(texts)
@@ -272,14 +278,7 @@ def test_roles_and_names_tokenized_once_per_counter(
     counter: TiktokenCounter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Roles, tool names and participant names are tokenized once; every count stays exact."""
-    texts: list[str] = []
-    real = counter.count_text
-
-    def spy(text: str) -> int:
-        texts.append(text)
-        return real(text)
-
-    monkeypatch.setattr(counter, "count_text", spy)
+    texts = _spy_on_count_text(counter, monkeypatch)
     enc = counter.encoding
     messages = [
         Message.user(f"question {i}", name="Alice") if i % 2 else Message.user(f"q {i}")
