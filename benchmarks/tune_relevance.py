@@ -73,12 +73,32 @@ def _settings() -> list[dict[str, Any]]:
     return out
 
 
-def recall_per_dialogue(setting: dict[str, Any], budget: int) -> list[tuple[int, int]]:
-    """(questions with all evidence kept, answerable questions) for each dialogue."""
+def _questions(messages: list[Any]) -> dict[int, int]:
+    """Each assistant turn's question: the nearest user turn before it (as the manager)."""
+    out: dict[int, int] = {}
+    last_user = None
+    for i, m in enumerate(messages):
+        if m.role == "user":
+            last_user = i
+        elif m.role == "assistant" and last_user is not None:
+            out[i] = last_user
+    return out
+
+
+def recall_per_dialogue(
+    setting: dict[str, Any], budget: int, whole: bool = False
+) -> list[tuple[int, int]]:
+    """(questions with all evidence kept, answerable questions) for each dialogue.
+
+    ``whole``: keep exchanges whole as the manager's compaction does (issue #7): an
+    assistant turn is taken with its question or not at all, and a question whose answer
+    did not fit is dropped with it.
+    """
     counter = get_counter()
     out = []
     for t in TRANSCRIPTS:
         segs = [Segment((m,), i, counter.count_message(m)) for i, m in enumerate(t.messages)]
+        question_of = _questions(t.messages) if whole else {}
         strategy = RelevanceEviction(RelevanceEviction.Options(**setting))
         hits = total = 0
         for probe in t.probes:
@@ -88,12 +108,22 @@ def recall_per_dialogue(setting: dict[str, Any], budget: int) -> list[tuple[int,
             window = types.SimpleNamespace(history=segs, query=probe.question)
             scores = strategy._history_scores(window)  # type: ignore[arg-type]
             room = budget - counter.count_text(probe.question) - 8
-            kept: set[str] = set()
+            taken: set[int] = set()
+            orphaned: set[int] = set()
             for pos in np.argsort(-scores, kind="stable"):
-                seg = segs[int(pos)]
-                if seg.tokens <= room:
-                    room -= seg.tokens
-                    kept.add(str(seg.head.metadata.get("dia_id")))
+                i = int(pos)
+                if i in taken or i in orphaned:
+                    continue
+                q = question_of.get(i)
+                if q in taken:
+                    q = None
+                cost = segs[i].tokens + (segs[q].tokens if q is not None else 0)
+                if cost <= room:
+                    room -= cost
+                    taken.update([i] if q is None else [i, q])
+                elif q is not None:
+                    orphaned.add(q)
+            kept = {str(segs[i].head.metadata.get("dia_id")) for i in taken}
             total += 1
             hits += wanted <= kept
         out.append((hits, total))
@@ -106,6 +136,11 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--budget", type=int, default=4000)
     parser.add_argument("--grid", choices=sorted(GRIDS), default="fusion")
+    parser.add_argument(
+        "--whole-exchanges",
+        action="store_true",
+        help="take an assistant turn with its question or not at all, as the presets do",
+    )
     args = parser.parse_args()
     GRID = GRIDS[args.grid]
     TRANSCRIPTS = load_transcripts(_data())
@@ -115,7 +150,7 @@ def main() -> None:
     }
     results = {}
     for setting in _settings():
-        per = recall_per_dialogue(setting, args.budget)
+        per = recall_per_dialogue(setting, args.budget, args.whole_exchanges)
         results[tuple(setting.items())] = per
         share = sum(h for h, _ in per) / sum(n for _, n in per)
         print(f"{share:.3f}  {setting}", flush=True)
