@@ -19,17 +19,16 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("CTXMGR_TIKTOKEN_OFFLINE", "1")
+# LoCoMo from $CTXMGR_DATA_DIR, else ../shared/data, else the download cache (dataset_path)
+os.environ.setdefault(
+    "CTXMGR_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 from ctxmgr import Message, get_counter
 from ctxmgr.bench import metrics
 from ctxmgr.bench.ctxmgr_fitter import CtxmgrFitter
+from ctxmgr.bench.datasets import dataset_path
 from ctxmgr.bench.loaders import load_transcripts
-
-
-def _data() -> Path:
-    env = os.environ.get("CTXMGR_DATA_DIR")
-    base = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    return base / "locomo" / "locomo10.json"
 
 
 def main() -> None:
@@ -41,7 +40,7 @@ def main() -> None:
     fitter = CtxmgrFitter.from_source(args.config)
     # class -> [probes, probes with all evidence kept, context tokens]
     classes: dict[str, list[int]] = {}
-    for run in load_transcripts(_data()):
+    for run in load_transcripts(dataset_path("locomo")):
         originals = {m.metadata["dia_id"]: m.text for m in run.messages if m.metadata.get("dia_id")}
         session = fitter.start(run, args.budget, counter)
         for i in range(1, len(run.messages)):

@@ -32,6 +32,7 @@ import numpy as np
 from ctxmgr.strategies.relevance import RelevanceEviction
 
 from ctxmgr import get_counter
+from ctxmgr.bench.datasets import dataset_path
 from ctxmgr.bench.loaders import load_transcripts
 from ctxmgr.segments import Segment
 
@@ -58,9 +59,11 @@ GRID: dict[str, list[Any]] = GRIDS["fusion"]
 
 
 def _data() -> Path:
-    env = os.environ.get("CTXMGR_DATA_DIR")
-    base = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    return base / "locomo" / "locomo10.json"
+    """LoCoMo from ``$CTXMGR_DATA_DIR``, else ``../shared/data``, else the download cache."""
+    os.environ.setdefault(
+        "CTXMGR_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+    return dataset_path("locomo")
 
 
 def _settings() -> list[dict[str, Any]]:
@@ -70,18 +73,6 @@ def _settings() -> list[dict[str, Any]]:
         if setting.get("fusion") == "rrf" and setting["semantic_weight"] in (0.0, 1.0):
             continue  # identical to a z-score setting
         out.append(setting)
-    return out
-
-
-def _questions(messages: list[Any]) -> dict[int, int]:
-    """Each assistant turn's question: the nearest user turn before it (as the manager)."""
-    out: dict[int, int] = {}
-    last_user = None
-    for i, m in enumerate(messages):
-        if m.role == "user":
-            last_user = i
-        elif m.role == "assistant" and last_user is not None:
-            out[i] = last_user
     return out
 
 
@@ -98,7 +89,6 @@ def recall_per_dialogue(
     out = []
     for t in TRANSCRIPTS:
         segs = [Segment((m,), i, counter.count_message(m)) for i, m in enumerate(t.messages)]
-        question_of = _questions(t.messages) if whole else {}
         strategy = RelevanceEviction(RelevanceEviction.Options(**setting))
         hits = total = 0
         for probe in t.probes:
@@ -107,6 +97,9 @@ def recall_per_dialogue(
                 continue
             window = types.SimpleNamespace(history=segs, query=probe.question)
             scores = strategy._history_scores(window)  # type: ignore[arg-type]
+            # an assistant turn's question: the nearest user turn before it, as the index
+            # keeps it for the recall block (-1: none)
+            question = strategy._index.question.view() if whole else None
             room = budget - counter.count_text(probe.question) - 8
             taken: set[int] = set()
             orphaned: set[int] = set()
@@ -114,7 +107,9 @@ def recall_per_dialogue(
                 i = int(pos)
                 if i in taken or i in orphaned:
                     continue
-                q = question_of.get(i)
+                q = None
+                if question is not None and segs[i].role == "assistant" and question[i] >= 0:
+                    q = int(question[i])
                 if q in taken:
                     q = None
                 cost = segs[i].tokens + (segs[q].tokens if q is not None else 0)
