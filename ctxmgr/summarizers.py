@@ -217,9 +217,6 @@ class ExtractiveSummarizer:
             return False
         return bool(m.tool_calls) or bool(m.text.strip())
 
-    def _lines_for(self, messages: Sequence[Message]) -> list[str]:
-        return [line for m in messages if self._has_line(m) and (line := self._line_for(m))]
-
     def summarize(
         self, previous: str | None, messages: Sequence[Message], *, max_tokens: int
     ) -> str:

@@ -126,7 +126,7 @@ def test_tool_result_ids_come_first_and_survive_shortening(count: TiktokenCounte
         Message.assistant("", [ToolCall("c1", "get_reservation_details", '{"id": "BOH180"}')]),
         Message.tool(result, "c1", name="get_reservation_details"),
     ]
-    line = ExtractiveSummarizer(count.count_text)._lines_for(msgs)[1]
+    line = ExtractiveSummarizer(count.count_text)._line_for(msgs[1])
     assert line.startswith(
         "- result of get_reservation_details: ids BOH180, credit_card_9525117; "
         '{"reservation_id": "BOH180"'
